@@ -116,6 +116,13 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    # Western text in Windows-1252/Latin-1 is the most common non-UTF-8 case; detectors guess it wrong on short texts.
+    try:
+        text = data.decode("cp1252")
+        if all(ch.isascii() or "\u00c0" <= ch <= "\u00ff" or ch in "‘’“”–—…€«»°§" for ch in text):
+            return text
+    except UnicodeDecodeError:
+        pass
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()

@@ -1,0 +1,71 @@
+"""The `rag` command end to end, in fresh processes, with the network blocked."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import free_port
+
+QUESTION = "When was the Ottawa Convention signed?"
+
+
+@pytest.fixture
+def offline_env(workdir, tmp_path):
+    """No network: proxies to a dead loopback port, offline flags, and an empty cache (tiktoken files included)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "TIKTOKEN_"))}
+    env.update(
+        HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead, ALL_PROXY=dead, NO_PROXY="", no_proxy="",
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False", GRADIO_ANALYTICS_ENABLED="False",
+        XDG_CACHE_HOME=str(tmp_path / "empty-cache"), HF_HOME=str(tmp_path / "empty-hf"),
+    )
+    return env
+
+
+def rag_cli(*args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_offline_ingest_then_search_json(workdir, offline_env):
+    run = rag_cli("ingest", env=offline_env, cwd=workdir)
+    assert run.returncode == 0, run.stderr
+    assert "2 added, 0 updated, 0 skipped, 0 deleted, 0 failed" in run.stdout
+    assert (workdir / "empty-cache" / "rag" / "tiktoken").is_dir(), "tokenizer came from the packaged copy"
+
+    run = rag_cli("search", QUESTION, "-k", "3", "--json", env=offline_env, cwd=workdir)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["query"] == QUESTION and len(out["hits"]) == 3
+    assert set(out["hits"][0]) == {"chunk_id", "source", "title", "score", "text", "start", "end"}
+    assert any("signed in 1997" in h["text"] for h in out["hits"])
+
+    run = rag_cli("ingest", env=offline_env, cwd=workdir)
+    assert "0 added, 0 updated, 2 skipped" in run.stdout and "(0 chunks embedded" in run.stdout
+
+
+def test_cli_reports_bad_files_and_exits_nonzero(workdir, offline_env):
+    (workdir / "corpus" / "bad.txt").write_bytes(b"\x00\xff" * 500)
+    run = rag_cli("ingest", "--index", str(workdir / "idx2"), env=offline_env, cwd=workdir)
+    assert run.returncode == 1
+    assert "failed: corpus/bad.txt: binary content" in run.stderr
+    assert "2 added" in run.stdout and "1 failed" in run.stdout
+    assert (workdir / "idx2" / "manifest.json").is_file()
+
+
+def test_cli_errors_are_one_line(workdir, offline_env):
+    run = rag_cli("search", "anything", "--index", str(workdir / "nowhere"), env=offline_env, cwd=workdir)
+    assert run.returncode == 3 and run.stderr.strip() == f"error: no index at {workdir / 'nowhere'}; run `rag ingest` first"
+    env = {**offline_env, "RAG_CHUNK_OVERLAP": "500"}
+    run = rag_cli("config", env=env, cwd=workdir)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "chunk_overlap" in run.stderr
+
+
+def test_config_file_and_env_resolve(workdir, offline_env):
+    (workdir / "rag.toml").write_text('chunk_size = 300\ncorpus_dir = "docs"\n')
+    env = {**offline_env, "RAG_CHUNK_OVERLAP": "50"}
+    run = rag_cli("config", env=env, cwd=workdir)
+    cfg = json.loads(run.stdout)
+    assert (cfg["chunk_size"], cfg["chunk_overlap"], cfg["corpus_dir"]) == (300, 50, "docs")
