@@ -7,10 +7,11 @@ from rag._offline import set_offline_env
 
 set_offline_env()
 
-from rag.config import Settings, load_settings  # noqa: E402
+from rag.answer import Answer  # noqa: E402
+from rag.config import QueryParams, Settings, load_settings  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.index import IngestReport  # noqa: E402
 from rag.retrieve import Hit  # noqa: E402
 
-__all__ = ["Engine", "Hit", "IngestReport", "RagError", "Settings", "load_settings"]
+__all__ = ["Answer", "Engine", "Hit", "IngestReport", "QueryParams", "RagError", "Settings", "load_settings"]

@@ -44,7 +44,7 @@ def split(text: str, size: int = 200, overlap: int = 40, tokenizer: str = "cl100
         raise ValueError("overlap must be smaller than size")
     enc = encoding(tokenizer)
     segments = []  # (start, end, tokens, starts_paragraph)
-    for start, end, para in _sentences(text):
+    for start, end, para in sentences(text):
         n = len(enc.encode_ordinary(text[start:end]))
         if n <= size:
             segments.append((start, end, n, para))
@@ -72,7 +72,7 @@ def split(text: str, size: int = 200, overlap: int = 40, tokenizer: str = "cl100
     return chunks
 
 
-def _sentences(text: str):
+def sentences(text: str):
     """Yield (start, end, starts_paragraph) for each sentence, trimmed of white space."""
     pos = 0
     para = True

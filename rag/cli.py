@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = sub.add_parser("ask", parents=[common], help="answer a question from the index, with citations")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--history", type=Path, metavar="FILE", help="JSON list of [user, assistant] pairs (earlier turns)")
+    p.add_argument("--backend", help="local, openai or extractive (default: RAG_LLM_BACKEND or local)")
+    p.add_argument("-k", type=int, help="passages to retrieve")
+
     sub.add_parser("config", parents=[common], help="print the resolved settings")
     return parser
 
@@ -39,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     try:
         return _run(args)
@@ -72,7 +80,40 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"[{n}] {h.score:.3f}  {h.title} ({h.source}, chars {h.start}-{h.end})")
                 print("    " + h.text.replace("\n", " ")[:300])
         return 0
+    if args.command == "ask":
+        return _ask(engine, args)
     raise AssertionError(args.command)
+
+
+def _ask(engine, args: argparse.Namespace) -> int:
+    from rag.config import QueryParams
+
+    history = _read_history(args.history) if args.history else []
+    try:
+        params = QueryParams(k=args.k, backend=args.backend)
+    except ValueError as exc:
+        print(f"error: {str(exc).splitlines()[-1]}", file=sys.stderr)
+        return 2
+    result = engine.ask(args.question, history, params)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    print(result.answer)
+    for c in result.citations:
+        print(f"  [{c.n}] {c.title} ({c.source}, chars {c.start}-{c.end}): “{c.quote}”")
+    return 0
+
+
+def _read_history(path: Path) -> list[tuple[str, str]]:
+    from rag.errors import QuestionError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in data):
+            raise ValueError("expected a list of [user, assistant] string pairs")
+    except (OSError, ValueError) as exc:
+        raise QuestionError(f"--history {path}: {exc}; give a JSON list of [user, assistant] pairs") from None
+    return [(u, a) for u, a in data]
 
 
 def _ingest(engine, args: argparse.Namespace) -> int:

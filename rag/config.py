@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from rag.errors import ConfigError
@@ -38,6 +38,28 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks")
     tokenizer: str = "cl100k_base"
 
+    retrieve_mode: str = Field("hybrid", description="hybrid, dense or lexical")
+    retrieve_k: int = Field(4, ge=1, le=20, description="passages given to the model")
+    retrieve_candidates: int = Field(20, ge=1, le=200, description="candidates from each retriever before fusion")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
+    retrieve_mmr: bool = False
+
+    context_tokens: int = Field(300, ge=50, le=6000, description="token budget of the passages shown to the model")
+    condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
+
+    llm_backend: str = Field("local", description="local, openai or extractive")
+    llm_model_path: str | None = Field(None, description="a GGUF file; unset = the packaged Qwen2.5-Coder-1.5B-Instruct")
+    llm_n_ctx: int = Field(4096, ge=512)
+    llm_threads: int | None = Field(None, ge=1)
+    llm_max_tokens: int = Field(200, ge=16, le=4096)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_timeout_s: float = Field(120.0, gt=0)
+    openai_base_url: str | None = None
+    openai_model: str = "default"
+    openai_api_key: str | None = None
+
+    max_question_chars: int = Field(2000, ge=10, le=100_000)
+
     max_file_mb: float = Field(50.0, gt=0)
     index_batch_size: int = Field(256, ge=1)
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
@@ -63,6 +85,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
+
+
+class QueryParams(BaseModel):
+    """Per-question knobs, bounded so a chat user cannot ask for unbounded work."""
+
+    k: int | None = Field(None, ge=1, le=10)
+    backend: str | None = None
+    mode: str | None = None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
-from rag import embed, index, retrieve, store
-from rag.config import Settings, load_settings
+from rag import answer, condense, embed, index, lexical, retrieve, store
+from rag.config import QueryParams, Settings, load_settings
+from rag.errors import ConfigError, QuestionError
+from rag.llm import make_chat_model
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,75 @@ class Engine:
     def store(self) -> store.Store:
         return store.open_store(self.settings, self.embedder)
 
+    @cached_property
+    def lexical(self) -> lexical.LexicalIndex:
+        """The saved BM25 index when it matches the manifest; otherwise one built in memory from the store."""
+        manifest = store.read_manifest(self.settings.index_dir) or {}
+        db = self.store
+        saved = lexical.LexicalIndex.load(index.lexical_dir(self.settings, db.collection))
+        if saved is not None and saved.stamp == manifest.get("lexical_stamp"):
+            return saved
+        log.warning("lexical index missing or stale; building it in memory (run `rag ingest` to save it)")
+        return index.build_lexical(db, self.settings, save=False)
+
+    def retriever(self, k: int = 5, mode: str = "hybrid", mmr: bool = False) -> retrieve.HybridRetriever:
+        if mode not in retrieve.MODES:
+            raise ConfigError(f"unknown retrieval mode {mode!r}; valid: {', '.join(retrieve.MODES)}")
+        s = self.settings
+        return retrieve.HybridRetriever(
+            store=self.store,
+            embedder=self.embedder,
+            lexical=self.lexical if mode != "dense" else None,
+            k=k,
+            candidates=max(s.retrieve_candidates, k),
+            rrf_k=s.rrf_k,
+            mode=mode,
+            mmr=mmr,
+        )
+
+    def llm(self, backend: str | None = None):
+        """The chat model for `backend` (default: settings), loaded once and kept; None for extractive."""
+        name = backend or self.settings.llm_backend
+        models = self.__dict__.setdefault("_llms", {})
+        if name not in models:
+            models[name] = make_chat_model(name, self.settings)
+        return models[name]
+
+    def ask_stream(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> Iterator[answer.Event]:
+        """Stream one answer: an `evidence` event, `token` events, then the checked `answer`."""
+        question = question.strip()
+        if not question:
+            raise QuestionError("the question is empty; type a question")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}")
+        params = params or QueryParams()
+        s = self.settings
+        llm = self.llm(params.backend)
+        yield from answer.stream(
+            question,
+            list(history or []),
+            self.retriever(k=params.k or s.retrieve_k, mode=params.mode or s.retrieve_mode, mmr=s.retrieve_mmr),
+            self.embedder,
+            llm,
+            context_tokens=s.context_tokens,
+            tokenizer=s.tokenizer,
+            condense_with_llm=s.condense,
+        )
+
+    def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
+        final = None
+        for event in self.ask_stream(question, history, params):
+            if event.kind == "answer":
+                final = event.data
+        assert final is not None
+        return final
+
     def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress)
-        self.__dict__.pop("store", None)  # the active collection may have changed
+        for cached in ("store", "lexical"):  # the active collection or its chunks may have changed
+            self.__dict__.pop(cached, None)
         return report
 
-    def search(self, query: str, k: int = 5) -> list[retrieve.Hit]:
-        return retrieve.dense_search(self.store, self.embedder, query, k)
+    def search(self, query: str, k: int = 5, mode: str | None = None) -> list[retrieve.Hit]:
+        docs = self.retriever(k=k, mode=mode or self.settings.retrieve_mode).invoke(query)
+        return [retrieve.Hit.from_document(d) for d in docs]

@@ -33,3 +33,9 @@ class ModelError(RagError):
     """A model file is missing, corrupt or cannot be loaded."""
 
     exit_code = 5
+
+
+class QuestionError(RagError):
+    """The question cannot be answered as asked (empty, too long)."""
+
+    exit_code = 2

@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.embeddings import Embeddings
 
-from rag import chunk, load, store
+from rag import chunk, lexical, load, store
 from rag.config import Settings
 from rag.errors import IndexMismatchError, LoadError
 
@@ -163,18 +165,40 @@ def ingest(
         report.chunks_deleted += result["num_deleted"]
         report.texts_embedded = getattr(embedder, "texts_embedded", 0) - before
         report.chunks_total = db.count()
+        changed = report.chunks_added or report.chunks_deleted or manifest is None or target != manifest["collection"]
+        stamp = (manifest or {}).get("lexical_stamp") if not changed else None
+        if stamp is None or lexical.LexicalIndex.load(lexical_dir(settings, target)) is None:
+            stamp = build_lexical(db, settings).stamp
 
         new_manifest = {
             **store.build_settings(settings),
             "collection": target,
             "dimension": _dimension(embedder, manifest if target == (manifest or {}).get("collection") else None),
-            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "lexical_stamp": stamp,
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         store.write_manifest(settings.index_dir, new_manifest)
         if manifest is not None and manifest["collection"] != target:
             store.Store(settings, embedder, manifest["collection"]).drop()
+            shutil.rmtree(lexical_dir(settings, manifest["collection"]), ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def lexical_dir(settings: Settings, collection: str) -> Path:
+    return settings.index_dir / "lexical" / collection
+
+
+def build_lexical(db: store.Store, settings: Settings, save: bool = True) -> lexical.LexicalIndex:
+    """BM25 over every chunk of the collection, saved beside the manifest so queries never rebuild it."""
+    ids, texts = [], []
+    for doc in db.iter_chunks():
+        ids.append(doc.id or "")
+        texts.append(doc.page_content)
+    index = lexical.LexicalIndex.build(ids, texts, stamp=uuid.uuid4().hex)
+    if save:
+        index.save(lexical_dir(settings, db.collection))
+    return index
 
 
 def _known_documents(db: store.Store) -> dict[str, str]:

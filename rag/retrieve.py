@@ -1,13 +1,16 @@
-"""Retrieval: the query's top chunks from the vector store, as hits that carry their source span."""
+"""Retrieval: dense (Chroma) and lexical (BM25) candidates fused by reciprocal rank, as a LangChain retriever."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
-from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
 
-from rag.store import Store
+MODES = ("hybrid", "dense", "lexical")
 
 
 @dataclass
@@ -23,13 +26,13 @@ class Hit:
     end: int
 
     @classmethod
-    def from_document(cls, doc: LCDocument, score: float) -> Hit:
+    def from_document(cls, doc: LCDocument) -> Hit:
         m = doc.metadata
         return cls(
             chunk_id=doc.id or "",
             source=m.get("source", ""),
             title=m.get("title", ""),
-            score=round(float(score), 4),
+            score=round(float(m.get("score", 0.0)), 4),
             text=doc.page_content,
             start=int(m.get("start", 0)),
             end=int(m.get("end", 0)),
@@ -39,6 +42,72 @@ class Hit:
         return asdict(self)
 
 
-def dense_search(db: Store, embedder: Embeddings, query: str, k: int) -> list[Hit]:
-    vector = embedder.embed_query(query)
-    return [Hit.from_document(doc, score) for doc, score in db.search(vector, k)]
+def rrf(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
+    """Reciprocal rank fusion: each list adds 1 / (k + rank) to the ids it ranks."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, 1):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+class HybridRetriever(BaseRetriever):
+    """Top-k chunks for a query; each document's metadata gains `score`, `dense_score` and `lexical_score`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: Any
+    embedder: Any
+    lexical: Any = None
+    k: int = 5
+    candidates: int = 20
+    rrf_k: int = 60
+    mode: str = "hybrid"
+    mmr: bool = False
+    mmr_lambda: float = 0.7
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        dense: list[tuple[LCDocument, float]] = []
+        lexical: list[tuple[str, float]] = []
+        if self.mode in ("hybrid", "dense"):
+            dense = self.store.search(self.embedder.embed_query(query), self.candidates)
+        if self.mode in ("hybrid", "lexical") and self.lexical is not None:
+            lexical = self.lexical.search(query, self.candidates)
+        fused = rrf([[d.id for d, _ in dense], [i for i, _ in lexical]], self.rrf_k)
+        order = sorted(fused, key=lambda i: -fused[i])
+        docs = {d.id: d for d, _ in dense}
+        missing = [i for i in order[: self.k * 3] if i not in docs]
+        docs.update({d.id: d for d in self.store.get(ids=missing)} if missing else {})
+        dense_scores = {d.id: s for d, s in dense}
+        lexical_scores = dict(lexical)
+        ranked = [i for i in order if i in docs]
+        if self.mmr:
+            ranked = self._mmr(query, ranked[: self.candidates])
+        out = []
+        for i in ranked[: self.k]:
+            doc = docs[i]
+            meta = {**doc.metadata, "score": fused[i], "dense_score": dense_scores.get(i), "lexical_score": lexical_scores.get(i, 0.0)}
+            out.append(LCDocument(id=i, page_content=doc.page_content, metadata=meta))
+        return out
+
+    def _mmr(self, query: str, ids: list[str]) -> list[str]:
+        """Maximal marginal relevance: trade relevance for novelty among the fused candidates."""
+        import numpy as np
+
+        if len(ids) <= 1:
+            return ids
+        vectors = np.array(self.store.vectors(ids))
+        q = np.array(self.embedder.embed_query(query))
+        relevance = vectors @ q
+        chosen: list[int] = []
+        rest = list(range(len(ids)))
+        while rest and len(chosen) < self.k:
+            if chosen:
+                redundancy = (vectors[rest] @ vectors[chosen].T).max(axis=1)
+            else:
+                redundancy = np.zeros(len(rest))
+            scores = self.mmr_lambda * relevance[rest] - (1 - self.mmr_lambda) * redundancy
+            pick = rest[int(np.argmax(scores))]
+            chosen.append(pick)
+            rest.remove(pick)
+        return [ids[i] for i in chosen]

@@ -114,6 +114,12 @@ class Store:
         texts = res.get("documents") or [""] * len(res["ids"])
         return [LCDocument(id=i, page_content=t or "", metadata=m or {}) for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)]
 
+    def vectors(self, ids: list[str]) -> list[list[float]]:
+        """The stored embeddings of `ids`, in that order."""
+        res = self.vectorstore._collection.get(ids=ids, include=["embeddings"])
+        by_id = dict(zip(res["ids"], res["embeddings"], strict=True))
+        return [list(by_id[i]) for i in ids]
+
     def iter_chunks(self, batch: int = 5000) -> Iterator[LCDocument]:
         """Every chunk, in pages, for building a lexical index or listing documents."""
         total = self.count()

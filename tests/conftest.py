@@ -82,3 +82,19 @@ def chroma_server(tmp_path_factory):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def ready_settings(tmp_path_factory, embedder):
+    """The real corpus ingested once per session, for tests that only read the index."""
+    root = tmp_path_factory.mktemp("ready")
+    shutil.copytree(CORPUS, root / "corpus")
+    settings = rag.Settings(corpus_dir=root / "corpus", index_dir=root / "index", llm_backend="extractive")
+    report = rag.Engine(settings, embedder=embedder).ingest()
+    assert report.ok and report.chunks_total > 0
+    return settings
+
+
+@pytest.fixture
+def ready_engine(ready_settings, embedder):
+    return rag.Engine(ready_settings, embedder=embedder)

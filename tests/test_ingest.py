@@ -3,8 +3,8 @@ import shutil
 import pytest
 
 import rag
-from rag.load import load
 from rag.errors import IndexBusyError, IndexMismatchError
+from rag.load import load
 from rag.store import read_manifest, write_lock
 
 QUESTION = "When was the Ottawa Convention signed?"

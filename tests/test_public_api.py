@@ -6,7 +6,7 @@ import rag
 
 
 def test_public_api_is_small_and_stable():
-    assert sorted(rag.__all__) == ["Engine", "Hit", "IngestReport", "RagError", "Settings", "load_settings"]
+    assert sorted(rag.__all__) == ["Answer", "Engine", "Hit", "IngestReport", "QueryParams", "RagError", "Settings", "load_settings"]
     for name in rag.__all__:
         assert getattr(rag, name) is not None
 

@@ -122,9 +122,9 @@ def main() -> None:
     try:
         path = ensure_model()
     except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         raise SystemExit(exc.exit_code) from None
-    print(path)
+    print(path)  # noqa: T201
 
 
 if __name__ == "__main__":

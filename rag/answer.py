@@ -1,0 +1,126 @@
+"""Answering: condense -> retrieve -> compact context -> generate (streamed) -> check citations, or refuse."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langchain_core.output_parsers import StrOutputParser
+
+from rag import cite, condense, context
+from rag.prompt import ANSWER, NOT_FOUND
+
+log = logging.getLogger(__name__)
+
+REFUSAL = "I could not find the answer in the documents: they do not seem to cover this question."
+_REFUSAL_TEXT = re.compile(
+    r"NOT[\s_]*FOUND|\b(?:passages?|documents?|context|text)s?\b[^.]{0,40}\b(?:do(?:es)? not|don't|doesn't)\s+"
+    r"(?:contain|mention|provide|say|specify|include|state)|\bno information\b|\bnot (?:mentioned|provided|stated)\b",
+    re.I,
+)
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    answer: str
+    refused: bool
+    citations: list[cite.Citation] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    unsupported: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("unsupported")
+        return d
+
+
+@dataclass
+class Event:
+    """One step of a streamed answer: `evidence` (passages), `token` (text delta) or `answer` (the checked Answer)."""
+
+    kind: str
+    data: Any
+
+
+def stream(
+    question: str,
+    history: condense.History,
+    retriever: Any,
+    embedder: Any,
+    llm: Any,
+    context_tokens: int,
+    tokenizer: str = "cl100k_base",
+    condense_with_llm: bool = True,
+) -> Iterator[Event]:
+    """Answer one question, yielding the evidence as soon as it is known, then tokens, then the checked answer."""
+    started = time.perf_counter()
+    standalone = condense.condense(question, history, llm if condense_with_llm else None)
+    docs = retriever.invoke(standalone)
+    passages, evidence = context.build(standalone, docs, embedder, context_tokens, tokenizer)
+    timings = {"retrieve_ms": _ms(started)}
+    yield Event("evidence", passages)
+
+    def refusal() -> Answer:
+        timings.setdefault("first_token_ms", _ms(started))
+        timings["total_ms"] = _ms(started)
+        return Answer(question, standalone, REFUSAL, True, timings=timings)
+
+    if not passages or evidence.hopeless or (llm is None and evidence.weak):
+        yield Event("answer", refusal())
+        return
+    if llm is None:
+        raw = extractive(passages)
+        timings["first_token_ms"] = _ms(started)
+        if raw:
+            yield Event("token", raw)
+    else:
+        parts = []
+        chain = ANSWER | llm | StrOutputParser()
+        try:
+            for delta in chain.stream({"passages": context.render(passages), "question": standalone}):
+                if not parts:
+                    timings["first_token_ms"] = _ms(started)
+                parts.append(delta)
+                yield Event("token", delta)
+        except ValueError as exc:  # LangChain raises on a reply of zero tokens: that is an empty answer
+            if parts or "No generation chunks" not in str(exc):
+                raise
+        raw = "".join(parts)
+    if not raw.strip() or _REFUSAL_TEXT.search(raw) and not cite.MARKER.search(raw):
+        yield Event("answer", refusal())
+        return
+    checked = cite.check(raw, passages, embedder)
+    if not checked.citations:
+        yield Event("answer", refusal())
+        return
+    timings["total_ms"] = _ms(started)
+    yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported))
+
+
+def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
+    """No model: the best-matching sentences of the context, each with its passage marker."""
+    ranked = sorted(((score, p.n, span) for p in passages for score, span in zip(p.scores, p.spans, strict=True)), reverse=True)
+    if not ranked:
+        return ""
+    top = ranked[0][0]
+    picked = [r for r in ranked[:max_sentences] if r[0] >= 0.8 * top]
+    by_n = {p.n: p for p in passages}
+    out = []
+    for _, n, (s, e) in picked:
+        sentence = by_n[n].doc.page_content[s:e].rstrip()
+        punct = sentence[-1] if sentence[-1:] in (".", "!", "?") else "."
+        out.append(f"{sentence.rstrip('.!?')} [{n}]{punct}")
+    return " ".join(out)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)
+
+
+__all__ = ["Answer", "Event", "NOT_FOUND", "REFUSAL", "extractive", "stream"]

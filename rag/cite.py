@@ -1,0 +1,127 @@
+"""Citations checked by code: markers must point at retrieved passages, every sentence is attributed to the
+passage that supports it best, and each citation carries the exact supporting quote with source offsets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from langchain_core.embeddings import Embeddings
+
+from rag.chunk import sentences
+from rag.context import Passage
+from rag.lexical import tokenize
+
+MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+SUPPORTED = 0.5  # support at or above this: a sentence is grounded in the passage
+WEAK = 0.35  # below this for every passage: the sentence is not grounded anywhere
+
+
+@dataclass
+class Citation:
+    """Passage `n` as cited in the answer; `quote` is source_text[start:end]."""
+
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    text: str
+    quote: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Checked:
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    removed_markers: list[int] = field(default_factory=list)
+
+
+def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked:
+    """Validate and complete the answer's citations; drop sentences that no passage supports."""
+    import numpy as np
+
+    by_n = {p.n: p for p in passages}
+    claims = []  # (claim text, trailing punctuation, markers)
+    removed: list[int] = []
+    for s, e, _ in sentences(answer.strip()):
+        raw = answer.strip()[s:e]
+        markers = [int(x) for m in MARKER.finditer(raw) for x in re.split(r"[,;]", m.group(1))]
+        removed += [m for m in markers if m not in by_n]
+        claim = MARKER.sub("", raw).strip()
+        end_punct = claim[-1] if claim[-1:] in (".", "!", "?") else ""
+        claim = claim[: len(claim) - len(end_punct)].rstrip()
+        if claim:
+            claims.append((claim, end_punct, [m for m in dict.fromkeys(markers) if m in by_n]))
+        elif claims:  # a marker standing alone belongs to the sentence before it
+            claims[-1][2].extend(m for m in markers if m in by_n and m not in claims[-1][2])
+
+    spans = {p.n: p.all_sentences() for p in passages}
+    texts = [p.doc.page_content[s:e] for p in passages for s, e in spans[p.n]]
+    if not claims or not texts:
+        return Checked(text="", removed_markers=removed)
+    vectors = np.array(embedder.embed_documents([c for c, _, _ in claims] + texts))
+    claim_vecs, sent_vecs = vectors[: len(claims)], vectors[len(claims) :]
+    owner = [(p.n, s, e) for p in passages for s, e in spans[p.n]]
+
+    out_sentences: list[str] = []
+    best_quote: dict[int, tuple[float, int, int]] = {}
+    unsupported: list[str] = []
+    for ci, (claim, punct, markers) in enumerate(claims):
+        terms = set(tokenize(claim))
+        if not terms and not _NUMBER.search(claim):  # connective text ("Yes."): nothing to ground
+            out_sentences.append(claim + punct)
+            continue
+        support = [_support(claim, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].doc.page_content) for j in range(len(texts))]
+        per_passage: dict[int, tuple[float, int]] = {}
+        for j, value in enumerate(support):
+            n = owner[j][0]
+            if n not in per_passage or value > per_passage[n][0]:
+                per_passage[n] = (value, j)
+        best_n = max(per_passage, key=lambda n: per_passage[n][0])
+        if per_passage[best_n][0] < WEAK:
+            unsupported.append(claim + punct)
+            continue
+        keep = [n for n in markers if per_passage[n][0] >= WEAK]
+        if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
+            keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
+        for n in keep:
+            value, j = per_passage[n]
+            if n not in best_quote or value > best_quote[n][0]:
+                best_quote[n] = (value, owner[j][1], owner[j][2])
+        out_sentences.append(f"{claim} {''.join(f'[{n}]' for n in keep)}{punct}")
+
+    citations = []
+    for n in sorted(best_quote):
+        doc = by_n[n].doc
+        _, s, e = best_quote[n]
+        base = int(doc.metadata.get("start", 0))
+        citations.append(
+            Citation(
+                n=n,
+                chunk_id=doc.id or "",
+                source=doc.metadata.get("source", ""),
+                title=doc.metadata.get("title", ""),
+                text=doc.page_content,
+                quote=doc.page_content[s:e],
+                start=base + s,
+                end=base + e,
+            )
+        )
+    return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed)
+
+
+def _support(claim: str, terms: set[str], similarity: float, sentence: str, chunk_text: str) -> float:
+    """How well one source sentence backs a claim: meaning and shared words, and no number the chunk lacks."""
+    recall = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
+    value = 0.6 * similarity + 0.4 * recall
+    numbers = set(_NUMBER.findall(claim))
+    if any(n not in chunk_text for n in numbers):
+        value *= 0.5
+    return value

@@ -1,0 +1,56 @@
+"""Follow-ups: rewrite a question that leans on the conversation into one that stands alone."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from rag.chunk import count_tokens
+from rag.prompt import CONDENSE
+
+log = logging.getLogger(__name__)
+
+History = list[tuple[str, str]]  # (user, assistant) turns, oldest first
+_MAX_TURNS = 2
+_MAX_ANSWER_TOKENS = 60
+
+
+def fallback(question: str, history: History) -> str:
+    """Without a model: the follow-up plus the previous question, so retrieval sees the topic."""
+    if not history:
+        return question
+    return f"{question} (follow-up to: {history[-1][0].strip()})"
+
+
+def condense(question: str, history: History, llm=None) -> str:
+    """A standalone question: the model's rewrite when it gives a usable one, the fallback otherwise."""
+    if not history:
+        return question
+    if llm is None:
+        return fallback(question, history)
+    lines = []
+    for user, assistant in history[-_MAX_TURNS:]:
+        lines.append(f"User: {user.strip()}")
+        lines.append(f"Assistant: {_clip(assistant)}")
+    try:
+        raw = (CONDENSE | llm).invoke({"history": "\n".join(lines), "question": question}, config={"max_tokens": 60}).text
+    except Exception as exc:  # a failed rewrite must not fail the answer
+        log.warning("question rewrite failed (%s); using the fallback", exc)
+        return fallback(question, history)
+    rewritten = re.sub(r"^(rewritten|standalone)?\s*question\s*:\s*", "", raw.strip().splitlines()[0] if raw.strip() else "", flags=re.I)
+    rewritten = rewritten.strip().strip('"“”').strip()
+    if not rewritten or len(rewritten) > 3 * len(question) + 150 or "NOT FOUND" in rewritten:
+        return fallback(question, history)
+    return rewritten
+
+
+def _clip(text: str) -> str:
+    from rag.cite import MARKER
+
+    text = MARKER.sub("", text).strip()
+    if count_tokens(text) <= _MAX_ANSWER_TOKENS:
+        return text
+    words = text.split()
+    while words and count_tokens(" ".join(words)) > _MAX_ANSWER_TOKENS:
+        words = words[: int(len(words) * 0.8)]
+    return " ".join(words) + " …"

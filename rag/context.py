@@ -1,0 +1,95 @@
+"""The compact context: the sentences of the retrieved chunks that matter most, numbered, within a token budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from langchain_core.documents import Document as LCDocument
+from langchain_core.embeddings import Embeddings
+
+from rag.chunk import count_tokens, sentences
+from rag.lexical import tokenize
+from rag.prompt import quote_untrusted
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk shown to the model as `[n]`, with the sentences selected from it (offsets within the chunk)."""
+
+    n: int
+    doc: LCDocument
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def excerpt(self) -> str:
+        text = self.doc.page_content
+        parts, last = [], None
+        for s, e in sorted(self.spans):
+            if last is not None and text[last:s].strip():
+                parts.append("…")
+            parts.append(text[s:e])
+            last = e
+        return " ".join(parts)
+
+    def all_sentences(self) -> list[tuple[int, int]]:
+        return [(s, e) for s, e, _ in sentences(self.doc.page_content)]
+
+
+@dataclass
+class Evidence:
+    """How well the retrieved text matches the question, before any model runs."""
+
+    best_similarity: float = 0.0
+    term_coverage: float = 0.0
+
+    @property
+    def hopeless(self) -> bool:
+        """Nothing semantically close and not one question term in the text: no model could answer from it."""
+        return self.best_similarity < 0.3 and self.term_coverage == 0.0
+
+    @property
+    def weak(self) -> bool:
+        """No sentence close in meaning: what the no-model backend refuses on, having no model to ask."""
+        return self.best_similarity < 0.35
+
+
+def build(question: str, docs: list[LCDocument], embedder: Embeddings, budget: int, tokenizer: str = "cl100k_base") -> tuple[list[Passage], Evidence]:
+    """Pick the best sentences across `docs` until `budget` tokens; passages keep the retrieval order."""
+    import numpy as np
+
+    candidates = []  # (doc index, start, end)
+    for i, doc in enumerate(docs):
+        candidates.extend((i, s, e) for s, e, _ in sentences(doc.page_content))
+    if not candidates:
+        return [], Evidence()
+    texts = [docs[i].page_content[s:e] for i, s, e in candidates]
+    vectors = np.array(embedder.embed_documents(texts))
+    query = np.array(embedder.embed_query(question))
+    similarity = vectors @ query
+    terms = set(tokenize(question))
+    overlaps = [len(terms & set(tokenize(t))) / len(terms) if terms else 0.0 for t in texts]
+    # Semantic match first; shared terms and the retriever's rank break near-ties.
+    scores = [float(sim) + 0.3 * ov - 0.02 * candidates[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))]
+
+    chosen: dict[int, Passage] = {}
+    used = 0
+    for j in sorted(range(len(candidates)), key=lambda j: -scores[j]):
+        cost = count_tokens(texts[j], tokenizer) + 2
+        if chosen and used + cost > budget:
+            continue
+        i, s, e = candidates[j]
+        passage = chosen.setdefault(i, Passage(n=0, doc=docs[i]))
+        passage.spans.append((s, e))
+        passage.scores.append(scores[j])
+        used += cost
+    passages = [chosen[i] for i in sorted(chosen)]
+    for n, p in enumerate(passages, 1):
+        p.n = n
+    covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
+    evidence = Evidence(best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0)
+    return passages, evidence
+
+
+def render(passages: list[Passage]) -> str:
+    return "\n\n".join(f"[{p.n}] ({quote_untrusted(p.doc.metadata.get('title', ''))}) {quote_untrusted(p.excerpt)}" for p in passages)

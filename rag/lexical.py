@@ -1,0 +1,82 @@
+"""The lexical (BM25) index over the same chunks as the vector store, built at ingestion and loaded once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*", re.U)
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between both but by
+    can could did do does doing down during each few for from further had has have having he her here hers herself him himself
+    his how i if in into is it its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them themselves then there these they this
+    those through to too under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves""".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words without stop words; hyphenated words also give their parts."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        word = word.replace("’", "'")
+        if word not in STOPWORDS:
+            out.append(word)
+            if "-" in word:
+                out.extend(p for p in word.split("-") if p and p not in STOPWORDS)
+    return out
+
+
+class LexicalIndex:
+    """BM25 (bm25s) over chunk texts; `ids[i]` is the chunk id of document i."""
+
+    def __init__(self, ids: list[str], bm25: Any, stamp: str) -> None:
+        self.ids = ids
+        self.bm25 = bm25
+        self.stamp = stamp
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str], stamp: str) -> LexicalIndex:
+        import bm25s
+
+        bm25 = bm25s.BM25()
+        if ids:
+            bm25.index([tokenize(t) or ["\u2205"] for t in texts], show_progress=False)
+        return cls(list(ids), bm25, stamp)
+
+    def save(self, directory: Path) -> None:
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.ids:
+            self.bm25.save(str(tmp), show_progress=False)
+        (tmp / "ids.json").write_text(json.dumps({"stamp": self.stamp, "ids": self.ids}))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex | None:
+        import bm25s
+
+        try:
+            meta = json.loads((directory / "ids.json").read_text())
+            bm25 = bm25s.BM25.load(str(directory), show_progress=False) if meta["ids"] else bm25s.BM25()
+        except (OSError, ValueError, KeyError) as exc:
+            log.debug("no usable lexical index at %s: %s", directory, exc)
+            return None
+        return cls(meta["ids"], bm25, meta["stamp"])
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) for chunks sharing a term with the query, best first."""
+        tokens = [t for t in tokenize(query) if t in self.bm25.vocab_dict] if self.ids else []
+        if not tokens:
+            return []
+        docs, scores = self.bm25.retrieve([tokens], k=min(k, len(self.ids)), show_progress=False, n_threads=1)
+        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]

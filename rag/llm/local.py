@@ -1,0 +1,234 @@
+"""LangChain chat model over llama.cpp running in-process (xllamacpp), the model loaded once per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage, ChatMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+from rag.errors import ModelError
+from rag.llm.model_file import ensure_model
+
+log = logging.getLogger(__name__)
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+_CACHE_RAM_MIB = 512  # host-RAM copies of earlier prompts' KV state (llama.cpp's default is 8 GiB)
+_DONE = object()
+
+
+class LLMTimeoutError(ModelError, TimeoutError):
+    """The local model did not finish a request in time."""
+
+
+def _default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Engine:
+    """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix socket only."""
+
+    def __init__(self, model_path: Path, n_ctx: int, n_threads: int) -> None:
+        import xllamacpp as xlc
+
+        self.name = model_path.name
+        self._sock_dir = tempfile.TemporaryDirectory(prefix="rag-llm-")
+        params = xlc.CommonParams()
+        params.model.path = str(model_path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1  # one slot: the whole context per request, and its KV cache kept between requests
+        params.cache_prompt = True
+        params.cache_ram_mib = _CACHE_RAM_MIB
+        params.cpuparams.n_threads = n_threads
+        params.cpuparams_batch.n_threads = n_threads
+        params.verbosity = 1  # llama.cpp writes to stderr itself: errors only
+        params.hostnames = [str(Path(self._sock_dir.name) / "llm.sock")]  # the server always listens; never on TCP
+        started = time.monotonic()
+        try:
+            self.server = xlc.Server(params)
+        except Exception as exc:
+            self._sock_dir.cleanup()
+            raise ModelError(f"could not load {model_path}: {exc}; check the file with `python -m rag.llm.model_file`") from exc
+        log.info("loaded %s (n_ctx=%d, n_threads=%d) in %.1f s", model_path.name, n_ctx, n_threads, time.monotonic() - started)
+
+
+_ENGINES: dict[tuple[str, int, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(model_path: Path, n_ctx: int, n_threads: int) -> _Engine:
+    key = (str(model_path.resolve()), n_ctx, n_threads)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads)
+        return engine
+
+
+def _to_openai(message: BaseMessage) -> dict[str, str]:
+    role = message.role if isinstance(message, ChatMessage) else _ROLES.get(message.type)
+    if role is None:
+        raise ValueError(f"LocalChatModel cannot send a {message.type!r} message")
+    return {"role": role, "content": message.text}
+
+
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return {
+        "input_tokens": usage.get("prompt_tokens", 0),
+        "output_tokens": usage.get("completion_tokens", 0),
+        "total_tokens": usage.get("total_tokens", 0),
+        "input_token_details": {"cache_read": cached},
+    }
+
+
+class LocalChatModel(BaseChatModel):
+    """Qwen2.5-Coder-1.5B-Instruct (GGUF) on the CPU; greedy by default; prompt prefixes stay cached between calls."""
+
+    model_path: str | None = None
+    """GGUF file; None assembles/uses the packaged model (`rag.llm.model_file.ensure_model`)."""
+    n_ctx: int = 4096
+    n_threads: int = Field(default_factory=_default_threads)
+    temperature: float = 0.0
+    max_tokens: int = 384
+    seed: int | None = None
+    timeout: float | None = 300.0
+    """Seconds one request may take in all; checked between tokens."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "xllamacpp"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_path": self.model_path,
+            "n_ctx": self.n_ctx,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+
+    def load(self) -> LocalChatModel:
+        """Load the model now instead of on the first request."""
+        self._engine()
+        return self
+
+    def _engine(self) -> _Engine:
+        path = Path(self.model_path) if self.model_path else ensure_model()
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
+        return _engine(path, self.n_ctx, self.n_threads)
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "messages": [_to_openai(m) for m in messages],
+            "max_tokens": kwargs.pop("max_tokens", self.max_tokens),
+            "temperature": kwargs.pop("temperature", self.temperature),
+            "cache_prompt": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        seed = kwargs.pop("seed", self.seed)
+        if seed is not None:
+            request["seed"] = seed
+        if stop:
+            request["stop"] = stop
+        request.update({k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")})
+        return request
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        engine = self._engine()
+        request = self._request(messages, stop, **kwargs)
+        finish: dict[str, Any] = {"model_name": engine.name}
+        usage = None
+        for event in _events(engine.server, request, self.timeout):
+            if "error" in event:
+                error = event["error"]
+                raise ModelError(f"local LLM refused the request: {error.get('message', error) if isinstance(error, dict) else error}")
+            usage = event.get("usage") or usage
+            if event.get("timings"):
+                finish["timings"] = event["timings"]
+            for choice in event.get("choices") or []:
+                if choice.get("finish_reason"):
+                    finish["finish_reason"] = choice["finish_reason"]
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+        if "finish_reason" not in finish:
+            raise ModelError("local LLM stream ended without a finish reason; see llama.cpp's messages on stderr")
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", response_metadata=finish, usage_metadata=_usage(usage) if usage else None, chunk_position="last"
+            ),
+            generation_info={"finish_reason": finish["finish_reason"]},
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+
+
+def _events(server: Any, request: dict[str, Any], timeout: float | None) -> Iterator[dict[str, Any]]:
+    """Run one streaming request on a worker thread and yield its parsed SSE events as they arrive."""
+    events: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def on_event(event: dict[str, Any]) -> bool:
+        events.put(event)
+        return stop.is_set()  # True tells llama.cpp to stop generating and cancel the task
+
+    def run() -> None:
+        try:
+            server.handle_chat_completions(request, on_event)
+        except Exception as exc:  # handed to the consumer
+            events.put(exc)
+        finally:
+            events.put(_DONE)
+
+    threading.Thread(target=run, name="rag-llm-request", daemon=True).start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            try:
+                if wait is not None and wait <= 0:
+                    raise queue.Empty
+                item = events.get(timeout=wait)
+            except queue.Empty:
+                raise LLMTimeoutError(f"local LLM did not finish within {timeout:g} s; raise the timeout or lower max_tokens") from None
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise ModelError(f"local LLM request failed: {item}") from item
+            yield item
+    finally:
+        stop.set()
