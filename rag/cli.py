@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="local, openai or extractive (default: RAG_LLM_BACKEND or local)")
     p.add_argument("-k", type=int, help="passages to retrieve")
 
+    p = sub.add_parser("serve", parents=[common], help="start the web chat")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+
     sub.add_parser("config", parents=[common], help="print the resolved settings")
     return parser
 
@@ -82,6 +86,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "ask":
         return _ask(engine, args)
+    if args.command == "serve":
+        # The web UI is a shell of its own; the CLI only starts it.
+        from ui.app import launch
+
+        if not engine.has_index():
+            print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
+            return 3
+        print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+        launch(engine, host=args.host, port=args.port)
+        return 0
     raise AssertionError(args.command)
 
 
@@ -105,14 +119,14 @@ def _ask(engine, args: argparse.Namespace) -> int:
 
 
 def _read_history(path: Path) -> list[tuple[str, str]]:
-    from rag.errors import QuestionError
+    from rag.errors import InputError
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in data):
             raise ValueError("expected a list of [user, assistant] string pairs")
     except (OSError, ValueError) as exc:
-        raise QuestionError(f"--history {path}: {exc}; give a JSON list of [user, assistant] pairs") from None
+        raise InputError(f"--history {path}: {exc}; give a JSON list of [user, assistant] pairs") from None
     return [(u, a) for u, a in data]
 
 

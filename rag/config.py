@@ -60,6 +60,10 @@ class Settings(BaseSettings):
 
     max_question_chars: int = Field(2000, ge=10, le=100_000)
 
+    feedback_file: Path = Path("feedback/feedback.jsonl")
+    ui_queue_size: int = Field(16, ge=1, le=1000)
+    ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
+
     max_file_mb: float = Field(50.0, gt=0)
     index_batch_size: int = Field(256, ge=1)
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")

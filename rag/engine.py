@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
-from rag import answer, condense, embed, index, lexical, retrieve, store
+from rag import answer, condense, embed, index, lexical, load, retrieve, store
 from rag.config import QueryParams, Settings, load_settings
-from rag.errors import ConfigError, QuestionError
+from rag.errors import ConfigError, InputError
 from rag.llm import make_chat_model
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ class Engine:
         """Stream one answer: an `evidence` event, `token` events, then the checked `answer`."""
         question = question.strip()
         if not question:
-            raise QuestionError("the question is empty; type a question")
+            raise InputError("the question is empty; type a question")
         if len(question) > self.settings.max_question_chars:
-            raise QuestionError(f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}")
+            raise InputError(f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}")
         params = params or QueryParams()
         s = self.settings
         llm = self.llm(params.backend)
@@ -101,6 +102,50 @@ class Engine:
         for cached in ("store", "lexical"):  # the active collection or its chunks may have changed
             self.__dict__.pop(cached, None)
         return report
+
+    supported_types = tuple(sorted(load.SUPPORTED_EXTS))
+
+    def has_index(self) -> bool:
+        return store.read_manifest(self.settings.index_dir) is not None
+
+    def documents(self) -> list[dict]:
+        """The indexed documents: title, source, chunk count and when each was indexed, by source."""
+        docs: dict[str, dict] = {}
+        for meta in (d.metadata for d in self.store.get(with_text=False)):
+            entry = docs.setdefault(meta["source"], {"source": meta["source"], "title": meta.get("title", ""), "chunks": 0})
+            entry["chunks"] += 1
+        stamps = self.store.indexed_at()
+        for src, entry in docs.items():
+            entry["indexed_at"] = datetime.fromtimestamp(stamps.get(src, 0), UTC).isoformat(timespec="seconds")
+        return sorted(docs.values(), key=lambda d: d["source"])
+
+    def add_file(self, name: str, data: bytes) -> index.IngestReport:
+        """Save an uploaded file into the corpus and index it."""
+        target = self._corpus_path(name)
+        if Path(name).suffix.lower() not in load.SUPPORTED_EXTS:
+            raise InputError(f"cannot index {Path(name).name}: supported types are {', '.join(sorted(load.SUPPORTED_EXTS))}")
+        if len(data) > self.settings.max_file_mb * 1024 * 1024:
+            raise InputError(f"{Path(name).name} is over the {self.settings.max_file_mb:g} MB limit")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.upload")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return self.ingest()
+
+    def remove_document(self, source: str) -> index.IngestReport:
+        """Delete a document of the corpus and its chunks."""
+        path = Path(source)
+        corpus = self.settings.corpus_dir.resolve()
+        if not path.resolve().is_relative_to(corpus) or path.resolve() == corpus:
+            raise InputError(f"{source} is not a document of the corpus {self.settings.corpus_dir}")
+        path.unlink(missing_ok=True)
+        return self.ingest()
+
+    def _corpus_path(self, name: str) -> Path:
+        clean = Path(name).name
+        if not clean or clean.startswith(".") or clean.endswith(load.SIDECAR_SUFFIX):
+            raise InputError(f"{name!r} is not an acceptable file name")
+        return self.settings.corpus_dir / clean
 
     def search(self, query: str, k: int = 5, mode: str | None = None) -> list[retrieve.Hit]:
         docs = self.retriever(k=k, mode=mode or self.settings.retrieve_mode).invoke(query)

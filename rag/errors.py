@@ -35,7 +35,7 @@ class ModelError(RagError):
     exit_code = 5
 
 
-class QuestionError(RagError):
-    """The question cannot be answered as asked (empty, too long)."""
+class InputError(RagError):
+    """Input from a user that cannot be taken as given: an empty or over-long question, a bad upload."""
 
     exit_code = 2

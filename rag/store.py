@@ -138,6 +138,17 @@ class Store:
             )
             return {r[0] for r in rows if r[0] is not None}
 
+    def indexed_at(self) -> dict[str, float]:
+        """source -> when its chunks were last written (seconds since the epoch)."""
+        from sqlalchemy import text
+
+        with self.records.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT group_id, MAX(updated_at) FROM upsertion_record WHERE namespace = :ns GROUP BY group_id"),
+                {"ns": self.records.namespace},
+            )
+            return {r[0]: float(r[1]) for r in rows if r[0] is not None}
+
     # -- writing -------------------------------------------------------------------------------
     def delete_source(self, source: str) -> int:
         """Remove one source's chunks from the vector store, then from the record store."""

@@ -156,9 +156,9 @@ def test_extractive_backend_answers_with_a_citation_and_refuses_off_topic(ready_
 
 
 def test_question_limits(ready_engine):
-    from rag.errors import QuestionError
+    from rag.errors import InputError
 
-    with pytest.raises(QuestionError, match="limit"):
+    with pytest.raises(InputError, match="limit"):
         ready_engine.ask("x" * 5000)
-    with pytest.raises(QuestionError, match="empty"):
+    with pytest.raises(InputError, match="empty"):
         ready_engine.ask("   ")

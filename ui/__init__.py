@@ -1,0 +1,1 @@
+"""The web chat: a thin Gradio shell over `rag.Engine`."""
