@@ -22,3 +22,34 @@ class ReplayChatModel(FakeListChatModel):
     def _stream(self, messages, *args: Any, **kwargs: Any):
         self.calls.append(list(messages))
         yield from super()._stream(messages, *args, **kwargs)
+
+
+class ScriptedChatModel(FakeListChatModel):
+    """Deterministic stand-in that reads its prompt: rewrites follow-ups by naming the earlier question, and answers
+    with the first sentence of passage [1]. `calls` records every request."""
+
+    calls: list = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(responses=[""], calls=[], **kwargs)
+
+    def _reply(self, messages) -> str:
+        self.calls.append(list(messages))
+        prompt = messages[-1].content
+        if prompt.startswith("Conversation:"):
+            first = prompt.split("User: ", 1)[1].split("\n", 1)[0]
+            last = prompt.split("Last question: ", 1)[1].split("\n", 1)[0]
+            return f"{last} (about: {first})"
+        passage = prompt.split("[1] (", 1)[1].split(") ", 1)[1]
+        sentence = passage.split(". ")[0].rstrip(".")
+        return f"{sentence} [1]."
+
+    def _call(self, messages, *args: Any, **kwargs: Any) -> str:
+        return self._reply(messages)
+
+    def _stream(self, messages, *args: Any, **kwargs: Any):
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        for word in self._reply(messages).split(" "):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))

@@ -154,7 +154,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
                 sources_list = [d["source"] for d in engine.documents()]
                 return message, _doc_rows(engine), gr.update(choices=sources_list, value=None)
 
-            def do_upload(files, progress=gr.Progress()):
+            def do_upload(files, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
                 _require(admin)
                 reports = []
                 for f in progress.tqdm(files or [], desc="indexing"):
@@ -162,7 +162,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
                     reports.append(engine.add_file(path.name, path.read_bytes()).summary())
                 return refreshed("Indexed: " + "; ".join(reports))
 
-            def do_reindex(progress=gr.Progress()):
+            def do_reindex(progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
                 _require(admin)
                 progress(0, desc="indexing")
                 return refreshed("Re-indexed: " + engine.ingest().summary())
@@ -243,3 +243,8 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         ssr_mode=False,
         mcp_server=False,
     )
+
+
+def close_all() -> None:
+    """Stop every app this process serves (tests, and a clean shutdown)."""
+    gr.close_all()

