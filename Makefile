@@ -7,7 +7,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
 .DEFAULT_GOAL := help
-.PHONY: help install index run test lint bench clean
+.PHONY: help install index run ask test lint bench clean
 
 help:  ## show this help
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m rag.llm.model_file
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned packages (quick when nothing changed)
@@ -23,8 +24,11 @@ install: $(STAMP)  ## create .venv and install the pinned packages (quick when n
 index: install  ## index corpus/ into index/ (incremental: only what changed is embedded)
 	$(VENV)/bin/rag ingest
 
-run: index  ## set up, index the corpus, then answer a sample question
-	$(VENV)/bin/rag search "When was the Ottawa Convention signed?" -k 3
+run: index  ## set up, index the corpus, then start the chat at http://127.0.0.1:7860
+	$(VENV)/bin/rag serve
+
+ask: index  ## answer one sample question from the command line
+	$(VENV)/bin/rag ask "When was the Ottawa Convention signed?"
 
 test: install  ## run every test CI runs
 	$(PY) -m pytest

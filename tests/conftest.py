@@ -98,3 +98,7 @@ def ready_settings(tmp_path_factory, embedder):
 @pytest.fixture
 def ready_engine(ready_settings, embedder):
     return rag.Engine(ready_settings, embedder=embedder)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--ui-backend", default="local", help="answering backend for the browser chat test (local = the real model)")

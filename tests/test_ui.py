@@ -118,3 +118,61 @@ def test_cli_serve_refuses_without_an_index(tmp_path):
 
     run = subprocess.run([sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 3 and "run `rag ingest` first" in run.stderr
+
+
+def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monkeypatch):
+    import shutil
+
+    from .conftest import CORPUS
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"), embedder=embedder)
+    engine.ingest()
+    report = engine.add_file("notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n")
+    assert report.added == ["corpus/notes.md"] and (tmp_path / "corpus" / "notes.md").is_file()
+    assert {d["source"] for d in engine.documents()} >= {"corpus/notes.md"}
+    assert engine.search("how long to clear a hectare", k=1)[0].source == "corpus/notes.md"
+    with pytest.raises(rag.RagError, match="supported types"):
+        engine.add_file("evil.exe", b"MZ")
+    with pytest.raises(rag.RagError, match="not an acceptable file name"):
+        engine.add_file("../.bashrc", b"x")
+    with pytest.raises(rag.RagError, match="not a document of the corpus"):
+        engine.remove_document("/etc/passwd")
+    report = engine.remove_document("corpus/notes.md")
+    assert report.deleted == ["corpus/notes.md"] and not (tmp_path / "corpus" / "notes.md").exists()
+    docs = engine.documents()
+    assert len(docs) == 2 and all(d["chunks"] > 0 and d["indexed_at"].startswith("20") for d in docs)
+
+
+def test_admin_actions_are_off_unless_configured(scripted_engine):
+    demo = ui_app.build_app(scripted_engine, admin=False)
+    assert demo is not None
+    with pytest.raises(rag.RagError, match="turned off"):
+        ui_app._require(False)
+
+
+@pytest.fixture
+def served_with_auth(scripted_engine, monkeypatch):
+    monkeypatch.setenv("RAG_UI_AUTH", "alice:s3cret-pass")
+    port = free_port()
+    engine = rag.Engine(scripted_engine.settings.model_copy(update={"max_file_mb": 1.0}), embedder=scripted_engine.embedder)
+    engine.__dict__["_llms"] = {"local": ScriptedChatModel()}
+    ui_app.launch(engine, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    ui_app.close_all()
+
+
+def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):
+    import httpx
+    from gradio_client import Client
+
+    assert httpx.get(served_with_auth + "gradio_api/info", timeout=10).status_code in (401, 403)
+    with httpx.Client(base_url=served_with_auth, timeout=30) as http:
+        assert http.post("login", data={"username": "alice", "password": "wrong"}).status_code in (400, 401)
+        assert http.post("login", data={"username": "alice", "password": "s3cret-pass"}).status_code == 200
+        big = http.post("gradio_api/upload", files={"files": ("big.txt", b"a" * (2 * 1024 * 1024), "text/plain")})
+        assert big.status_code == 413, big.status_code
+    client = Client(served_with_auth, auth=("alice", "s3cret-pass"), verbose=False)
+    text, _ = client.predict(Q, 4, "local", api_name="/respond")
+    assert "[1]" in text

