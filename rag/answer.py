@@ -55,6 +55,7 @@ def stream(
     embedder: Any,
     llm: Any,
     context_tokens: int,
+    context_margin: float = 0.25,
     tokenizer: str = "cl100k_base",
     condense_with_llm: bool = True,
 ) -> Iterator[Event]:
@@ -62,7 +63,7 @@ def stream(
     started = time.perf_counter()
     standalone = condense.condense(question, history, llm if condense_with_llm else None)
     docs = retriever.invoke(standalone)
-    passages, evidence = context.build(standalone, docs, embedder, context_tokens, tokenizer)
+    passages, evidence = context.build(standalone, docs, embedder, context_tokens, tokenizer, context_margin)
     timings = {"retrieve_ms": _ms(started)}
     yield Event("evidence", passages)
 

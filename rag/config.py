@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
     retrieve_mmr: bool = False
 
-    context_tokens: int = Field(300, ge=50, le=6000, description="token budget of the passages shown to the model")
+    context_tokens: int = Field(250, ge=50, le=6000, description="token budget of the passages shown to the model")
+    context_margin: float = Field(0.25, ge=0.0, le=2.0, description="skip sentences scoring this far below the best one")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
 
     llm_backend: str = Field("local", description="local, openai or extractive")
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
 
     max_file_mb: float = Field(50.0, gt=0)
+    parse_timeout_s: float = Field(60.0, gt=0, description="time limit for parsing one PDF or Word file")
     index_batch_size: int = Field(256, ge=1)
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
 

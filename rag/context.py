@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from langchain_core.documents import Document as LCDocument
@@ -54,8 +55,19 @@ class Evidence:
         return self.best_similarity < 0.35
 
 
-def build(question: str, docs: list[LCDocument], embedder: Embeddings, budget: int, tokenizer: str = "cl100k_base") -> tuple[list[Passage], Evidence]:
-    """Pick the best sentences across `docs` until `budget` tokens; passages keep the retrieval order."""
+_LEANS_BACK = re.compile(r"^(?:it|its|this|that|these|those|they|their|he|she|his|her|such|the latter|the former)\b", re.I)
+
+
+def build(
+    question: str,
+    docs: list[LCDocument],
+    embedder: Embeddings,
+    budget: int,
+    tokenizer: str = "cl100k_base",
+    margin: float = 0.25,
+) -> tuple[list[Passage], Evidence]:
+    """Pick the best sentences across `docs` until `budget` tokens, skipping those scoring more than `margin` below
+    the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order."""
     import numpy as np
 
     candidates = []  # (doc index, start, end)
@@ -74,14 +86,21 @@ def build(question: str, docs: list[LCDocument], embedder: Embeddings, budget: i
 
     chosen: dict[int, Passage] = {}
     used = 0
+    floor = max(scores) - margin
     for j in sorted(range(len(candidates)), key=lambda j: -scores[j]):
-        cost = count_tokens(texts[j], tokenizer) + 2
-        if chosen and used + cost > budget:
+        if scores[j] < floor:
+            break
+        # A sentence that opens with "It"/"This"/... brings the sentence it refers back to.
+        group = [j - 1, j] if j > 0 and candidates[j - 1][0] == candidates[j][0] and _LEANS_BACK.match(texts[j]) else [j]
+        group = [g for g in group if candidates[g][1:] not in _spans(chosen, candidates[g][0])]
+        cost = sum(count_tokens(texts[g], tokenizer) + 2 for g in group)
+        if not group or (chosen and used + cost > budget):
             continue
-        i, s, e = candidates[j]
-        passage = chosen.setdefault(i, Passage(n=0, doc=docs[i]))
-        passage.spans.append((s, e))
-        passage.scores.append(scores[j])
+        for g in group:
+            i, s, e = candidates[g]
+            passage = chosen.setdefault(i, Passage(n=0, doc=docs[i]))
+            passage.spans.append((s, e))
+            passage.scores.append(scores[g])
         used += cost
     passages = [chosen[i] for i in sorted(chosen)]
     for n, p in enumerate(passages, 1):
@@ -89,6 +108,10 @@ def build(question: str, docs: list[LCDocument], embedder: Embeddings, budget: i
     covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
     evidence = Evidence(best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0)
     return passages, evidence
+
+
+def _spans(chosen: dict[int, Passage], i: int) -> list[tuple[int, int]]:
+    return chosen[i].spans if i in chosen else []
 
 
 def render(passages: list[Passage]) -> str:

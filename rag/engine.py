@@ -85,6 +85,7 @@ class Engine:
             self.embedder,
             llm,
             context_tokens=s.context_tokens,
+            context_margin=s.context_margin,
             tokenizer=s.tokenizer,
             condense_with_llm=s.condense,
         )

@@ -123,7 +123,7 @@ def ingest(
                 size = path.stat().st_size
                 if size > settings.max_file_mb * 1024 * 1024:
                     raise LoadError(f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)")
-                docs.append(load.load(path, source=src))
+                docs.append(load.load(path, source=src, timeout=settings.parse_timeout_s))
             except LoadError as exc:
                 report.failed[src] = str(exc)
                 log.warning("skipped %s: %s", src, exc)

@@ -46,8 +46,12 @@ def normalize(text: str) -> str:
     return text.strip()
 
 
-def load(path: Path, source: str | None = None) -> Document:
-    """Read one file; raise LoadError with the reason when it cannot be used."""
+def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Document:
+    """Read one file; raise LoadError with the reason when it cannot be used.
+
+    PDF and Word files are parsed in a child process that is killed after `timeout` seconds, so a hostile
+    file (a reference loop, a decompression bomb) cannot hang or exhaust the ingestion.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -55,10 +59,8 @@ def load(path: Path, source: str | None = None) -> Document:
     fmt = sniff(path, data)
     meta = _sidecar(path)
     title = ""
-    if fmt == "pdf":
-        title, text = _pdf(data)
-    elif fmt == "docx":
-        title, text = _docx(data)
+    if fmt in ("pdf", "docx"):
+        title, text = _isolated(_pdf if fmt == "pdf" else _docx, data, timeout)
     elif fmt == "html":
         title, text = _html(_decode(data))
     else:
@@ -189,11 +191,70 @@ def _pdf(data: bytes) -> tuple[str, str]:
     return title, "\n\n".join(p.strip() for p in pages if p.strip())
 
 
+# Caps on a .docx archive, checked before anything is decompressed.
+MAX_ZIP_ENTRIES = 2000
+MAX_ZIP_BYTES = 200 * 1024 * 1024
+MAX_ZIP_RATIO = 200
+
+
+def _check_zip(data: bytes) -> None:
+    import io
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise LoadError(f"malformed .docx: {exc}") from None
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise LoadError(f"suspicious .docx: {len(infos)} archive entries (limit {MAX_ZIP_ENTRIES})")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_BYTES:
+        raise LoadError(f"suspicious .docx: expands to {total / 1048576:.0f} MB (limit {MAX_ZIP_BYTES / 1048576:.0f} MB)")
+    for i in infos:
+        if i.file_size > 1024 * 1024 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
+            raise LoadError(f"suspicious .docx: {i.filename} compresses {i.file_size // max(i.compress_size, 1)}:1 (a zip bomb?)")
+
+
+def _isolated(parse, data: bytes, timeout: float) -> tuple[str, str]:
+    """Run `parse(data)` in a forked child; kill it after `timeout` seconds."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(parse, data, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise LoadError(f"parsing took longer than {timeout:g} s (RAG_PARSE_TIMEOUT_S); the file may be malformed")
+        ok, value = receive.recv()
+    except EOFError:
+        raise LoadError(f"the parser crashed (exit code {child.exitcode}); the file may be malformed") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receive.close()
+    if not ok:
+        raise LoadError(value)
+    return value
+
+
+def _child(parse, data: bytes, send) -> None:
+    try:
+        send.send((True, parse(data)))
+    except LoadError as exc:
+        send.send((False, str(exc)))
+    except Exception as exc:  # anything the parser raises on a hostile file is a reason, not a crash
+        send.send((False, f"unreadable file: {type(exc).__name__}: {str(exc)[:200]}"))
+
+
 def _docx(data: bytes) -> tuple[str, str]:
     import io
 
     import docx
 
+    _check_zip(data)
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:

@@ -107,7 +107,7 @@ class LocalChatModel(BaseChatModel):
     max_tokens: int = 384
     seed: int | None = None
     timeout: float | None = 300.0
-    """Seconds one request may take in all; checked between tokens."""
+    """Seconds one request may take in all; then LLMTimeoutError, and llama.cpp stops at its next token."""
 
     @property
     def _llm_type(self) -> str:

@@ -1,0 +1,198 @@
+"""`rag eval` / `python -m evals`: run suites, write the results, print the summary; compare runs; run the ablation matrix; gate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+log = logging.getLogger("evals")
+
+DEFAULT_OUT = Path("evals/results")
+_RUN_SETTINGS = (
+    "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "condense",
+    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir",
+)  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    from evals.suite import DEFAULT_SUITE
+
+    p = argparse.ArgumentParser(
+        prog="rag eval", description="Evaluate retrieval, answers and citations on JSONL suites (see evals/README.md)."
+    )
+    p.add_argument("--suite", action="append", type=Path, metavar="PATH", help=f"a suite file; repeatable (default: {DEFAULT_SUITE.name})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. --set llm_backend=extractive")
+    p.add_argument("--out", type=Path, metavar="DIR", default=DEFAULT_OUT, help="where run folders go (default: evals/results)")
+    p.add_argument("--subset", metavar="NAME", help="only the cases whose `subsets` name this (e.g. ci)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="print metric deltas and flipped cases from run A to run B")
+    p.add_argument(
+        "--matrix", nargs="?", const="all", metavar="NAMES", help="run the ablation configurations (comma-separated names; default all)"
+    )
+    p.add_argument("--gate", action="store_true", help="exit 1 when a metric is below its threshold in evals/thresholds.json")
+    p.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)")
+    p.add_argument("--judge", metavar="URL", help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)")
+    p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: RAG_JUDGE_API_KEY)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from evals.gate import GateError
+    from evals.suite import SuiteError
+    from rag import RagError
+
+    try:
+        return _run(args, parser)
+    except (RagError, SuiteError, GateError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.compare:
+        from evals.report import compare
+
+        for d in args.compare:
+            if not (d / "summary.json").is_file():
+                parser.error(f"{d} is not a run folder (no summary.json)")
+        print(compare(*args.compare))
+        return 0
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    if args.gate and (args.limit or args.matrix):
+        parser.error("--gate compares a whole suite or subset with its thresholds: drop --limit and --matrix")
+
+    import rag
+    from evals import suite
+
+    settings = rag.load_settings(**_overrides(args.set, parser))
+    paths = args.suite or [suite.DEFAULT_SUITE]
+    cases = [c for path in paths for c in suite.load(path)]
+    cases = suite.select(cases, args.subset, args.limit)
+    if not cases:
+        parser.error(f"no cases in subset {args.subset!r}")
+    engine = rag.Engine(settings)
+    if not engine.has_index():
+        print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
+        return 3
+    run_dir = _new_run_dir(args.out)
+    meta = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "suites": [str(p) for p in paths],
+        "subset": args.subset,
+        "limit": args.limit,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.model_dump().items() if k in _RUN_SETTINGS},
+        "commit": _commit(),
+    }
+    progress = sys.stderr.isatty()
+    if args.matrix:
+        return _matrix(engine, cases, args.matrix, run_dir, meta, progress)
+
+    from evals import report, run
+    from evals.summary import summarize
+
+    judge = None
+    if args.judge:
+        from evals.judge import Judge
+
+        judge = Judge(args.judge, args.judge_model, os.environ.get("RAG_JUDGE_API_KEY") or settings.openai_api_key)
+        meta["judge"] = {"url": args.judge, "model": args.judge_model}
+    records = run.run(engine, cases, progress=progress, judge=judge)
+    summary = summarize(records, engine.settings.retrieve_k, meta)
+    report.write_run(run_dir, records, summary)
+    print(report.summary_table(summary))
+    print()
+    print(report.category_table(summary))
+    print()
+    status = _gate(summary, settings.llm_backend, args.subset or "full", args.thresholds) if args.gate else 0
+    print(f"results: {run_dir} (report: {run_dir / report.REPORT_FILE})")
+    return status
+
+
+def _matrix(engine, cases, names: str, run_dir: Path, meta: dict, progress: bool) -> int:
+    from evals import matrix, report
+    from evals.summary import summarize
+
+    configs = matrix.pick(names)
+    rows: list[tuple[str, dict]] = []
+
+    def done(config: matrix.Config, records: list[dict]) -> None:
+        settings = engine.settings.model_copy(update=config.settings)
+        run_meta = meta | {"config": config.name, "settings": meta["settings"] | config.settings}
+        summary = summarize(records, settings.retrieve_k, run_meta)
+        report.write_run(run_dir / config.name, records, summary)
+        rows.append((config.name, summary))
+        log.info("matrix: %s done (%d/%d)", config.name, len(rows), len(configs))
+
+    matrix.run_matrix(engine, cases, configs, progress=progress, on_done=done)
+    plot = report.matrix_plot(run_dir / "matrix.png", rows)
+    descriptions = {c.name: c.description for c in configs}
+    (run_dir / "matrix.md").write_text(report.matrix_markdown(rows, descriptions, plot.name), encoding="utf-8")
+    (run_dir / "matrix.json").write_text(json.dumps({name: s for name, s in rows}, indent=2) + "\n", encoding="utf-8")
+    print(report.matrix_table(rows))
+    print()
+    print(f"results: {run_dir} (report: {run_dir / 'matrix.md'})")
+    return 0
+
+
+def _gate(summary: dict, backend: str, scope: str, path: Path | None) -> int:
+    from evals import gate
+
+    bounds = gate.thresholds_for(backend, scope, path or gate.THRESHOLDS)
+    checks, unset = gate.check(summary, bounds)
+    print(f"gate {backend}/{scope}:")
+    for c in checks:
+        print("  " + c.line())
+    if unset:
+        print(f"  not gated yet (null thresholds): {', '.join(unset)}")
+    failed = [c for c in checks if not c.ok]
+    print(f"gate: {'FAILED' if failed else 'passed'} ({len(checks) - len(failed)}/{len(checks)} checks)")
+    print()
+    return 1 if failed else 0
+
+
+def _overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--set wants KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _new_run_dir(root: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir, n = root / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _commit() -> str | None:
+    """The git commit of the working tree (with `+dirty` when it has changes), for telling runs apart."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")

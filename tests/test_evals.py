@@ -1,0 +1,460 @@
+"""The eval harness: metric functions against hand-computed values, the gold suite against its documents, a full
+`python -m evals` run on a temp copy of the index (files, console table, gate), comparisons, the matrix and the judge."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+import rag
+from evals import gate, matrix, metrics, report, suite
+from evals.summary import flatten, summarize
+
+from .conftest import CORPUS, ROOT
+
+GOLD = suite.DEFAULT_SUITE
+
+
+# ---- retrieval metrics
+
+
+def test_hit_and_mrr_by_hand():
+    ranked = ["a", "b", "c", "d"]
+    assert [metrics.hit_at_k(ranked, {"c"}, k) for k in (1, 2, 3, 4)] == [0.0, 0.0, 1.0, 1.0]
+    assert metrics.mrr(ranked, {"c"}) == pytest.approx(1 / 3)
+    assert metrics.mrr(ranked, {"c", "b"}) == pytest.approx(1 / 2)
+    assert metrics.mrr(ranked, {"x"}) == 0.0
+
+
+def test_recall_counts_evidence_items_not_chunks():
+    ranked = ["a", "b", "c", "d"]
+    groups = [{"b", "z"}, {"d"}, {"y"}]  # item 1 held by b (or z), item 2 by d, item 3 not retrieved
+    assert metrics.recall_at_k(ranked, groups, 2) == pytest.approx(1 / 3)
+    assert metrics.recall_at_k(ranked, groups, 4) == pytest.approx(2 / 3)
+    assert metrics.recall_at_k(ranked, [], 4) == 0.0
+
+
+def test_ndcg_by_hand():
+    ranked = ["a", "b", "c", "d"]
+    # relevant at ranks 2 and 4: DCG = 1/log2(3) + 1/log2(5); ideal puts both first: 1 + 1/log2(3)
+    dcg, ideal = 1 / math.log2(3) + 1 / math.log2(5), 1 + 1 / math.log2(3)
+    assert metrics.ndcg_at_k(ranked, {"b", "d"}, 4) == pytest.approx(dcg / ideal)
+    assert metrics.ndcg_at_k(ranked, {"b", "d"}, 4) == pytest.approx(0.650921, abs=1e-6)
+    assert metrics.ndcg_at_k(ranked, {"b", "d"}, 2) == pytest.approx((1 / math.log2(3)) / ideal)
+    assert metrics.ndcg_at_k(ranked, {"a"}, 4) == 1.0
+    # a relevant chunk never retrieved still counts in the ideal ranking
+    assert metrics.ndcg_at_k(ranked, {"a", "zz"}, 4) == pytest.approx(1 / ideal)
+    assert metrics.ndcg_at_k(ranked, set(), 4) == 0.0
+
+
+# ---- key facts
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Around 600,000 losses", "around 600000 losses"),
+        ("Typically up to Two Weeks", "typically up to 2 weeks"),
+        ("one hundred sixty-four countries", "164 countries"),
+        ("a hundred percent", "a hundred percent"),
+        ("100% guaranteed", "100 percent guaranteed"),
+        ("anti\u2011personnel mines—banned", "anti personnel mines banned"),
+        ("Russia\u2019s \u201cdefensive\u201d measure", "russia's \"defensive\" measure"),
+        ("no one knows", "no one knows"),
+        ("1997, 2000", "1997, 2000"),
+    ],
+)
+def test_normalize(text, expected):
+    assert metrics.normalize(text) == expected
+
+
+def test_fact_variants_plurals_prefixes_and_number_words():
+    assert metrics.fact_found("It was signed in 1997.", ["1997"])
+    assert not metrics.fact_found("It was signed in 19970.", ["1997"])
+    assert not metrics.fact_found("Joined by 1640 countries", ["164"])
+    assert metrics.fact_found("Joined by one hundred and sixty-four countries", ["164"])
+    assert metrics.fact_found("It bans anti-personnel mines", ["antipersonnel mine", "anti-personnel mine"])
+    assert metrics.fact_found("an 800-mile border", ["800 mile*"])
+    assert metrics.fact_found("It further isolates Russia", ["isolat*"])
+    assert not metrics.fact_found("It isolates Russia", ["isolation"])
+    assert metrics.fact_found("up to two weeks", ["2 weeks"])
+    assert metrics.fact_found("around 600 000 or 600,000", ["600,000"])
+    assert not metrics.fact_found("the U.S. decision", ["us"])
+    assert metrics.facts_found("Lithuania and Latvia", [["Lithuania"], ["Estonia", "Latvia"], ["Poland"]]) == [True, True, False]
+
+
+def test_refusal_precision_and_recall():
+    refused = [True, True, False, False, True]
+    answerable = [False, True, False, True, False]
+    # refused 3, of which 2 unanswerable; 3 unanswerable, of which 2 refused
+    assert metrics.refusal_precision_recall(refused, answerable) == pytest.approx((2 / 3, 2 / 3))
+    assert metrics.refusal_precision_recall([False, False], [True, False]) == (None, 0.0)
+    assert metrics.refusal_precision_recall([True], [True]) == (0.0, None)
+
+
+# ---- support, faithfulness, citations
+
+
+def test_support_needs_every_number_and_words_or_meaning():
+    passage = "The Ottawa Convention on Anti-Personnel Mines was signed in 1997. It has been joined by 164 countries so far."
+    assert metrics.content_words("The countries' conventions were signed") == {"country", "convention", "signed"}
+    assert metrics.coverage("The convention was signed in 1997.", passage) == 1.0
+    assert metrics.supports("The convention was signed in 1997.", passage, similarity=0.2)
+    assert not metrics.supports("The convention was signed in 1999.", passage, similarity=0.95)  # a number the passage lacks
+    assert not metrics.supports("Finland has a long border.", passage, similarity=0.3)
+    assert metrics.supports("Finland has a long border.", passage, similarity=metrics.SUPPORT_SIMILARITY)
+    assert metrics.supports("Yes.", passage, similarity=0.0)  # nothing to ground
+    assert not metrics.is_claim("Yes.") and metrics.is_claim("In 1997.") and metrics.is_claim("Finland left.")
+
+
+def test_faithfulness_and_citation_precision_by_hand():
+    claims = [[True], [False, True], [False], []]  # the last sentence cites nothing
+    assert metrics.faithfulness(claims) == pytest.approx(2 / 4)
+    assert metrics.citation_precision(claims) == pytest.approx(2 / 4)
+    assert metrics.faithfulness([]) is None
+    assert metrics.citation_precision([[], []]) is None
+
+
+def test_citation_recall_by_hand():
+    groups = [{"a", "b"}, {"c"}]
+    assert metrics.citation_recall({"b"}, groups) == 0.5
+    assert metrics.citation_recall({"b", "c"}, groups) == 1.0
+    assert metrics.citation_recall({"b"}, groups, mode="any") == 1.0
+    assert metrics.citation_recall({"x"}, groups, mode="any") == 0.0
+    assert metrics.citation_recall({"x"}, []) is None
+
+
+def test_percentiles_mean_and_cosine():
+    assert metrics.percentile([4, 1, 3, 2], 50) == 2.5
+    assert metrics.percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
+    assert metrics.percentile([7], 95) == 7
+    assert metrics.percentile([], 50) is None
+    assert metrics.mean([1, None, True, 0]) == pytest.approx(2 / 3)
+    assert metrics.mean([None]) is None
+    assert metrics.cosine([1, 0], [1, 1]) == pytest.approx(1 / math.sqrt(2))
+
+
+# ---- the gold suite
+
+
+def _doc_text(source: str) -> str:
+    from rag.load import load
+
+    return load(CORPUS / source).text
+
+
+def test_gold_suite_validates_and_has_every_kind_of_case():
+    cases = suite.load(GOLD)
+    counts = Counter(c.category for c in cases)
+    assert len(cases) >= 60
+    assert set(counts) == set(suite.CATEGORIES)
+    assert counts["unanswerable"] >= 12
+    assert sum(not c.answerable for c in cases) >= 12
+    assert all(counts[c] >= 5 for c in suite.CATEGORIES), counts
+    for line in GOLD.read_text(encoding="utf-8").splitlines():
+        assert suite.validate(json.loads(line)) == []
+
+
+def test_every_quote_is_verbatim_in_its_document():
+    texts: dict[str, str] = {}
+    for case in suite.load(GOLD):
+        for ev in case.evidence:
+            text = texts.setdefault(ev.source, _doc_text(ev.source))
+            assert ev.quote in text, f"{case.id}: quote not in {ev.source}: {ev.quote!r}"
+
+
+def test_multi_doc_cases_need_both_documents():
+    for case in suite.load(GOLD):
+        if case.category == "multi_doc":
+            assert len({ev.source for ev in case.evidence}) == 2, case.id
+
+
+def test_every_reference_answer_states_its_facts():
+    """A perfect answer passes: the key-fact matcher finds every fact in the reference."""
+    for case in suite.load(GOLD):
+        assert all(metrics.facts_found(case.reference, case.facts)), case.id
+
+
+def test_ci_subset_is_small_and_covers_every_category():
+    ci = suite.select(suite.load(GOLD), "ci")
+    assert 12 <= len(ci) <= 20
+    assert {c.category for c in ci} == set(suite.CATEGORIES)
+    assert any(c.history and not c.answerable for c in ci)  # a follow-up that must be refused
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ({"id": "x", "category": "fact", "question": "q?", "answerable": True, "reference": "r", "facts": ["f"]}, "evidence"),
+        ({"id": "x", "category": "trivia", "question": "q?", "answerable": False, "reference": "r"}, "category"),
+        ({"id": "x", "category": "unanswerable", "question": "q?", "answerable": True, "reference": "r"}, "answerable: false"),
+        ({"id": "x", "category": "follow_up", "question": "q?", "answerable": False, "reference": "r"}, "history"),
+        ({"id": "X Y", "category": "fact", "question": "q?", "answerable": False, "reference": "r"}, "id may"),
+        ({"id": "x", "category": "fact", "question": "q?", "answerable": False, "reference": "r", "extra": 1}, "unknown field"),
+        (
+            {"id": "x", "category": "fact", "question": "q?", "answerable": True, "reference": "r", "facts": [[]],
+             "evidence": [{"source": "a.md", "quote": "q"}]},
+            "facts",
+        ),
+    ],
+)  # fmt: skip
+def test_invalid_cases_are_named(case, error):
+    assert any(error in e for e in suite.validate(case)), suite.validate(case)
+
+
+def test_a_bad_suite_file_names_the_line(tmp_path):
+    bad = tmp_path / "mine.jsonl"
+    bad.write_text('{"id": "a", "category": "fact"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(suite.SuiteError, match=r"mine.jsonl:1: .*question") as err:
+        suite.load(bad)
+    assert "mine.jsonl:2: not JSON" in str(err.value)
+
+
+# ---- a whole run, in a fresh process, on a temp copy of the index
+
+
+@pytest.fixture(scope="module")
+def ci_run(ready_settings, tmp_path_factory):
+    """`python -m evals --subset ci --gate` on a copy of the session's index; returns (completed process, run dir)."""
+    root = tmp_path_factory.mktemp("eval-run")
+    shutil.copytree(ready_settings.corpus_dir, root / "corpus")
+    shutil.copytree(ready_settings.index_dir, root / "index")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={root / 'index'}",
+           "--set", f"corpus_dir={root / 'corpus'}", "--subset", "ci", "--out", str(root / "out"), "--gate"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    runs = sorted((root / "out").glob("*")) if (root / "out").is_dir() else []
+    return proc, (runs[0] if runs else None)
+
+
+def test_run_writes_cases_summary_report_and_plots(ci_run):
+    proc, run_dir = ci_run
+    assert run_dir is not None, proc.stderr
+    records = [json.loads(line) for line in (run_dir / report.CASES_FILE).read_text(encoding="utf-8").splitlines()]
+    ci = suite.select(suite.load(GOLD), "ci")
+    assert [r["id"] for r in records] == [c.id for c in ci]
+    for r in records:
+        assert r["error"] is None, r
+        assert set(r["timings"]) == {"retrieve_ms", "first_token_ms", "total_ms"}
+        if r["answerable"]:
+            assert set(r["retrieval"]) == {"hit@1", "hit@k", "recall@k", "mrr", "ndcg@k"}
+            assert r["relevant"] and all(r["relevant"]), f"{r['id']}: a quote is in no indexed chunk"
+    summary = json.loads((run_dir / report.SUMMARY_FILE).read_text(encoding="utf-8"))
+    assert summary["run"]["cases"] == len(ci) and summary["run"]["subset"] == "ci"
+    assert summary["run"]["settings"]["llm_backend"] == "extractive"
+    assert set(summary["by_category"]) == set(suite.CATEGORIES)
+    for name in ("retrieval.hit@k", "answers.key_fact_accuracy", "answers.refusal_recall", "citations.precision", "latency_ms.total.p95"):
+        assert name in flatten(summary), name
+    text = (run_dir / report.REPORT_FILE).read_text(encoding="utf-8")
+    pngs = sorted(run_dir.glob("*.png"))
+    assert pngs and all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
+    assert all(f"]({p.name})" in text for p in pngs)
+    assert "## By category" in text
+
+
+def test_console_prints_the_summary_table_quietly(ci_run):
+    proc, run_dir = ci_run
+    out = proc.stdout
+    assert "metric" in out and "key-fact accuracy" in out and "hit@k" in out and "total ms p95" in out
+    assert "category" in out and "unanswerable" in out
+    assert f"results: {run_dir}" in out
+    assert "%|" not in proc.stderr, "no progress bar when stderr is not a terminal"
+
+
+def test_gate_passes_with_the_checked_in_extractive_thresholds(ci_run):
+    proc, run_dir = ci_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gate extractive/ci:" in proc.stdout and "gate: passed" in proc.stdout and "FAIL" not in proc.stdout
+    summary = json.loads((run_dir / report.SUMMARY_FILE).read_text(encoding="utf-8"))
+    checks, unset = gate.check(summary, gate.thresholds_for("extractive", "ci"))
+    assert checks and not unset and all(c.ok for c in checks)
+
+
+def test_thresholds_name_real_metrics_and_leave_local_to_be_measured(ci_run):
+    _, run_dir = ci_run
+    known = set(flatten(json.loads((run_dir / report.SUMMARY_FILE).read_text(encoding="utf-8"))))
+    table = json.loads(gate.THRESHOLDS.read_text(encoding="utf-8"))
+    for backend in ("extractive", "local"):
+        for scope in ("ci", "full"):
+            assert set(table[backend][scope]) <= known, (backend, scope)
+    assert all(v is not None for v in table["extractive"]["ci"].values())
+    assert all(v is not None for v in table["extractive"]["full"].values())
+
+
+def test_compare_prints_deltas_and_flipped_cases(ci_run, tmp_path, capsys):
+    from evals.cli import main
+
+    _, a_dir = ci_run
+    records, summary = report.read_run(a_dir)
+    victim = next(r for r in records if r["passed"] and r["answerable"])
+    victim.update(passed=False, refused=True, key_facts=False, answer="I could not find the answer.")
+    b_summary = summarize(records, summary["run"]["k"], summary["run"])
+    b_dir = tmp_path / "b"
+    report.write_run(b_dir, records, b_summary)
+
+    assert main(["--compare", str(a_dir), str(b_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "answers.pass_rate" in out and "worse" in out
+    assert "flipped: 0 now pass, 1 now fail" in out
+    assert f"now fail: {victim['key']}" in out
+
+    assert main(["--compare", str(b_dir), str(a_dir)]) == 0
+    assert f"now pass: {victim['key']}" in capsys.readouterr().out
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    from evals.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--compare", str(tmp_path), str(tmp_path)])
+    assert exc.value.code == 2 and "not a run folder" in capsys.readouterr().err
+
+
+# ---- the gate on made-up summaries
+
+
+def test_gate_fails_below_a_minimum_and_above_a_maximum():
+    summary = {"answers": {"key_fact_accuracy": 0.5}, "latency_ms": {"total": {"p95": 900.0}}}
+    checks, unset = gate.check(
+        summary,
+        {"answers.key_fact_accuracy": 0.6, "latency_ms.total.p95": {"max": 800}, "citations.recall": None, "retrieval.mrr": 0.1},
+    )
+    assert unset == ["citations.recall"]
+    by_name = {c.metric: c for c in checks}
+    assert not by_name["answers.key_fact_accuracy"].ok and "FAIL" in by_name["answers.key_fact_accuracy"].line()
+    assert not by_name["latency_ms.total.p95"].ok
+    assert not by_name["retrieval.mrr"].ok and "missing" in by_name["retrieval.mrr"].line()
+    checks, _ = gate.check(summary, {"answers.key_fact_accuracy": 0.5})
+    assert checks[0].ok
+
+
+def test_gate_names_what_thresholds_exist(tmp_path):
+    with pytest.raises(gate.GateError, match="extractive/ci"):
+        gate.thresholds_for("openai", "ci")
+
+
+# ---- the ablation matrix
+
+
+def test_matrix_names():
+    assert [c.name for c in matrix.pick(None)] == [c.name for c in matrix.CONFIGS]
+    assert [c.name for c in matrix.pick("dense, bm25")] == ["dense", "bm25"]
+    with pytest.raises(ValueError, match="valid: hybrid"):
+        matrix.pick("sparse")
+    names = {c.name for c in matrix.CONFIGS}
+    assert {"hybrid", "dense", "bm25", "hybrid-mmr", "no-condense"} <= names
+    assert any("chunk_size" in c.settings for c in matrix.CONFIGS)
+
+
+def test_matrix_builds_a_temp_index_for_another_chunk_size(ready_settings, embedder, tmp_path):
+    shutil.copytree(ready_settings.corpus_dir, tmp_path / "corpus")
+    shutil.copytree(ready_settings.index_dir, tmp_path / "index")
+    settings = ready_settings.model_copy(update={"corpus_dir": tmp_path / "corpus", "index_dir": tmp_path / "index"})
+    base = rag.Engine(settings, embedder=embedder)
+    cases = [c for c in suite.load(GOLD) if c.id in ("num-signed-year", "none-world-cup")]
+    results = matrix.run_matrix(base, cases, matrix.pick("bm25,chunk-100"))
+    assert [c.name for c, _ in results] == ["bm25", "chunk-100"]
+    for _, records in results:
+        assert [r["id"] for r in records] == ["num-signed-year", "none-world-cup"]
+        assert records[0]["relevant"][0], "the quote is found in the other index's chunks"
+    small = {cid for r in results[1][1] for cid in r["retrieved"]}
+    assert small.isdisjoint(results[0][1][0]["retrieved"]), "chunk-100 retrieved from its own index"
+    assert not (tmp_path / "index-chunk-100").exists()
+    rows = [(c.name, summarize(r, 4)) for c, r in results]
+    table = report.matrix_table(rows)
+    assert table.splitlines()[0].startswith("config") and "chunk-100" in table and "bm25" in table
+    assert report.matrix_plot(tmp_path / "m.png", rows).read_bytes().startswith(b"\x89PNG")
+
+
+# ---- the optional LLM judge, over HTTP to a stand-in OpenAI-compatible server
+
+
+class _JudgeServer(BaseHTTPRequestHandler):
+    requests: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(body)
+        verdict = '{"correct": true, "faithful": false, "reason": "adds a claim"}'
+        reply = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"Verdict: {verdict}"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }  # fmt: skip
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_judge_grades_through_an_openai_compatible_endpoint(monkeypatch):
+    from evals.judge import Judge, parse_verdict
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = HTTPServer(("127.0.0.1", 0), _JudgeServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = Judge(f"http://127.0.0.1:{server.server_port}/v1", model="grader")
+        case = next(c for c in suite.load(GOLD) if c.id == "follow-signed-year")
+        cite = type("C", (), {"n": 1, "text": "The Ottawa Convention on Anti-Personnel Mines was signed in 1997."})()
+        answer = rag.Answer(case.question, case.question, "It was signed in 1997 [1].", False, [cite])
+        assert judge(case, answer, []) == {"correct": True, "faithful": False, "reason": "adds a claim"}
+        sent = _JudgeServer.requests[-1]
+        assert sent["model"] == "grader" and sent["temperature"] == 0
+        prompt = sent["messages"][-1]["content"]
+        assert "Reference answer: The Ottawa Convention was signed in 1997." in prompt and "[1] The Ottawa" in prompt
+        assert "(earlier) User: Which countries" in prompt
+        refused = rag.Answer(case.question, case.question, "no", True)
+        assert judge(case, refused, [])["correct"] is False
+    finally:
+        server.shutdown()
+    assert parse_verdict("no json here") == {"error": "unparsable verdict: 'no json here'"}
+    assert parse_verdict('{"correct": "yes", "faithful": "no"}') == {"correct": True, "faithful": False, "reason": ""}
+
+
+def test_summary_counts_judge_verdicts():
+    records = [
+        {"key": "s/a", "category": "fact", "answerable": True, "refused": False, "error": None, "passed": True, "key_facts": True,
+         "fact_recall": 1.0, "similarity": 0.9, "faithfulness": 1.0, "citation_recall": 1.0, "citation_precision": 1.0,
+         "retrieval": {"hit@1": 1.0, "hit@k": 1.0, "recall@k": 1.0, "mrr": 1.0, "ndcg@k": 1.0},
+         "timings": {"retrieve_ms": 10.0, "first_token_ms": 20.0, "total_ms": 30.0}, "judge": {"correct": True, "faithful": False}},
+        {"key": "s/b", "category": "unanswerable", "answerable": False, "refused": True, "error": None, "passed": True, "key_facts": None,
+         "fact_recall": None, "similarity": None, "faithfulness": None, "citation_recall": None, "citation_precision": None,
+         "retrieval": None, "timings": {"retrieve_ms": 30.0, "first_token_ms": 30.0, "total_ms": 30.0}, "judge": {}},
+    ]  # fmt: skip
+    s = summarize(records, 4)
+    assert s["judge"] == {"cases": 1, "correct": 1.0, "faithful": 0.0, "failures": 0}
+    assert s["answers"]["refusal_precision"] == 1.0 and s["answers"]["refusal_recall"] == 1.0
+    assert s["latency_ms"]["retrieve"]["p50"] == 20.0 and s["latency_ms"]["total"]["p95"] == 30.0
+    assert s["by_category"]["unanswerable"]["outcomes"] == {"refused": 1}
+
+
+def test_answer_sentences_keep_their_markers():
+    from rag.chunk import sentences
+    from rag.cite import MARKER
+
+    from evals.run import _claims
+
+    assert _claims("Signed in 1997 [1, 2]. Joined by 164 [2].", sentences, MARKER) == [("Signed in 1997.", [1, 2]), ("Joined by 164.", [2])]
+    # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before
+    assert _claims("He said the U.S. is… [1] Analysts disagree [2].", sentences, MARKER) == [
+        ("He said the U.S. is…", [1]),
+        ("Analysts disagree.", [2]),
+    ]
+    assert _claims("Yes. It was signed in 1997 [3].", sentences, MARKER) == [("It was signed in 1997.", [3])]
