@@ -16,7 +16,7 @@ log = logging.getLogger("evals")
 DEFAULT_OUT = Path("evals/results")
 _RUN_SETTINGS = (
     "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "condense",
-    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir",
+    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir", "llm_model_path", "openai_base_url", "openai_model",
 )  # fmt: skip
 
 
@@ -72,13 +72,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 parser.error(f"{d} is not a run folder (no summary.json)")
         print(compare(*args.compare))
         return 0
+    from evals import suite
+
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     if args.gate and (args.limit or args.matrix):
         parser.error("--gate compares a whole suite or subset with its thresholds: drop --limit and --matrix")
+    if args.gate and not args.thresholds and any(p.resolve() != suite.DEFAULT_SUITE.resolve() for p in args.suite or []):
+        parser.error("the checked-in thresholds are for the gold suite; give --thresholds FILE for other suites")
 
     import rag
-    from evals import suite
 
     settings = rag.load_settings(**_overrides(args.set, parser))
     paths = args.suite or [suite.DEFAULT_SUITE]

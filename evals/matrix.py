@@ -60,7 +60,7 @@ def run_matrix(
     with tempfile.TemporaryDirectory(prefix="rag-eval-matrix-") as tmp:
         for config in configs:
             engine = _engine_for(base, config, Path(tmp))
-            log.info("matrix: %s", config.name)
+            log.debug("matrix: %s", config.name)
             records = run_mod.run(engine, cases, progress=progress, label=config.name)
             results.append((config, records))
             if on_done is not None:

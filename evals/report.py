@@ -17,6 +17,7 @@ CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 _LABELS = dict(HEADLINE)
+_COUNTS = {"cases", "answerable", "answered", "errors", "false_refusals", "failures"}
 _QUALITY = [name for name, _ in HEADLINE if not name.startswith(("latency_ms.", "judge."))]
 
 
@@ -243,6 +244,8 @@ def _fmt(value: float | None, name: str = "") -> str:
     if value is None:
         return "-"
     if name.startswith("latency_ms."):
+        return f"{value:.0f}"
+    if name.rsplit(".", 1)[-1] in _COUNTS:
         return f"{value:.0f}"
     return f"{value:.3f}"
 

@@ -104,6 +104,12 @@ def stream(
     yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported))
 
 
+def warm_up(llm: Any) -> None:
+    """Run the fixed prompt prefix once so the runtime caches it before the first real question."""
+    if llm is not None:
+        (ANSWER | llm.bind(max_tokens=1)).invoke({"passages": "[1] (Title) Text.", "question": "Why?"})
+
+
 def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
     """No model: the best-matching sentences of the context, each with its passage marker."""
     ranked = sorted(((score, p.n, span) for p in passages for score, span in zip(p.scores, p.spans, strict=True)), reverse=True)

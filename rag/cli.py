@@ -93,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
         if not engine.has_index():
             print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
             return 3
+        print("loading the models…", flush=True)
+        engine.warm_up()
         print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
         launch(engine, host=args.host, port=args.port)
         return 0

@@ -24,6 +24,17 @@ class Engine:
     def __init__(self, settings: Settings | None = None, embedder: Embeddings | None = None) -> None:
         self.settings = settings or load_settings()
         self._embedder = embedder
+        self._serving = None
+
+    def release_serving(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None
+
+    def hold_for_serving(self) -> None:
+        """Keep other processes from writing this embedded index while this one serves it."""
+        if self._serving is None and not self.settings.chroma_url:
+            self._serving = store.hold_for_serving(self.settings)
 
     @cached_property
     def embedder(self) -> Embeddings:
@@ -90,6 +101,12 @@ class Engine:
             condense_with_llm=s.condense,
         )
 
+    def warm_up(self) -> None:
+        """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
+        self.embedder.embed_query("warm up")
+        _ = self.lexical
+        answer.warm_up(self.llm())
+
     def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
         final = None
         for event in self.ask_stream(question, history, params):
@@ -99,7 +116,7 @@ class Engine:
         return final
 
     def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
-        report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress)
+        report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
         for cached in ("store", "lexical"):  # the active collection or its chunks may have changed
             self.__dict__.pop(cached, None)
         return report

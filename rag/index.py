@@ -101,19 +101,21 @@ def ingest(
     paths: list[Path] | None = None,
     rebuild: bool = False,
     progress: bool = False,
+    in_server: bool = False,
 ) -> IngestReport:
     """Bring the index in line with `paths` (default: the corpus): add new, replace edited, remove deleted files."""
     from langchain_classic.indexes import index
 
     started = time.perf_counter()
     report = IngestReport()
-    with store.write_lock(settings):
+    with store.write_lock(settings, in_server=in_server):
         manifest = store.read_manifest(settings.index_dir)
         if manifest is not None and not rebuild:
             store.check_manifest(manifest, settings)
         target = store.new_collection_name(settings) if rebuild or manifest is None else manifest["collection"]
         db = store.Store(settings, embedder, target)
         report.collection = target
+        db.reconcile()
 
         files, prefixes = discover(paths or [settings.corpus_dir], report)
         known = _known_documents(db)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".write.lock"
+SERVE_LOCK = ".serve.lock"
 _BUILD_KEYS = ("schema_version", "embed_backend", "embed_model", "chunk_size", "chunk_overlap", "tokenizer")
 
 
@@ -149,6 +150,9 @@ class Store:
             )
             return {r[0]: float(r[1]) for r in rows if r[0] is not None}
 
+    def ids(self) -> set[str]:
+        return set(self.vectorstore._collection.get(include=[])["ids"])
+
     # -- writing -------------------------------------------------------------------------------
     def delete_source(self, source: str) -> int:
         """Remove one source's chunks from the vector store, then from the record store."""
@@ -157,6 +161,19 @@ class Store:
             self.vectorstore.delete(ids=keys)
             self.records.delete_keys(keys)
         return len(keys)
+
+    def reconcile(self) -> tuple[int, int]:
+        """Repair what a crash between the two stores leaves: vectors without a record (orphans) are deleted,
+        records without a vector are forgotten (so their chunks are written again). Returns both counts."""
+        vectors, records = self.ids(), set(self.records.list_keys())
+        orphans, stale = sorted(vectors - records), sorted(records - vectors)
+        if orphans:
+            self.vectorstore.delete(ids=orphans)
+        if stale:
+            self.records.delete_keys(stale)
+        if orphans or stale:
+            log.warning("repaired the index after an interrupted run: %d orphan chunks removed, %d stale records", len(orphans), len(stale))
+        return len(orphans), len(stale)
 
     def drop(self) -> None:
         """Delete the whole collection and its records."""
@@ -184,8 +201,12 @@ def new_collection_name(settings: Settings) -> str:
 
 
 @contextmanager
-def write_lock(settings: Settings) -> Iterator[None]:
-    """One writer per index: a second one waits `lock_timeout_s` at most, then fails with a clear message."""
+def write_lock(settings: Settings, in_server: bool = False) -> Iterator[None]:
+    """One writer per index: a second one waits `lock_timeout_s` at most, then fails with a clear message.
+
+    An embedded index that a chat server holds (see `hold_for_serving`) is not written by another process:
+    Chroma's embedded store is not safe across processes. `in_server` is the chat server's own re-index.
+    """
     from filelock import FileLock, Timeout
 
     settings.index_dir.mkdir(parents=True, exist_ok=True)
@@ -198,9 +219,39 @@ def write_lock(settings: Settings) -> Iterator[None]:
             "(or set RAG_LOCK_TIMEOUT_S to wait longer)"
         ) from None
     try:
+        if not in_server and not settings.chroma_url and _served(settings):
+            raise IndexBusyError(
+                f"a chat server is using {settings.index_dir}; stop it, re-index from its Corpus tab (RAG_UI_ADMIN=1), "
+                "or run a Chroma server (RAG_CHROMA_URL) so several processes can share the index"
+            )
         yield
     finally:
         lock.release()
+
+
+def hold_for_serving(settings: Settings) -> Any:
+    """Mark an embedded index as in use by this process until the returned handle is closed (or the process ends)."""
+    import fcntl
+
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(settings.index_dir / SERVE_LOCK, "a+")  # noqa: SIM115 (held for the life of the server)
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def _served(settings: Settings) -> bool:
+    import fcntl
+
+    path = settings.index_dir / SERVE_LOCK
+    if not path.exists():
+        return False
+    with open(path, "a+") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
 
 
 def _client(settings: Settings) -> Any:

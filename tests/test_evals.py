@@ -12,7 +12,6 @@ import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -69,7 +68,7 @@ def test_ndcg_by_hand():
         ("a hundred percent", "a hundred percent"),
         ("100% guaranteed", "100 percent guaranteed"),
         ("anti\u2011personnel mines—banned", "anti personnel mines banned"),
-        ("Russia\u2019s \u201cdefensive\u201d measure", "russia's \"defensive\" measure"),
+        ("Russia\u2019s \u201cdefensive\u201d measure", 'russia\'s "defensive" measure'),
         ("no one knows", "no one knows"),
         ("1997, 2000", "1997, 2000"),
     ],
@@ -446,10 +445,9 @@ def test_summary_counts_judge_verdicts():
 
 
 def test_answer_sentences_keep_their_markers():
+    from evals.run import _claims
     from rag.chunk import sentences
     from rag.cite import MARKER
-
-    from evals.run import _claims
 
     assert _claims("Signed in 1997 [1, 2]. Joined by 164 [2].", sentences, MARKER) == [("Signed in 1997.", [1, 2]), ("Joined by 164.", [2])]
     # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before

@@ -218,6 +218,8 @@ def _describe(engine: rag.Engine) -> str:
 def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Serve with safe defaults: loopback, bounded queue, queue-skipping REST closed, private paths blocked."""
     s = engine.settings
+    engine.hold_for_serving()
+    _SERVED.append(engine)
     demo = build_app(engine)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     auth = None
@@ -245,6 +247,11 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     )
 
 
+_SERVED: list[rag.Engine] = []
+
+
 def close_all() -> None:
-    """Stop every app this process serves (tests, and a clean shutdown)."""
+    """Stop every app this process serves and release their indexes (tests, and a clean shutdown)."""
     gr.close_all()
+    while _SERVED:
+        _SERVED.pop().release_serving()

@@ -1,0 +1,125 @@
+"""Crash safety and concurrency of the index: SIGKILL mid-ingest converges; writers are serialised; a served index
+is not written by another process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import rag
+from rag.errors import IndexBusyError
+
+DOCS = 24
+
+
+def _corpus(root):
+    c = root / "corpus"
+    c.mkdir(parents=True, exist_ok=True)
+    words = "mine border treaty clearance field survey village river bridge convoy".split()
+    for i in range(DOCS):
+        body = " ".join(f"Report {i} sentence {j} mentions the {words[(i + j) % 10]} and the {words[(i * j) % 10]}." for j in range(40))
+        (c / f"doc{i:02d}.md").write_text(f"# Report {i}\n\n{body}\n")
+    return c
+
+
+_DRIVER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import rag
+    from langchain_classic.indexes import SQLRecordManager
+    kill_at = int(os.environ.get("KILL_AT_UPDATE", "0"))
+    if kill_at:
+        original = SQLRecordManager.update
+        calls = {"n": 0}
+        def update(self, *a, **k):
+            calls["n"] += 1
+            if calls["n"] == kill_at:  # the vectors of this batch are written, its records are not
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(self, *a, **k)
+        SQLRecordManager.update = update
+    engine = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index", index_batch_size=8, embed_batch_size=8))
+    print(engine.ingest().summary(), flush=True)
+    """
+)
+
+
+def _run(root, env=None, timeout=300):
+    return subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True)
+
+
+def _state(root, embedder):
+    engine = rag.Engine(rag.Settings(corpus_dir=root / "corpus", index_dir=root / "index"), embedder=embedder)
+    docs = engine.store.get()
+    ids = [d.id for d in docs]
+    return engine, sorted(ids), sorted(engine.store.records.list_keys())
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, embedder, monkeypatch):
+    clean = tmp_path / "clean"
+    _corpus(clean)
+    (clean / "corpus" / "doc03.md").unlink()
+    monkeypatch.chdir(clean)  # source ids are relative to the working directory, as in the runs below
+    reference = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index"), embedder=embedder)
+    reference.ingest()
+    expected = {d.id for d in reference.store.get()}
+    assert expected
+
+    for n, kill in enumerate([("update", 2), ("update", 5), ("time", 8.0)]):
+        root = tmp_path / f"run{n}"
+        _corpus(root)
+        if kill[0] == "update":
+            proc = _run(root, {"KILL_AT_UPDATE": str(kill[1])})
+            assert proc.wait(300) == -signal.SIGKILL
+        else:
+            proc = _run(root)
+            time.sleep(kill[1])
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+        (root / "corpus" / "doc03.md").unlink()  # and the corpus moves on while the index is broken
+        finish = _run(root)
+        assert finish.wait(300) == 0
+        engine, ids, records = _state(root, embedder)
+        assert ids == records, "every vector has its record and every record its vector"
+        assert len(ids) == len(set(ids))
+        sources = {d.metadata["source"] for d in engine.store.get()}
+        assert "corpus/doc03.md" not in sources and len(sources) == DOCS - 1
+        assert set(ids) == expected, f"run {n} ({kill}) differs from a clean ingest"
+
+
+def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _corpus(tmp_path)
+    engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder=embedder)
+    engine.ingest()
+    engine.hold_for_serving()
+    try:
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert run.returncode == IndexBusyError.exit_code and "a chat server is using" in run.stderr
+        assert time.monotonic() - started < 60, "fails fast, no long busy-wait"
+        (tmp_path / "corpus" / "doc00.md").write_text("# New\n\nThe server's own re-index is allowed.\n")
+        assert engine.ingest().updated == ["corpus/doc00.md"]
+    finally:
+        engine.release_serving()
+    run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def test_reconcile_repairs_orphans_and_stale_records(tmp_path, embedder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _corpus(tmp_path)
+    engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder=embedder)
+    total = engine.ingest().chunks_total
+    keys = engine.store.records.list_keys()
+    engine.store.records.delete_keys(keys[:3])  # vectors without records
+    engine.store.vectorstore.delete(ids=keys[3:5])  # records without vectors
+    report = engine.ingest()
+    assert report.chunks_total == total and report.chunks_added == 5
+    assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
+    assert json.loads((tmp_path / "index" / "manifest.json").read_text())["collection"] == report.collection
