@@ -15,7 +15,7 @@ log = logging.getLogger("evals")
 
 DEFAULT_OUT = Path("evals/results")
 _RUN_SETTINGS = (
-    "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "condense",
+    "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "context_margin", "condense",
     "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir", "llm_model_path", "openai_base_url", "openai_model",
 )  # fmt: skip
 
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_bm25s)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from evals.gate import GateError
     from evals.suite import SuiteError
@@ -167,6 +168,11 @@ def _gate(summary: dict, backend: str, scope: str, path: Path | None) -> int:
     print(f"gate: {'FAILED' if failed else 'passed'} ({len(checks) - len(failed)}/{len(checks)} checks)")
     print()
     return 1 if failed else 0
+
+
+def _quiet_bm25s(record: logging.LogRecord) -> bool:
+    """bm25s sets its own logger to DEBUG when imported, after any level set here: drop its chatter at the handler."""
+    return not (record.name.startswith("bm25s") and record.levelno < logging.WARNING)
 
 
 def _overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:

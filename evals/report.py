@@ -17,6 +17,20 @@ CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 _LABELS = dict(HEADLINE)
+_SHORT = {  # column heads of the one-line-per-configuration table
+    "retrieval.recall@k": "R@k",
+    "retrieval.ndcg@k": "nDCG",
+    "answers.key_fact_accuracy": "facts",
+    "answers.fact_recall": "fact R",
+    "answers.similarity": "sim",
+    "answers.refusal_precision": "ref P",
+    "answers.refusal_recall": "ref R",
+    "answers.faithfulness": "faith",
+    "citations.recall": "cite R",
+    "citations.precision": "cite P",
+    "answers.pass_rate": "passed",
+    "latency_ms.total.p50": "ms p50",
+}
 _COUNTS = {"cases", "answerable", "answered", "errors", "false_refusals", "failures"}
 _QUALITY = [name for name, _ in HEADLINE if not name.startswith(("latency_ms.", "judge."))]
 
@@ -109,7 +123,9 @@ def matrix_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     for name, summary in rows:
         flat = flatten(summary)
         body.append([name] + [_fmt(flat.get(c), c) for c in columns])
-    return _table(["config"] + [_LABELS[c] for c in columns], body)
+    table = _table(["config"] + [_SHORT.get(c, _LABELS[c]) for c in columns], body)
+    legend = ", ".join(f"{_SHORT[c]} = {_LABELS[c]}" for c in columns if c in _SHORT)
+    return f"{table}\n({legend})"
 
 
 # ---- Markdown report and plots
@@ -206,7 +222,7 @@ def matrix_plot(path: Path, rows: list[tuple[str, dict[str, Any]]]) -> Path:
         ax.bar([x + (i - len(metrics) / 2 + 0.5) * width for x in range(len(rows))], values, width, label=_LABELS[m])
     ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Ablations")
     return _save(fig, path, plt)
 

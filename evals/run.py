@@ -206,8 +206,8 @@ def _markers(text: str, marker: re.Pattern) -> list[int]:
 def _warm_up(engine: rag.Engine) -> None:
     """Load the embedder, the index and the model before the clock runs, so the first case's latency is not a load time."""
     s = engine.settings
-    engine.retriever(k=1, mode=s.retrieve_mode).invoke("warm-up")
-    engine.llm()
+    engine.warm_up()
+    engine.retriever(k=1, mode=s.retrieve_mode, mmr=s.retrieve_mmr).invoke("warm-up")
 
 
 def _same_source(chunk_source: str, evidence_source: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -90,7 +91,12 @@ def ready_settings(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("ready")
     shutil.copytree(CORPUS, root / "corpus")
     settings = rag.Settings(corpus_dir=root / "corpus", index_dir=root / "index", llm_backend="extractive")
-    report = rag.Engine(settings, embedder=embedder).ingest()
+    cwd = os.getcwd()
+    os.chdir(root)  # source ids read "corpus/…", as in a real checkout
+    try:
+        report = rag.Engine(settings, embedder=embedder).ingest()
+    finally:
+        os.chdir(cwd)
     assert report.ok and report.chunks_total > 0
     return settings
 

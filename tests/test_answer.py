@@ -68,7 +68,7 @@ def test_a_wrong_marker_moves_to_the_supporting_passage(ready_engine):
 def test_citation_quote_is_the_exact_source_span(ready_engine, ready_settings):
     _, events = ask(ready_engine, Q, ["It was signed in 1997 [1]."])
     for c in events[-1].data.citations:
-        text = load(ready_settings.corpus_dir.parent / c.source if not c.source.startswith("/") else __import__("pathlib").Path(c.source)).text
+        text = load(ready_settings.corpus_dir.parent / c.source).text
         assert text[c.start : c.end] == c.quote and "1997" in c.quote
         assert c.quote in c.text
 

@@ -17,10 +17,7 @@ def local_engine(ready_settings, embedder):
 
 
 def _source_text(settings, source):
-    from pathlib import Path
-
-    path = Path(source)
-    return load(path if path.is_absolute() else settings.corpus_dir.parent / path).text
+    return load(settings.corpus_dir.parent / source).text
 
 
 @pytest.mark.parametrize(
