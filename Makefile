@@ -33,6 +33,9 @@ ask: index  ## answer one sample question from the command line
 test: install  ## run every test CI runs
 	$(PY) -m pytest
 
+bench:  ## benchmark every stage at the real, 1k and 10k scales against a plain LangChain baseline
+	$(PY) -m evals.bench
+
 lint:  ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 

@@ -112,7 +112,12 @@ def warm_up(llm: Any) -> None:
 
 def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
     """No model: the best-matching sentences of the context, each with its passage marker."""
-    ranked = sorted(((score, p.n, span) for p in passages for score, span in zip(p.scores, p.spans, strict=True)), reverse=True)
+    ranked = sorted(
+        (score, p.n, span)
+        for p in passages
+        for score, span in zip(p.scores, p.spans, strict=True)
+        if p.doc.page_content[span[0] : span[1]].rstrip().endswith((".", "!", "?", "”", '"', "’", ")"))  # not a heading
+    )[::-1]
     if not ranked:
         return ""
     top = ranked[0][0]

@@ -9,8 +9,9 @@ from typing import Any
 
 from rag._offline import ensure_tiktoken_cache
 
-# A sentence ends at . ! ? or … (plus closing quotes or brackets) followed by white space, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’)\]]*\s+|\n+")
+# A sentence ends at . ! ? or … (its closing quotes or brackets stay with it) where white space follows and the
+# next sentence starts (not a lower-case word), or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])([\"'”’)\]]*)\s+(?=[^a-z\s])|\n+")
 # Abbreviations and initials whose full stop does not end a sentence.
 _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Rep|Sen|Gov|vs|etc|No|Fig|al|e\.g|i\.e|U\.S|U\.K|U\.N)|\b[A-Z])\.$")
 
@@ -79,8 +80,9 @@ def sentences(text: str):
     for match in _SENTENCE_END.finditer(text):
         if "\n" not in match.group() and _ABBREVIATION.search(text, max(pos, match.start() - 8), match.start()):
             continue
-        if match.start() > pos:
-            yield pos, match.start(), para
+        end = match.start() + len(match.group(1) or "")
+        if end > pos:
+            yield pos, end, para
             para = False
         if "\n\n" in match.group():
             para = True

@@ -154,17 +154,23 @@ def ingest(
             chunks.extend(_to_documents(doc, digest, settings))
 
         before = getattr(embedder, "texts_embedded", 0)
-        result = index(
-            _progress(chunks, progress),
-            db.records,
-            db.vectorstore,
-            cleanup="incremental",
-            source_id_key="source",
-            key_encoder="sha256",
-            batch_size=settings.index_batch_size,
-        )
-        report.chunks_added = result["num_added"] + result["num_updated"]
-        report.chunks_deleted += result["num_deleted"]
+        # Incremental cleanup deletes a source's records that the current batch did not touch, so a document must
+        # never span two batches: each index() call gets whole documents only.
+        bar = _progress(len(chunks), progress)
+        for group in _whole_documents(chunks, settings.index_batch_size):
+            result = index(
+                group,
+                db.records,
+                db.vectorstore,
+                cleanup="incremental",
+                source_id_key="source",
+                key_encoder="sha256",
+                batch_size=len(group),
+            )
+            report.chunks_added += result["num_added"] + result["num_updated"]
+            report.chunks_deleted += result["num_deleted"]
+            bar.update(len(group))
+        bar.close()
         report.texts_embedded = getattr(embedder, "texts_embedded", 0) - before
         report.chunks_total = db.count()
         changed = report.chunks_added or report.chunks_deleted or manifest is None or target != manifest["collection"]
@@ -235,12 +241,23 @@ def _dimension(embedder: Embeddings, manifest: dict | None) -> int | None:
     return int(dim) if dim is not None else None
 
 
-def _progress(chunks: list[LCDocument], enabled: bool) -> Iterable[LCDocument]:
-    if not enabled or not chunks:
-        return chunks
+def _whole_documents(chunks: list[LCDocument], size: int) -> Iterable[list[LCDocument]]:
+    """Consecutive groups of about `size` chunks that never split one source's chunks."""
+    group: list[LCDocument] = []
+    for i, doc in enumerate(chunks):
+        group.append(doc)
+        last_of_source = i + 1 == len(chunks) or chunks[i + 1].metadata["source"] != doc.metadata["source"]
+        if last_of_source and len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(chunks, desc="indexing", unit="chunk", leave=False)
+    return tqdm(total=total, desc="indexing", unit="chunk", leave=False, disable=not enabled or not total)
 
 
 __all__ = ["IngestReport", "IndexMismatchError", "discover", "ingest", "source_id"]

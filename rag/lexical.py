@@ -34,6 +34,13 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets its own logger to DEBUG on import
+    return bm25s
+
+
 class LexicalIndex:
     """BM25 (bm25s) over chunk texts; `ids[i]` is the chunk id of document i."""
 
@@ -44,7 +51,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str], stamp: str) -> LexicalIndex:
-        import bm25s
+        bm25s = _bm25s()
 
         bm25 = bm25s.BM25()
         if ids:
@@ -63,7 +70,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex | None:
-        import bm25s
+        bm25s = _bm25s()
 
         try:
             meta = json.loads((directory / "ids.json").read_text())

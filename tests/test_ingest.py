@@ -178,3 +178,14 @@ def test_server_mode_against_a_real_chroma_server(embedder, workdir, chroma_serv
     assert not (workdir / "index" / "chroma").exists()
     assert any("signed in 1997" in h.text for h in eng.search(QUESTION, k=3))
     assert eng.ingest().texts_embedded == 0
+
+
+def test_documents_never_split_across_index_batches(embedder, workdir):
+    """LangChain's incremental cleanup would delete a source's chunks that another batch holds: batches keep documents whole."""
+    for i in range(6):
+        (workdir / "corpus" / f"extra{i}.md").write_text(" ".join(f"Extra document {i} sentence {j} about survey teams." for j in range(80)))
+    eng = rag.Engine(rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", index_batch_size=7), embedder=embedder)
+    first = eng.ingest()
+    assert first.chunks_added == first.chunks_total
+    again = eng.ingest()
+    assert again.texts_embedded == 0 and again.chunks_deleted == 0 and again.chunks_total == first.chunks_total

@@ -1,0 +1,261 @@
+"""`rag bench` / `python -m evals.bench`: every stage timed against its limit and against a plain LangChain recipe.
+
+Scales: the real corpus and generated corpora of about 1k, 10k (and, with --scales 100k, 100k) chunks, made
+deterministically from a seed by recombining the corpus's sentences with varied vocabulary. Results go to
+`bench/results/<timestamp>/bench.json` and `bench.md`; the Markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}
+_WORDS_PER_CHUNK = 150  # about 200 cl100k tokens of English at the default chunk size, less the overlap
+
+
+def generate_corpus(target_chunks: int, out: Path, seed: int = 7) -> Path:
+    """A corpus of about `target_chunks` chunks: corpus sentences recombined, with names and numbers varied."""
+    import rag.chunk
+    from rag.load import load
+
+    sentences = []
+    for path in sorted((ROOT / "corpus").glob("*.md")):
+        text = load(path).text
+        sentences += [text[s:e] for s, e, _ in rag.chunk.sentences(text) if len(text[s:e]) > 40]
+    rng = random.Random(seed)
+    vocab = [w for s in sentences for w in re.findall(r"[A-Za-z]{5,}", s)]
+    out.mkdir(parents=True, exist_ok=True)
+    per_doc = 20
+    for d in range(max(1, target_chunks // per_doc)):
+        paras = []
+        for _ in range(per_doc):
+            picked = rng.sample(sentences, 6)
+            para = " ".join(_vary(s, rng, vocab) for s in picked)
+            paras.append(para)
+        (out / f"gen-{d:05d}.md").write_text(f"# Generated report {d}\n\n" + "\n\n".join(paras) + "\n")
+    return out
+
+
+def _vary(sentence: str, rng: random.Random, vocab: list[str]) -> str:
+    words = sentence.split(" ")
+    for _ in range(max(1, len(words) // 8)):
+        i = rng.randrange(len(words))
+        if re.fullmatch(r"[a-z]{5,}", words[i]):
+            words[i] = rng.choice(vocab).lower()
+        elif re.fullmatch(r"\d+", words[i]):
+            words[i] = str(rng.randint(2, 2000))
+    return " ".join(words)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _child_json(code: str, env: dict | None = None) -> dict:
+    """Run `code` in a fresh Python process and return the JSON it prints last, with its peak RSS in MiB."""
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=7200
+    )
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr[-2000:])
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return out
+
+
+_INGEST = """
+import json, resource, sys, time
+import rag
+s = rag.Settings(corpus_dir=sys.argv[1] if len(sys.argv) > 1 else {corpus!r}, index_dir={index!r})
+e = rag.Engine(s)
+e.embedder.embed_query("warm up")  # load the model first: the raw figure below is measured warm too
+t = time.perf_counter(); r = e.ingest(); first = time.perf_counter() - t
+t = time.perf_counter(); again = e.ingest(); second = time.perf_counter() - t
+texts = [d.page_content for d in e.store.iter_chunks()]
+t = time.perf_counter(); e.embedder.embed_documents(texts); raw = time.perf_counter() - t
+print(json.dumps({{"chunks": r.chunks_total, "ingest_s": first, "raw_embed_s": raw, "reingest_s": second,
+  "reingest_embedded": again.texts_embedded, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+_SERVE = """
+import json, resource, time
+import rag
+e = rag.Engine(rag.Settings(corpus_dir={corpus!r}, index_dir={index!r}, llm_backend={backend!r}))
+e.warm_up()
+qs = {queries!r}
+embed, search = [], []
+for q in qs:
+    t = time.perf_counter(); e.embedder.embed_query(q); embed.append((time.perf_counter() - t) * 1000)
+r = e.retriever(k=4)
+for q in qs:
+    t = time.perf_counter(); r.invoke(q); search.append((time.perf_counter() - t) * 1000)
+e.ask(qs[0])
+print(json.dumps({{"embed_ms": embed, "search_ms": search, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def bench_scale(name: str, work: Path, queries: list[str], backend: str) -> dict:
+    corpus = ROOT / "corpus" if SCALES[name] == 0 else generate_corpus(SCALES[name], work / f"corpus-{name}")
+    index = work / f"index-{name}"
+    ing = _child_json(_INGEST.format(corpus=str(corpus), index=str(index)))
+    srv = _child_json(_SERVE.format(corpus=str(corpus), index=str(index), backend=backend, queries=queries))
+    return {
+        "scale": name,
+        "chunks": ing["chunks"],
+        "ingest_chunks_per_s": ing["chunks"] / ing["ingest_s"],
+        "raw_embed_chunks_per_s": ing["chunks"] / ing["raw_embed_s"],
+        "ingest_vs_raw": ing["raw_embed_s"] / ing["ingest_s"],
+        "reingest_s": ing["reingest_s"],
+        "reingest_embedded": ing["reingest_embedded"],
+        "query_embed_p50_ms": pct(srv["embed_ms"], 50),
+        "search_p50_ms": pct(srv["search_ms"], 50),
+        "search_p95_ms": pct(srv["search_ms"], 95),
+        "ingest_rss_mib": ing["rss_mib"],
+        "serve_rss_mib": srv["rss_mib"],
+    }
+
+
+def bench_answers(questions: list, backend: str) -> dict:
+    """Time to first token and total time over suite questions, ours against the plain LangChain recipe."""
+    import rag
+    from evals.baseline import Baseline
+
+    engine = rag.Engine(rag.Settings(llm_backend=backend))
+    engine.warm_up()
+    ours = {"first_token_ms": [], "total_ms": [], "evidence_ms": [], "correct": 0}
+    for case in questions:
+        started = time.perf_counter()
+        final = None
+        for event in engine.ask_stream(case.question, list(case.history)):
+            if event.kind == "evidence":
+                ours["evidence_ms"].append((time.perf_counter() - started) * 1000)
+            elif event.kind == "answer":
+                final = event.data
+        ours["first_token_ms"].append(final.timings.get("first_token_ms", final.timings["total_ms"]))
+        ours["total_ms"].append(final.timings["total_ms"])
+        ours["correct"] += _correct(case, final.answer, final.refused)
+
+    base = Baseline(engine.embedder, engine.llm())
+    t = time.perf_counter()
+    base.ingest(ROOT / "corpus")
+    base_ingest_s = time.perf_counter() - t
+    theirs = {"first_token_ms": [], "total_ms": [], "retrieve_ms": [], "correct": 0}
+    for case in questions:
+        res = base.ask(case.question)
+        for k in ("first_token_ms", "total_ms", "retrieve_ms"):
+            theirs[k].append(res[k])
+        theirs["correct"] += _correct(case, res["answer"], res["refused"])
+    n = len(questions)
+    return {
+        "questions": n,
+        "ours": {
+            "evidence_p50_ms": pct(ours["evidence_ms"], 50),
+            "first_token_p50_ms": pct(ours["first_token_ms"], 50),
+            "first_token_p95_ms": pct(ours["first_token_ms"], 95),
+            "total_p50_ms": pct(ours["total_ms"], 50),
+            "total_p95_ms": pct(ours["total_ms"], 95),
+            "accuracy": ours["correct"] / n,
+        },
+        "baseline": {
+            "ingest_s": base_ingest_s,
+            "retrieve_p50_ms": pct(theirs["retrieve_ms"], 50),
+            "first_token_p50_ms": pct(theirs["first_token_ms"], 50),
+            "first_token_p95_ms": pct(theirs["first_token_ms"], 95),
+            "total_p50_ms": pct(theirs["total_ms"], 50),
+            "total_p95_ms": pct(theirs["total_ms"], 95),
+            "accuracy": theirs["correct"] / n,
+        },
+    }
+
+
+def _correct(case, answer: str, refused: bool) -> bool:
+    from evals.metrics import facts_found
+
+    if not case.answerable:
+        return refused
+    return not refused and all(facts_found(answer, case.facts))
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Benchmark of {result['date']} on {result['machine']} (`{result['command']}`).",
+        "",
+        "| scale | chunks | ingest chunks/s | raw embed chunks/s | ingest / raw | re-ingest s (embedded) | query embed p50 ms | search p50 / p95 ms | ingest RSS MiB | serve RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["scales"]:
+        lines.append(
+            f"| {r['scale']} | {r['chunks']} | {r['ingest_chunks_per_s']:.0f} | {r['raw_embed_chunks_per_s']:.0f} | {r['ingest_vs_raw']:.2f} | "
+            f"{r['reingest_s']:.2f} ({r['reingest_embedded']}) | {r['query_embed_p50_ms']:.1f} | {r['search_p50_ms']:.1f} / {r['search_p95_ms']:.1f} | "
+            f"{r['ingest_rss_mib']:.0f} | {r['serve_rss_mib']:.0f} |"
+        )
+    a = result.get("answers")
+    if a:
+        o, b = a["ours"], a["baseline"]
+        lines += [
+            "",
+            f"Answering, {a['questions']} suite questions, embedded model, against the plain LangChain recipe "
+            "(RecursiveCharacterTextSplitter 1000/200, Chroma.from_documents, k=4 similarity, stuff prompt, same model):",
+            "",
+            "| | ours | baseline | ours / baseline |",
+            "| --- | ---: | ---: | ---: |",
+            f"| evidence shown, p50 ms | {o['evidence_p50_ms']:.0f} | – | – |",
+            f"| first token p50 / p95 ms | {o['first_token_p50_ms']:.0f} / {o['first_token_p95_ms']:.0f} | {b['first_token_p50_ms']:.0f} / {b['first_token_p95_ms']:.0f} | {o['first_token_p50_ms'] / b['first_token_p50_ms']:.2f} |",
+            f"| total p50 / p95 ms | {o['total_p50_ms']:.0f} / {o['total_p95_ms']:.0f} | {b['total_p50_ms']:.0f} / {b['total_p95_ms']:.0f} | {o['total_p50_ms'] / b['total_p50_ms']:.2f} |",
+            f"| accuracy (key facts / refusals) | {o['accuracy']:.2f} | {b['accuracy']:.2f} | {o['accuracy'] / max(b['accuracy'], 1e-9):.2f} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="rag bench", description=__doc__.splitlines()[0])
+    p.add_argument("--scales", default="real,1k,10k", help="comma-separated: real, 1k, 10k, 100k (100k takes about an hour)")
+    p.add_argument("--answers", type=int, default=12, metavar="N", help="suite questions for the answering benchmark (0 = skip)")
+    p.add_argument("--backend", default="local", help="answering backend (default: the embedded model)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    from evals.suite import DEFAULT_SUITE, load
+
+    cases = load(DEFAULT_SUITE)
+    queries = [c.question for c in cases][:40]
+    started = datetime.now(UTC)
+    result = {
+        "date": started.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU",
+        "command": "make bench" if argv is None and args.scales == "real,1k,10k" else "rag bench " + " ".join(argv or sys.argv[1:]),
+        "scales": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        for name in args.scales.split(","):
+            print(f"scale {name}…", file=sys.stderr, flush=True)
+            result["scales"].append(bench_scale(name.strip(), Path(tmp), queries, args.backend))
+    if args.answers:
+        print("answering…", file=sys.stderr, flush=True)
+        picked = [c for c in cases if not c.history]
+        picked = picked[:: max(1, len(picked) // args.answers)][: args.answers]  # spread over every category
+        result["answers"] = bench_answers(picked, args.backend)
+    out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (out / "bench.md").write_text(table)
+    print(table)
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
