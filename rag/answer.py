@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.output_parsers import StrOutputParser
 
 from rag import cite, condense, context
+from rag.llm import with_deadline
 from rag.prompt import ANSWER, NOT_FOUND
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,11 @@ def stream(
     context_margin: float = 0.25,
     tokenizer: str = "cl100k_base",
     condense_with_llm: bool = True,
+    llm_timeout: float = 120.0,
 ) -> Iterator[Event]:
     """Answer one question, yielding the evidence as soon as it is known, then tokens, then the checked answer."""
     started = time.perf_counter()
-    standalone = condense.condense(question, history, llm if condense_with_llm else None)
+    standalone = condense.condense(question, history, llm if condense_with_llm else None, timeout=llm_timeout)
     docs = retriever.invoke(standalone)
     passages, evidence = context.build(standalone, docs, embedder, context_tokens, tokenizer, context_margin)
     timings = {"retrieve_ms": _ms(started)}
@@ -84,7 +86,7 @@ def stream(
         parts = []
         chain = ANSWER | llm | StrOutputParser()
         try:
-            for delta in chain.stream({"passages": context.render(passages), "question": standalone}):
+            for delta in with_deadline(chain.stream({"passages": context.render(passages), "question": standalone}), llm_timeout):
                 if not parts:
                     timings["first_token_ms"] = _ms(started)
                 parts.append(delta)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import re
 
+from langchain_core.output_parsers import StrOutputParser
+
 from rag.chunk import count_tokens
+from rag.llm import with_deadline
 from rag.prompt import CONDENSE
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,7 @@ def fallback(question: str, history: History) -> str:
     return f"{question} (follow-up to: {history[-1][0].strip()})"
 
 
-def condense(question: str, history: History, llm=None) -> str:
+def condense(question: str, history: History, llm=None, timeout: float = 60.0) -> str:
     """A standalone question: the model's rewrite when it gives a usable one, the fallback otherwise."""
     if not history:
         return question
@@ -33,7 +36,8 @@ def condense(question: str, history: History, llm=None) -> str:
         lines.append(f"User: {user.strip()}")
         lines.append(f"Assistant: {_clip(assistant)}")
     try:
-        raw = (CONDENSE | llm).invoke({"history": "\n".join(lines), "question": question}, config={"max_tokens": 60}).text
+        chain = CONDENSE | llm.bind(max_tokens=60) | StrOutputParser()
+        raw = "".join(with_deadline(chain.stream({"history": "\n".join(lines), "question": question}), timeout))
     except Exception as exc:  # a failed rewrite must not fail the answer
         log.warning("question rewrite failed (%s); using the fallback", exc)
         return fallback(question, history)

@@ -99,6 +99,7 @@ class Engine:
             context_margin=s.context_margin,
             tokenizer=s.tokenizer,
             condense_with_llm=s.condense,
+            llm_timeout=s.llm_timeout_s,
         )
 
     def warm_up(self) -> None:

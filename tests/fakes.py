@@ -26,7 +26,7 @@ class ReplayChatModel(FakeListChatModel):
 
 class ScriptedChatModel(FakeListChatModel):
     """Deterministic stand-in that reads its prompt: rewrites follow-ups by naming the earlier question, and answers
-    with the first sentence of passage [1]. `calls` records every request."""
+    with the last sentence of passage [1]. `calls` records every request."""
 
     calls: list = []
 
@@ -40,8 +40,8 @@ class ScriptedChatModel(FakeListChatModel):
             first = prompt.split("User: ", 1)[1].split("\n", 1)[0]
             last = prompt.split("Last question: ", 1)[1].split("\n", 1)[0]
             return f"{last} (about: {first})"
-        passage = prompt.split("[1] (", 1)[1].split(") ", 1)[1]
-        sentence = passage.split(". ")[0].rstrip(".")
+        passage = prompt.split("[1] (", 1)[1].split("\n\n[2] (", 1)[0].split("\n</passages>", 1)[0]
+        sentence = passage.rstrip().split(". ")[-1].rstrip(".”\"")
         return f"{sentence} [1]."
 
     def _call(self, messages, *args: Any, **kwargs: Any) -> str:

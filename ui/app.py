@@ -227,7 +227,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         user, _, password = os.environ["RAG_UI_AUTH"].partition(":")
         if not user or not password:
             raise rag.RagError("RAG_UI_AUTH must be user:password")
-        auth = (user, password)
+        auth = ThrottledLogin(user, password)
     blocked = [str(s.index_dir.resolve()), str(Path(".env").resolve()), str(s.feedback_file.resolve())]
     if s.record_url.startswith("sqlite:///"):
         blocked.append(s.record_url.removeprefix("sqlite:///"))
@@ -245,6 +245,31 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         ssr_mode=False,
         mcp_server=False,
     )
+
+
+class ThrottledLogin:
+    """Checks the one configured login; after `limit` failures in `window` seconds every attempt is refused
+    (right password included) until the window has passed, so passwords cannot be guessed quickly."""
+
+    def __init__(self, user: str, password: str, limit: int = 5, window: float = 60.0) -> None:
+        self._user, self._password = user, password
+        self.limit, self.window = limit, window
+        self._failures: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, user: str, password: str) -> bool:
+        import hmac
+
+        now = time.monotonic()
+        with self._lock:
+            self._failures = [t for t in self._failures if now - t < self.window]
+            if len(self._failures) >= self.limit:
+                log.warning("login refused: too many failed attempts")
+                return False
+            ok = hmac.compare_digest(user.encode(), self._user.encode()) & hmac.compare_digest(password.encode(), self._password.encode())
+            if not ok:
+                self._failures.append(now)
+            return bool(ok)
 
 
 _SERVED: list[rag.Engine] = []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from rag.errors import ConfigError
+from rag.errors import ConfigError, ModelError
 
 
 def _local(settings: Any) -> Any:
@@ -51,3 +54,33 @@ def make_chat_model(name: str, settings: Any) -> Any:
     except KeyError:
         raise ConfigError(f"unknown LLM backend {name!r}; valid: {', '.join(BACKENDS)}") from None
     return factory(settings)
+
+
+def with_deadline(stream: Iterator[str], timeout: float) -> Iterator[str]:
+    """Yield from `stream` (run on a worker thread) until it ends, or fail once `timeout` seconds have passed,
+    so a hung or very slow backend frees the request instead of holding it forever."""
+    import queue
+
+    items: queue.Queue = queue.Queue()
+    done = object()
+
+    def pump() -> None:
+        try:
+            for item in stream:
+                items.put(item)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+        items.put(done)
+
+    threading.Thread(target=pump, name="rag-answer-stream", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise ModelError(f"the language model did not finish within {timeout:g} s; try again, or raise RAG_LLM_TIMEOUT_S") from None
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
