@@ -162,6 +162,10 @@ class Store:
             self.records.delete_keys(keys)
         return len(keys)
 
+    def add_vectors(self, ids: list[str], vectors: list[list[float]], texts: list[str], metadatas: list[dict]) -> None:
+        """Write precomputed vectors (benchmarks that measure the store without the embedding model)."""
+        self.vectorstore._collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+
     def reconcile(self) -> tuple[int, int]:
         """Repair what a crash between the two stores leaves: vectors without a record (orphans) are deleted,
         records without a vector are forgotten (so their chunks are written again). Returns both counts."""
