@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -112,10 +113,14 @@ def ingest(
         manifest = store.read_manifest(settings.index_dir)
         if manifest is not None and not rebuild:
             store.check_manifest(manifest, settings)
+        _drop_abandoned_build(settings, embedder, manifest)
         target = store.new_collection_name(settings) if rebuild or manifest is None else manifest["collection"]
+        if manifest is None or target != manifest["collection"]:
+            settings.index_dir.mkdir(parents=True, exist_ok=True)
+            _pending(settings).write_text(json.dumps({"collection": target}))  # a crash before the switch leaves this
         db = store.Store(settings, embedder, target)
         report.collection = target
-        db.reconcile()
+        damaged = db.reconcile()
 
         files, prefixes = discover(paths or [settings.corpus_dir], report)
         known = _known_documents(db)
@@ -139,9 +144,10 @@ def ingest(
 
         chunks: list[LCDocument] = []
         owner: dict[str, str] = {}  # content hash -> the source that stores it
-        for src, digest in known.items():
+        for src, digests in known.items():
             if src not in report.deleted and Path(src).exists():
-                owner.setdefault(digest, src)
+                for digest in digests:
+                    owner.setdefault(digest, src)
         for doc in docs:
             digest = hashlib.sha256(doc.text.encode()).hexdigest()
             first = owner.setdefault(digest, doc.source)
@@ -150,7 +156,10 @@ def ingest(
                 report.chunks_deleted += db.delete_source(doc.source)
                 continue
             state = known.get(doc.source)
-            (report.added if state is None else report.skipped if state == digest else report.updated).append(doc.source)
+            if state == {digest} and doc.source not in damaged:  # unchanged and complete: nothing to do
+                report.skipped.append(doc.source)
+                continue
+            (report.added if state is None else report.updated).append(doc.source)
             chunks.extend(_to_documents(doc, digest, settings))
 
         before = getattr(embedder, "texts_embedded", 0)
@@ -186,11 +195,32 @@ def ingest(
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         store.write_manifest(settings.index_dir, new_manifest)
+        _pending(settings).unlink(missing_ok=True)
         if manifest is not None and manifest["collection"] != target:
-            store.Store(settings, embedder, manifest["collection"]).drop()
-            shutil.rmtree(lexical_dir(settings, manifest["collection"]), ignore_errors=True)
+            _drop(settings, embedder, manifest["collection"])
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _pending(settings: Settings) -> Path:
+    return settings.index_dir / "rebuilding.json"
+
+
+def _drop(settings: Settings, embedder: Embeddings, collection: str) -> None:
+    store.Store(settings, embedder, collection).drop()
+    shutil.rmtree(lexical_dir(settings, collection), ignore_errors=True)
+
+
+def _drop_abandoned_build(settings: Settings, embedder: Embeddings, manifest: dict | None) -> None:
+    """A rebuild that died before its switch left a half-built collection: remove it (the active one is untouched)."""
+    try:
+        pending = json.loads(_pending(settings).read_text())["collection"]
+    except (OSError, ValueError, KeyError):
+        return
+    if manifest is None or pending != manifest.get("collection"):
+        log.warning("removing %s, left by a rebuild that did not finish", pending)
+        _drop(settings, embedder, pending)
+    _pending(settings).unlink(missing_ok=True)
 
 
 def lexical_dir(settings: Settings, collection: str) -> Path:
@@ -209,13 +239,13 @@ def build_lexical(db: store.Store, settings: Settings, save: bool = True) -> lex
     return index
 
 
-def _known_documents(db: store.Store) -> dict[str, str]:
-    """source -> content hash of what the index holds for it now."""
-    known: dict[str, str] = {}
+def _known_documents(db: store.Store) -> dict[str, set[str]]:
+    """source -> content hashes the index holds for it now (two after an interrupted edit; empty if unknown)."""
+    known: dict[str, set[str]] = {}
     for doc in db.get(with_text=False):
-        known.setdefault(doc.metadata.get("source", ""), doc.metadata.get("doc_hash", ""))
+        known.setdefault(doc.metadata.get("source", ""), set()).add(doc.metadata.get("doc_hash", ""))
     for src in db.sources():  # recorded but with no chunk left (e.g. a crash mid-write): treat as changed
-        known.setdefault(src, "")
+        known.setdefault(src, set())
     known.pop("", None)
     return known
 

@@ -166,18 +166,27 @@ class Store:
         """Write precomputed vectors (benchmarks that measure the store without the embedding model)."""
         self.vectorstore._collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
-    def reconcile(self) -> tuple[int, int]:
+    def reconcile(self) -> set[str]:
         """Repair what a crash between the two stores leaves: vectors without a record (orphans) are deleted,
-        records without a vector are forgotten (so their chunks are written again). Returns both counts."""
+        records without a vector are forgotten. Returns the sources touched, whose chunks must be written again."""
+        from sqlalchemy import bindparam, text
+
         vectors, records = self.ids(), set(self.records.list_keys())
         orphans, stale = sorted(vectors - records), sorted(records - vectors)
+        touched = {d.metadata.get("source", "") for d in self.get(ids=orphans, with_text=False)} if orphans else set()
+        if stale:
+            query = text("SELECT DISTINCT group_id FROM upsertion_record WHERE namespace = :ns AND key IN :keys")
+            with self.records.engine.connect() as conn:
+                rows = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"ns": self.records.namespace, "keys": stale})
+                touched |= {r[0] for r in rows if r[0]}
         if orphans:
             self.vectorstore.delete(ids=orphans)
         if stale:
             self.records.delete_keys(stale)
         if orphans or stale:
             log.warning("repaired the index after an interrupted run: %d orphan chunks removed, %d stale records", len(orphans), len(stale))
-        return len(orphans), len(stale)
+        touched.discard("")
+        return touched
 
     def drop(self) -> None:
         """Delete the whole collection and its records."""
@@ -271,4 +280,5 @@ def _client(settings: Settings) -> Any:
             host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000), ssl=url.scheme == "https", settings=chroma_settings
         )
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.index_dir / "chroma"), settings=chroma_settings)
+    # An absolute path: chromadb caches clients by the path string, so a relative one could reach another directory.
+    return chromadb.PersistentClient(path=str((settings.index_dir / "chroma").resolve()), settings=chroma_settings)

@@ -3,6 +3,7 @@ is not written by another process."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,3 +124,30 @@ def test_reconcile_repairs_orphans_and_stale_records(tmp_path, embedder, monkeyp
     assert report.chunks_total == total and report.chunks_added == 5
     assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
     assert json.loads((tmp_path / "index" / "manifest.json").read_text())["collection"] == report.collection
+
+
+@pytest.mark.slow
+def test_a_crash_during_rebuild_keeps_serving_the_old_index(tmp_path, embedder, monkeypatch):
+    """A rebuild with other chunking writes a new collection; killed before the switch, the old index still serves.
+    Writers run in their own processes: an embedded Chroma must not be open in two processes that write."""
+    monkeypatch.chdir(tmp_path)
+    _corpus(tmp_path)
+    first = _run(tmp_path)
+    assert first.wait(300) == 0
+    total = int(re.search(r"(\d+) in index", first.stdout.read()).group(1))
+    before = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    driver = _DRIVER.replace('index_dir="index",', 'index_dir="index", chunk_size=120, chunk_overlap=20,')
+    driver = driver.replace("engine.ingest()", "engine.ingest(rebuild=True)")
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, env={**os.environ, "KILL_AT_UPDATE": "3"})
+    assert proc.wait(300) == -signal.SIGKILL
+    assert json.loads((tmp_path / "index" / "manifest.json").read_text()) == before, "the switch never happened"
+    assert (tmp_path / "index" / "rebuilding.json").exists()
+
+    reopened = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index"), embedder=embedder)
+    assert reopened.store.collection == before["collection"] and reopened.store.count() == total
+    assert reopened.search("clearance near the river", k=3)
+    # The next rebuild removes the half-built collection, switches over, and drops the old one.
+    new = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index", chunk_size=120, chunk_overlap=20), embedder=embedder)
+    report = new.ingest(rebuild=True)
+    assert {c.name for c in new.store.client.list_collections()} == {report.collection}
+    assert not (tmp_path / "index" / "rebuilding.json").exists()
