@@ -1,0 +1,32 @@
+"""A quick smoke run of the benchmark (the benchmark itself is `make bench`, not a test)."""
+
+import json
+import subprocess
+import sys
+
+from evals.bench import ROOT, generate_corpus, pct
+
+
+def test_generated_corpora_are_deterministic_and_sized(tmp_path):
+    a = generate_corpus(200, tmp_path / "a", seed=3)
+    b = generate_corpus(200, tmp_path / "b", seed=3)
+    files = sorted(p.name for p in a.glob("*.md"))
+    assert files == sorted(p.name for p in b.glob("*.md")) and len(files) == 10
+    assert all((a / f).read_text() == (b / f).read_text() for f in files)
+    assert (a / files[0]).read_text() != generate_corpus(200, tmp_path / "c", seed=4).joinpath(files[0]).read_text()
+
+
+def test_percentiles():
+    assert pct([5, 1, 3, 2, 4], 50) == 3 and pct([1, 2, 3, 4], 95) == 4
+
+
+def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
+    cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--backend", "extractive",
+           "--out", str(tmp_path)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (out,) = tmp_path.iterdir()
+    result = json.loads((out / "bench.json").read_text())
+    (real,) = result["scales"]
+    assert real["chunks"] > 0 and real["reingest_embedded"] == 0 and real["search_p50_ms"] > 0
+    assert "| real |" in run.stdout and (out / "bench.md").read_text() in run.stdout
