@@ -146,8 +146,13 @@ def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monke
 
 
 def test_admin_actions_are_off_unless_configured(scripted_engine):
-    demo = ui_app.build_app(scripted_engine, admin=False)
-    assert demo is not None
+    def admin_buttons(admin):
+        config = ui_app.build_app(scripted_engine, admin=admin).get_config_file()
+        return {c["props"]["value"]: c["props"].get("interactive") for c in config["components"]
+                if c.get("type") == "button" and c["props"].get("value") in ("Re-index the corpus", "Remove document")}  # fmt: skip
+
+    assert admin_buttons(False) == {"Re-index the corpus": False, "Remove document": False}
+    assert admin_buttons(True) == {"Re-index the corpus": True, "Remove document": True}
     with pytest.raises(rag.RagError, match="turned off"):
         ui_app._require(False)
 
