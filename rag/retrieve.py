@@ -67,24 +67,26 @@ class HybridRetriever(BaseRetriever):
     mmr_lambda: float = 0.7
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
-        dense: list[tuple[LCDocument, float]] = []
+        dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
         if self.mode in ("hybrid", "dense"):
             dense = self.store.search(self.embedder.embed_query(query), self.candidates)
         if self.mode in ("hybrid", "lexical") and self.lexical is not None:
             lexical = self.lexical.search(query, self.candidates)
-        fused = rrf([[d.id for d, _ in dense], [i for i, _ in lexical]], self.rrf_k)
-        order = sorted(fused, key=lambda i: -fused[i])
-        docs = {d.id: d for d, _ in dense}
-        missing = [i for i in order[: self.k * 3] if i not in docs]
-        docs.update({d.id: d for d in self.store.get(ids=missing)} if missing else {})
-        dense_scores = {d.id: s for d, s in dense}
-        lexical_scores = dict(lexical)
-        ranked = [i for i in order if i in docs]
+        fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k)
+        ranked = sorted(fused, key=lambda i: -fused[i])
         if self.mmr:
             ranked = self._mmr(query, ranked[: self.candidates])
+        # Texts are read only for the winners; an id the store no longer has (a stale lexical entry) is skipped.
+        docs: dict[str, LCDocument] = {}
+        read = 0
+        while len(docs) < self.k and read < len(ranked):
+            batch = ranked[read : read + self.k - len(docs)]
+            docs.update((d.id, d) for d in self.store.get(ids=batch))
+            read += len(batch)
+        dense_scores, lexical_scores = dict(dense), dict(lexical)
         out = []
-        for i in ranked[: self.k]:
+        for i in [i for i in ranked if i in docs][: self.k]:
             doc = docs[i]
             meta = {**doc.metadata, "score": fused[i], "dense_score": dense_scores.get(i), "lexical_score": lexical_scores.get(i, 0.0)}
             out.append(LCDocument(id=i, page_content=doc.page_content, metadata=meta))
@@ -94,9 +96,11 @@ class HybridRetriever(BaseRetriever):
         """Maximal marginal relevance: trade relevance for novelty among the fused candidates."""
         import numpy as np
 
+        stored = self.store.vectors(ids)
+        ids = [i for i in ids if i in stored]
         if len(ids) <= 1:
             return ids
-        vectors = np.array(self.store.vectors(ids))
+        vectors = np.array([stored[i] for i in ids])
         q = np.array(self.embedder.embed_query(query))
         relevance = vectors @ q
         chosen: list[int] = []

@@ -97,17 +97,11 @@ class Store:
     def count(self) -> int:
         return self.vectorstore._collection.count()
 
-    def search(self, query_vector: list[float], k: int, where: dict | None = None) -> list[tuple[LCDocument, float]]:
-        """Top-k chunks by cosine similarity (1 = same direction), best first."""
-        if self.count() == 0:
-            return []
-        res = self.vectorstore._collection.query(
-            query_embeddings=[query_vector], n_results=k, where=where, include=["documents", "metadatas", "distances"]
-        )
-        return [
-            (LCDocument(id=i, page_content=d or "", metadata=m or {}), 1.0 - dist)
-            for i, d, m, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-        ]
+    def search(self, query_vector: list[float], k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the top-k chunks, best first; texts are fetched with `get` only for the
+        chunks that survive fusion (fetching them here for every candidate doubles the cost of a query)."""
+        res = self.vectorstore._collection.query(query_embeddings=[query_vector], n_results=k, where=where, include=["distances"])
+        return [(i, 1.0 - dist) for i, dist in zip(res["ids"][0], res["distances"][0], strict=True)]
 
     def get(self, ids: list[str] | None = None, where: dict | None = None, with_text: bool = True) -> list[LCDocument]:
         include = ["metadatas", "documents"] if with_text else ["metadatas"]
@@ -115,11 +109,10 @@ class Store:
         texts = res.get("documents") or [""] * len(res["ids"])
         return [LCDocument(id=i, page_content=t or "", metadata=m or {}) for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)]
 
-    def vectors(self, ids: list[str]) -> list[list[float]]:
-        """The stored embeddings of `ids`, in that order."""
+    def vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """The stored embeddings of those of `ids` the store has."""
         res = self.vectorstore._collection.get(ids=ids, include=["embeddings"])
-        by_id = dict(zip(res["ids"], res["embeddings"], strict=True))
-        return [list(by_id[i]) for i in ids]
+        return {i: list(v) for i, v in zip(res["ids"], res["embeddings"], strict=True)}
 
     def iter_chunks(self, batch: int = 5000) -> Iterator[LCDocument]:
         """Every chunk, in pages, for building a lexical index or listing documents."""

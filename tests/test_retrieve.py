@@ -1,0 +1,58 @@
+"""Hybrid retrieval on a real index: fusion, texts read only for the winners, stale lexical entries, MMR."""
+
+from rag.retrieve import rrf
+
+
+def test_rrf_rewards_agreement_between_rankings():
+    fused = rrf([["a", "b", "c"], ["c", "a"]], k=60)
+    assert sorted(fused, key=lambda i: -fused[i]) == ["a", "c", "b"]
+    assert fused["b"] == 1 / 62
+
+
+def _ingested(engine, workdir, notes: dict[str, str]):
+    for name, text in notes.items():
+        (workdir / "corpus" / name).write_text(text)
+    engine.ingest()
+    return engine
+
+
+def test_hits_carry_text_scores_and_offsets(engine, workdir):
+    _ingested(engine, workdir, {})
+    docs = engine.retriever(k=3).invoke("When was the Ottawa Convention signed?")
+    assert len(docs) == 3 and len({d.id for d in docs}) == 3
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+    assert any("1997" in d.page_content for d in docs)
+    for d in docs:
+        assert d.page_content and d.metadata["source"].startswith("corpus/")
+        assert d.metadata["end"] - d.metadata["start"] == len(d.page_content)
+        assert d.metadata["dense_score"] is not None
+
+
+def test_a_chunk_gone_from_the_store_is_skipped_and_k_still_filled(engine, workdir):
+    """The lexical index can briefly name a chunk the vector store no longer has; the next candidates fill in."""
+    notes = {"pumps.md": "The quartz pump failed twice.\n", "valves.md": "A quartz valve leaked.\n", "gears.md": "Quartz gears.\n"}
+    _ingested(engine, workdir, notes)
+    first = engine.retriever(k=3, mode="lexical").invoke("quartz")
+    assert len(first) == 3
+    engine.store.vectorstore._collection.delete(ids=[first[0].id])
+    again = engine.retriever(k=2, mode="lexical").invoke("quartz")
+    assert [d.id for d in again] == [d.id for d in first[1:]]
+
+
+def test_mmr_prefers_a_novel_passage_over_a_near_duplicate(engine, workdir):
+    twin = "Mine clearance near the river took eleven months and cost four million euros.\n"
+    _ingested(
+        engine,
+        workdir,
+        {
+            "a.md": twin,
+            "b.md": twin.replace("eleven", "twelve"),
+            "c.md": "Clearance teams near the river found unexploded shells in the old quarry.\n",
+        },
+    )
+    query = "mine clearance near the river"
+    plain = [d.metadata["source"] for d in engine.retriever(k=2, mode="dense").invoke(query)]
+    diverse = [d.metadata["source"] for d in engine.retriever(k=2, mode="dense", mmr=True).invoke(query)]
+    assert sorted(plain) == ["corpus/a.md", "corpus/b.md"]
+    assert "corpus/c.md" in diverse and len(set(diverse)) == 2
