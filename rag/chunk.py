@@ -13,7 +13,9 @@ from rag._offline import ensure_tiktoken_cache
 # next sentence starts (not a lower-case word), or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])([\"'”’)\]]*)\s+(?=[^a-z\s])|\n+")
 # Abbreviations and initials whose full stop does not end a sentence.
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Rep|Sen|Gov|vs|etc|No|Fig|al|e\.g|i\.e|U\.S|U\.K|U\.N)|\b[A-Z])\.$")
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Rep|Sen|Gov|vs|etc|No|Fig|al|e\.g|i\.e|U\.S|U\.K|U\.N)|\b[A-Z])\.$"
+)
 
 
 @dataclass(frozen=True)

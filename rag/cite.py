@@ -78,7 +78,10 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
         if not terms and not _NUMBER.search(claim):  # connective text ("Yes."): nothing to ground
             out_sentences.append(claim + punct)
             continue
-        support = [_support(claim, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].doc.page_content) for j in range(len(texts))]
+        support = [
+            _support(claim, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].doc.page_content)
+            for j in range(len(texts))
+        ]
         per_passage: dict[int, tuple[float, int]] = {}
         for j, value in enumerate(support):
             n = owner[j][0]

@@ -16,7 +16,9 @@ log = logging.getLogger("rag")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--index", type=Path, metavar="DIR", default=argparse.SUPPRESS, help="index directory (default: RAG_INDEX_DIR or index/)")
+    common.add_argument(
+        "--index", type=Path, metavar="DIR", default=argparse.SUPPRESS, help="index directory (default: RAG_INDEX_DIR or index/)"
+    )
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr")
 
     parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over a document corpus.", parents=[common])

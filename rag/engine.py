@@ -79,7 +79,9 @@ class Engine:
             models[name] = make_chat_model(name, self.settings)
         return models[name]
 
-    def ask_stream(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> Iterator[answer.Event]:
+    def ask_stream(
+        self, question: str, history: condense.History | None = None, params: QueryParams | None = None
+    ) -> Iterator[answer.Event]:
         """Stream one answer: an `evidence` event, `token` events, then the checked `answer`."""
         question = question.strip()
         if not question:

@@ -291,7 +291,26 @@ def _html(markup: str) -> tuple[str, str]:
     for el in drop:
         if el.getparent() is not None:
             el.drop_tree()
-    blocks = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "br", "section", "article", "blockquote", "pre", "table", "ul", "ol"}
+    blocks = {
+        "p",
+        "div",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "br",
+        "section",
+        "article",
+        "blockquote",
+        "pre",
+        "table",
+        "ul",
+        "ol",
+    }
     for el in tree.iter():
         if isinstance(el.tag, str) and el.tag in blocks:
             el.tail = "\n\n" + (el.tail or "")

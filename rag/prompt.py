@@ -37,11 +37,7 @@ def _literal(text: str) -> str:
 
 ANSWER = ChatPromptTemplate.from_messages(
     [("system", SYSTEM)]
-    + [
-        m
-        for q, a in _EXAMPLES
-        for m in (("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q))), ("ai", _literal(a)))
-    ]
+    + [m for q, a in _EXAMPLES for m in (("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q))), ("ai", _literal(a)))]
     + [("human", _HUMAN)]
 )
 

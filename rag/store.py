@@ -107,7 +107,9 @@ class Store:
         include = ["metadatas", "documents"] if with_text else ["metadatas"]
         res = self.vectorstore._collection.get(ids=ids, where=where, include=include)
         texts = res.get("documents") or [""] * len(res["ids"])
-        return [LCDocument(id=i, page_content=t or "", metadata=m or {}) for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)]
+        return [
+            LCDocument(id=i, page_content=t or "", metadata=m or {}) for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)
+        ]
 
     def vectors(self, ids: list[str]) -> dict[str, list[float]]:
         """The stored embeddings of those of `ids` the store has."""
@@ -221,8 +223,7 @@ def write_lock(settings: Settings, in_server: bool = False) -> Iterator[None]:
         lock.acquire(timeout=settings.lock_timeout_s)
     except Timeout:
         raise IndexBusyError(
-            f"another process is writing to {settings.index_dir}; wait for it to finish "
-            "(or set RAG_LOCK_TIMEOUT_S to wait longer)"
+            f"another process is writing to {settings.index_dir}; wait for it to finish (or set RAG_LOCK_TIMEOUT_S to wait longer)"
         ) from None
     try:
         if not in_server and not settings.chroma_url and _served(settings):
@@ -270,7 +271,10 @@ def _client(settings: Settings) -> Any:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(f"RAG_CHROMA_URL={settings.chroma_url!r} is not an http(s)://host:port address")
         return chromadb.HttpClient(
-            host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000), ssl=url.scheme == "https", settings=chroma_settings
+            host=url.hostname,
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
         )
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     # An absolute path: chromadb caches clients by the path string, so a relative one could reach another directory.

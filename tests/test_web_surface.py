@@ -76,8 +76,10 @@ def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine, mon
     with cf.ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(one, range(sessions), timeout=240))
     done = [r for r in results if r[0] == "ok"]
-    print(f"\n{sessions} sessions: {len(done)} answered, {sum(r[0] == 'busy' for r in results)} busy; "
-          f"latency p50 {statistics.median(r[1] for r in done):.2f} s, max {max(r[1] for r in done):.2f} s")
+    print(
+        f"\n{sessions} sessions: {len(done)} answered, {sum(r[0] == 'busy' for r in results)} busy; "
+        f"latency p50 {statistics.median(r[1] for r in done):.2f} s, max {max(r[1] for r in done):.2f} s"
+    )
     assert all(r[0] in ("ok", "busy") for r in results), results
     assert len(done) >= limit + queue_size - 1
     assert all(r[2].endswith("[1].") for r in done), [r for r in results]
@@ -121,7 +123,13 @@ def test_foreign_origins_get_no_cors_grant(make_engine, monkeypatch):
 
 def test_with_auth_every_route_refuses_anonymous_and_failed_logins_are_throttled(make_engine, monkeypatch):
     url = _serve(make_engine(ScriptedChatModel()), monkeypatch, auth="alice:correct-horse")
-    for path in ("config", "gradio_api/info", "gradio_api/queue/status", "gradio_api/file=corpus/x.md", "gradio_api/upload_progress?upload_id=1"):
+    for path in (
+        "config",
+        "gradio_api/info",
+        "gradio_api/queue/status",
+        "gradio_api/file=corpus/x.md",
+        "gradio_api/upload_progress?upload_id=1",
+    ):
         r = httpx.get(url + path, timeout=10)
         assert r.status_code in (401, 403, 404), (path, r.status_code)
         assert "Ottawa" not in r.text
@@ -141,7 +149,11 @@ def test_serving_and_answering_make_no_outbound_connection(ready_settings, tmp_p
     env = {**os.environ, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
     proc = subprocess.Popen(
         ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-m", "rag", "serve", "--port", str(port)],
-        cwd=ready_settings.corpus_dir.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ready_settings.corpus_dir.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, timeout=300, proc=proc)

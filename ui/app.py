@@ -70,7 +70,13 @@ def _pairs(history: list[dict]) -> list[tuple[str, str]]:
 
 def _evidence_item(p: Any) -> dict:
     m = p.doc.metadata
-    return {"n": p.n, "title": m.get("title", ""), "source": m.get("source", ""), "text": p.doc.page_content, "quote": p.excerpt.split(" … ")[0]}
+    return {
+        "n": p.n,
+        "title": m.get("title", ""),
+        "source": m.get("source", ""),
+        "text": p.doc.page_content,
+        "quote": p.excerpt.split(" … ")[0],
+    }
 
 
 # Recent answers by their displayed text, so a thumbs up/down can log the question and citations with it.
@@ -114,7 +120,9 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
             backend = gr.Dropdown(BACKENDS, value=s.llm_backend, label="Answering model", render=False)
             with gr.Row():
                 with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat")
+                    chatbot = gr.Chatbot(
+                        height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat"
+                    )
                     gr.ChatInterface(
                         functools.partial(respond, engine=engine),
                         chatbot=chatbot,
@@ -141,7 +149,9 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
             chatbot.like(on_like, api_visibility="private")
 
         with gr.Tab("Corpus"):
-            docs = gr.Dataframe(_doc_rows(engine), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents")
+            docs = gr.Dataframe(
+                _doc_rows(engine), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents"
+            )
             status = gr.Markdown("" if admin else "Managing the corpus is turned off (start with `RAG_UI_ADMIN=1` to turn it on).")
             with gr.Row(visible=admin):
                 upload = gr.File(label="Add documents", file_count="multiple", file_types=list(engine.supported_types), interactive=admin)
