@@ -185,12 +185,14 @@ def bench_synthetic(n: int, work: Path, queries: list[str]) -> dict:
     }
 
 
-def bench_answers(questions: list, backend: str) -> dict:
+def bench_answers(questions: list, backend: str, work: Path) -> dict:
     """Time to first token and total time over suite questions, ours against the plain LangChain recipe."""
     import rag
     from evals.baseline import Baseline
 
-    engine = rag.Engine(rag.Settings(llm_backend=backend))
+    # The real corpus in the run's own index (already built when the real scale ran); never the user's index/.
+    engine = rag.Engine(rag.Settings(corpus_dir=ROOT / "corpus", index_dir=work / "index-real", llm_backend=backend))
+    engine.ingest()
     engine.warm_up()
     ours = {"first_token_ms": [], "total_ms": [], "evidence_ms": [], "correct": 0}
     for case in questions:
@@ -291,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = load(DEFAULT_SUITE)
     queries = [c.question for c in cases][:40]
     started = datetime.now(UTC)
+    out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
     result = {
         "date": started.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU",
@@ -303,22 +306,28 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.scales.split(","):
             print(f"scale {name}…", file=sys.stderr, flush=True)
             result["scales"].append(bench_scale(name.strip(), Path(tmp), queries, args.backend))
+            save(result, out)
         for n in (int(x) for x in args.synthetic.split(",") if int(x)):
             print(f"synthetic {n}…", file=sys.stderr, flush=True)
             result["scales"].append(bench_synthetic(n, Path(tmp), queries))
-    if args.answers:
-        print("answering…", file=sys.stderr, flush=True)
-        picked = [c for c in cases if not c.history]
-        picked = picked[:: max(1, len(picked) // args.answers)][: args.answers]  # spread over every category
-        result["answers"] = bench_answers(picked, args.backend)
-    out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
+            save(result, out)
+        if args.answers:
+            print("answering…", file=sys.stderr, flush=True)
+            picked = [c for c in cases if not c.history]
+            picked = picked[:: max(1, len(picked) // args.answers)][: args.answers]  # spread over every category
+            result["answers"] = bench_answers(picked, args.backend, Path(tmp))
+    print(save(result, out))
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+def save(result: dict, out: Path) -> str:
+    """Write what has been measured so far, so a failure late in a long run keeps the earlier figures."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
     table = markdown(result)
     (out / "bench.md").write_text(table)
-    print(table)
-    print(f"written to {out}", file=sys.stderr)
-    return 0
+    return table
 
 
 if __name__ == "__main__":

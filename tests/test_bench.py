@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
-from evals.bench import ROOT, generate_corpus, pct
+from evals.bench import ROOT, bench_answers, generate_corpus, pct
+from evals.suite import DEFAULT_SUITE, load
+
+from .fakes import ReplayChatModel
 
 
 def test_generated_corpora_are_deterministic_and_sized(tmp_path):
@@ -23,6 +26,7 @@ def test_percentiles():
 def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
     cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--backend", "extractive",
            "--out", str(tmp_path)]  # fmt: skip
+    had_index = (ROOT / "index").exists()
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     (out,) = tmp_path.iterdir()
@@ -30,3 +34,16 @@ def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
     (real,) = result["scales"]
     assert real["chunks"] > 0 and real["reingest_embedded"] == 0 and real["search_p50_ms"] > 0
     assert "| real |" in run.stdout and (out / "bench.md").read_text() in run.stdout
+    assert (ROOT / "index").exists() == had_index
+
+
+def test_answering_bench_uses_its_own_index_of_the_real_corpus(tmp_path, monkeypatch):
+    """Ours and the baseline answer the same questions with the same (here: scripted) model; index/ is not needed."""
+    monkeypatch.setattr("rag.engine.make_chat_model", lambda name, settings: ReplayChatModel(["I don't know."]))
+    had_index = (ROOT / "index").exists()
+    cases = [c for c in load(DEFAULT_SUITE) if not c.history][:2]
+    result = bench_answers(cases, "local", tmp_path)
+    assert result["questions"] == 2 and (tmp_path / "index-real").is_dir()
+    for side in ("ours", "baseline"):
+        assert result[side]["total_p50_ms"] > 0 and 0 <= result[side]["accuracy"] <= 1
+    assert (ROOT / "index").exists() == had_index

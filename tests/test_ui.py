@@ -195,3 +195,14 @@ def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):
     client = Client(served_with_auth, auth=("alice", "s3cret-pass"), verbose=False)
     text, _ = client.predict(Q, 4, "local", api_name="/respond")
     assert "[1]" in text
+
+
+def test_building_the_app_lists_the_documents_once(scripted_engine, monkeypatch):
+    """Listing reads every chunk's metadata (seconds at 100k chunks): the page header, table and dropdown share one read."""
+    calls = []
+    real = scripted_engine.documents
+    monkeypatch.setattr(scripted_engine, "documents", lambda: calls.append(1) or real())
+    config = ui_app.build_app(scripted_engine, admin=True).get_config_file()
+    assert len(calls) == 1
+    header = next(c["props"]["value"] for c in config["components"] if c.get("type") == "markdown")
+    assert header.startswith(f"# Ask the documents\n{len(real())} documents (")

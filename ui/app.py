@@ -112,8 +112,9 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
     """The Blocks app: chat with a sources panel, a settings accordion, and a corpus tab."""
     admin = os.environ.get("RAG_UI_ADMIN") == "1" if admin is None else admin
     s = engine.settings
+    listed = _listed(engine)  # read once: listing reads every chunk's metadata
     with gr.Blocks(title="Ask the documents", analytics_enabled=False) as demo:
-        gr.Markdown(f"# Ask the documents\n{_describe(engine)} Answers come only from these documents, with sources you can check.")
+        gr.Markdown(f"# Ask the documents\n{_describe(listed)} Answers come only from these documents, with sources you can check.")
         with gr.Tab("Chat"):
             sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
             k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
@@ -150,19 +151,19 @@ def build_app(engine: rag.Engine, admin: bool | None = None):
 
         with gr.Tab("Corpus"):
             docs = gr.Dataframe(
-                _doc_rows(engine), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents"
+                _doc_rows(listed), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents"
             )
             status = gr.Markdown("" if admin else "Managing the corpus is turned off (start with `RAG_UI_ADMIN=1` to turn it on).")
             with gr.Row(visible=admin):
                 upload = gr.File(label="Add documents", file_count="multiple", file_types=list(engine.supported_types), interactive=admin)
                 with gr.Column():
                     reindex = gr.Button("Re-index the corpus", interactive=admin)
-                    remove_choice = gr.Dropdown([d["source"] for d in engine.documents()] if engine.has_index() else [], label="Document")
+                    remove_choice = gr.Dropdown([d["source"] for d in listed], label="Document")
                     remove = gr.Button("Remove document", variant="stop", interactive=admin)
 
             def refreshed(message: str):
-                sources_list = [d["source"] for d in engine.documents()]
-                return message, _doc_rows(engine), gr.update(choices=sources_list, value=None)
+                now = _listed(engine)
+                return message, _doc_rows(now), gr.update(choices=[d["source"] for d in now], value=None)
 
             def do_upload(files, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
                 _require(admin)
@@ -211,16 +212,17 @@ def _guard(fn):
     return wrapper
 
 
-def _doc_rows(engine: rag.Engine) -> list[list]:
-    if not engine.has_index():
-        return []
-    return [[d["title"], d["source"], d["chunks"], d["indexed_at"]] for d in engine.documents()]
+def _listed(engine: rag.Engine) -> list[dict]:
+    return engine.documents() if engine.has_index() else []
 
 
-def _describe(engine: rag.Engine) -> str:
-    if not engine.has_index():
+def _doc_rows(docs: list[dict]) -> list[list]:
+    return [[d["title"], d["source"], d["chunks"], d["indexed_at"]] for d in docs]
+
+
+def _describe(docs: list[dict]) -> str:
+    if not docs:
         return "No documents are indexed yet."
-    docs = engine.documents()
     titles = "; ".join(d["title"] for d in docs[:3]) + ("; …" if len(docs) > 3 else "")
     return f"{len(docs)} documents ({titles})."
 
