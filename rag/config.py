@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     embed_model: str = Field("all-MiniLM-L6-v2", description="a name the backend knows, or a local model directory")
     embed_batch_size: int = Field(64, ge=1, le=4096)
     embed_device: str = "cpu"
+    embed_query_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: single queries on an ONNX Runtime copy of the model (exported once); torch: PyTorch"
+    )
 
     chunk_size: int = Field(200, ge=16, le=8192, description="tokens (tiktoken cl100k_base) per chunk at most")
     chunk_overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks")

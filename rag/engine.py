@@ -39,7 +39,9 @@ class Engine:
     @cached_property
     def embedder(self) -> Embeddings:
         s = self.settings
-        return self._embedder or embed.make_embedder(s.embed_backend, s.embed_model, s.embed_batch_size, s.embed_device)
+        return self._embedder or embed.make_embedder(
+            s.embed_backend, s.embed_model, s.embed_batch_size, s.embed_device, s.embed_query_backend
+        )
 
     @cached_property
     def store(self) -> store.Store:
