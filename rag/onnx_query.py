@@ -50,6 +50,7 @@ def build(model: Any, model_dir: Path) -> OnnxQueryEncoder | None:
     try:
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()  # else it looks up mobile.events.data.microsoft.com (the strace test caught it)
         path = _exported(model, model_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
