@@ -21,6 +21,9 @@ _PACKAGED = {
 }
 
 
+_UNBUILT = object()
+
+
 class SentenceTransformerEmbedder(Embeddings):
     """A local sentence-transformers model; vectors are L2-normalised; `texts_embedded` counts the work done.
     With `query_backend="onnx"`, single queries run on an ONNX Runtime copy of the same weights (3x faster)."""
@@ -32,7 +35,7 @@ class SentenceTransformerEmbedder(Embeddings):
         self.query_backend = query_backend
         self.texts_embedded = 0
         self._model: Any = None
-        self._query_encoder: Any = None
+        self._query_encoder: Any = _UNBUILT if query_backend == "onnx" and device == "cpu" else None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -46,10 +49,6 @@ class SentenceTransformerEmbedder(Embeddings):
                     self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
                 except (OSError, ValueError) as exc:
                     raise ModelError(f"cannot load embedding model {self.model_name!r} from {path}: {exc}") from None
-                if self.query_backend == "onnx" and self.device == "cpu":
-                    from rag import onnx_query
-
-                    self._query_encoder = onnx_query.build(self._model, path)
         return self._model
 
     @property
@@ -68,11 +67,22 @@ class SentenceTransformerEmbedder(Embeddings):
         return vectors.tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        self._load()
-        if self._query_encoder is None:
+        encoder = self._onnx_encoder()
+        if encoder is None:
             return self.embed_documents([text])[0]
         self.texts_embedded += 1
-        return self._query_encoder.encode(text).tolist()
+        return encoder.encode(text).tolist()
+
+    def _onnx_encoder(self) -> Any:
+        """Built on the first query, so processes that only embed documents (ingestion) never pay for it."""
+        if self._query_encoder is _UNBUILT:
+            model = self._load()
+            with self._lock:
+                if self._query_encoder is _UNBUILT:
+                    from rag import onnx_query
+
+                    self._query_encoder = onnx_query.build(model, _resolve(self.model_name))
+        return self._query_encoder
 
 
 def _resolve(model: str) -> Path:

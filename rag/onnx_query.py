@@ -48,9 +48,8 @@ def build(model: Any, model_dir: Path) -> OnnxQueryEncoder | None:
         log.info("query embeddings stay on PyTorch: the model's pipeline is not transformer + mean pooling")
         return None
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # its telemetry is off: ORT_DISABLE_TELEMETRY in rag._offline
 
-        ort.disable_telemetry_events()  # else it looks up mobile.events.data.microsoft.com (the strace test caught it)
         path = _exported(model, model_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
@@ -61,7 +60,7 @@ def build(model: Any, model_dir: Path) -> OnnxQueryEncoder | None:
         got = encoder.encode(_PROBE)
         agreement = float(got @ reference / (np.linalg.norm(got) * np.linalg.norm(reference)))
     except Exception as exc:  # any failure to export or run only costs speed
-        log.warning("query embeddings stay on PyTorch: ONNX export failed (%s)", str(exc).splitlines()[0][:200])
+        log.warning("query embeddings stay on PyTorch: the ONNX copy could not be made or run (%s)", str(exc).splitlines()[0][:200])
         return None
     if agreement < 0.9999:
         log.warning("query embeddings stay on PyTorch: the ONNX copy disagrees (cosine %.6f)", agreement)
@@ -74,9 +73,7 @@ def _plain_mean_pooling(model: Any) -> bool | None:
     kinds = [type(m).__name__ for m in model]
     if kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"]):
         return None
-    pooling = model[1]
-    mode = getattr(pooling, "pooling_mode", None) or ("mean" if getattr(pooling, "pooling_mode_mean_tokens", False) else None)
-    if mode != "mean" and getattr(pooling, "get_pooling_mode_str", lambda: None)() != "mean":
+    if getattr(model[1], "pooling_mode", None) != "mean":
         return None
     return kinds[2:] == ["Normalize"]
 
