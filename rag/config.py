@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=4096)
     embed_device: str = "cpu"
     embed_query_backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: single queries on an ONNX Runtime copy of the model (exported once); torch: PyTorch"
+        "onnx",
+        description="onnx: queries and sets of up to 256 texts on an ONNX Runtime copy of the model (exported once, no PyTorch in serving); torch: PyTorch for all",
     )
 
     chunk_size: int = Field(200, ge=16, le=8192, description="tokens (tiktoken cl100k_base) per chunk at most")
@@ -70,7 +71,9 @@ class Settings(BaseSettings):
 
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(60.0, gt=0, description="time limit for parsing one PDF or Word file")
-    index_batch_size: int = Field(256, ge=1)
+    index_batch_size: int = Field(
+        2048, ge=1, description="chunks embedded and written per step (whole documents); larger sorts lengths better"
+    )
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
 
     @model_validator(mode="after")

@@ -1,17 +1,20 @@
-"""An ONNX Runtime copy of a sentence-transformers model, for embedding one query at a time.
+"""An ONNX Runtime copy of a sentence-transformers model, for queries and the small sets of sentences an answer checks.
 
 PyTorch spends most of a 15-token query's ~13 ms on per-operator overhead; ONNX Runtime runs the same weights in
-about 4 ms. The copy is exported once from the loaded model into the cache (about 2 s) and checked against it:
-a model whose pipeline is not plain transformer + mean pooling (+ normalise), or whose export disagrees, keeps
-PyTorch. Documents are always embedded by PyTorch (batches are where it is efficient).
+about 4 ms. The copy is exported once from the loaded model into the cache (about 2 s), with its tokenizer and the
+vector it gave for a probe sentence after it was checked against PyTorch. Later processes open the cached copy and
+check it against that vector, so a serving process never imports PyTorch (about 500 MB less memory). A model whose
+pipeline is not plain transformer + mean pooling (+ normalise), or whose copy disagrees, keeps PyTorch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,49 +26,107 @@ log = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBE = "How many countries have joined the convention, and when did it enter into force?"
+_AGREEMENT = 0.9999  # least cosine between the copy's probe vector and PyTorch's
 
 
-class OnnxQueryEncoder:
-    def __init__(self, session: Any, tokenizer: Any, max_length: int, normalize: bool) -> None:
+class OnnxEncoder:
+    """Texts -> mean-pooled (optionally normalised) vectors; batches sorted by length to keep padding small."""
+
+    def __init__(self, session: Any, tokenizer: Any, normalize: bool, batch_size: int = 32) -> None:
         self.session = session
         self.tokenizer = tokenizer
-        self.max_length = max_length
         self.normalize = normalize
+        self.batch_size = batch_size
         self.inputs = [i.name for i in session.get_inputs()]
 
-    def encode(self, text: str) -> np.ndarray:
-        batch = self.tokenizer([text], return_tensors="np", truncation=True, max_length=self.max_length)
-        hidden = self.session.run(None, {k: batch[k].astype(np.int64) for k in self.inputs})[0]
-        mask = batch["attention_mask"][..., None].astype(np.float32)
-        vector = (hidden * mask).sum(1)[0] / max(float(mask.sum()), 1.0)
-        return vector / max(float(np.linalg.norm(vector)), 1e-12) if self.normalize else vector
+    def encode(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+        out: list[np.ndarray | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in picked)
+            arrays = {name: np.zeros((len(picked), width), np.int64) for name in _INPUTS}
+            for row, i in enumerate(picked):
+                e = encodings[i]
+                arrays["input_ids"][row, : len(e.ids)] = e.ids
+                arrays["attention_mask"][row, : len(e.ids)] = e.attention_mask
+                arrays["token_type_ids"][row, : len(e.ids)] = e.type_ids
+            hidden = self.session.run(None, {k: arrays[k] for k in self.inputs})[0]
+            mask = arrays["attention_mask"][..., None].astype(np.float32)
+            vectors = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
+            if self.normalize:
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            for row, i in enumerate(picked):
+                out[i] = vectors[row]
+        return np.stack(out)
 
 
-def build(model: Any, model_dir: Path) -> OnnxQueryEncoder | None:
-    """The ONNX encoder for a loaded SentenceTransformer, exported on first use; None when it cannot stand in for it."""
-    normalize = _plain_mean_pooling(model)
-    if normalize is None:
-        log.info("query embeddings stay on PyTorch: the model's pipeline is not transformer + mean pooling")
+def open_cached(model_dir: Path) -> OnnxEncoder | None:
+    """The cached, checked copy of the model in `model_dir`, without PyTorch; None if there is none (or it fails)."""
+    onnx_path = _cached_path(model_dir)
+    meta_path = onnx_path.with_suffix(".json")
+    if not meta_path.is_file():
         return None
     try:
-        import onnxruntime as ort  # its telemetry is off: ORT_DISABLE_TELEMETRY in rag._offline
-
-        path = _exported(model, model_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        encoder = OnnxQueryEncoder(session, model.tokenizer, model.get_max_seq_length() or 512, normalize)
-        reference = model.encode([_PROBE], normalize_embeddings=normalize, convert_to_numpy=True)[0]
-        got = encoder.encode(_PROBE)
-        agreement = float(got @ reference / (np.linalg.norm(got) * np.linalg.norm(reference)))
-    except Exception as exc:  # any failure to export or run only costs speed
-        log.warning("query embeddings stay on PyTorch: the ONNX copy could not be made or run (%s)", str(exc).splitlines()[0][:200])
-        return None
-    if agreement < 0.9999:
-        log.warning("query embeddings stay on PyTorch: the ONNX copy disagrees (cosine %.6f)", agreement)
+        meta = json.loads(meta_path.read_text())
+        encoder = _open(onnx_path, onnx_path.with_suffix(".tokenizer.json").read_text(), meta["max_length"], meta["normalize"])
+        agreement = _cosine(encoder.encode([_PROBE])[0], np.asarray(meta["probe"], dtype=np.float32))
+        problem = f"cosine {agreement:.6f} to the vector it gave when checked"
+    except Exception as exc:
+        agreement, problem = 0.0, str(exc).splitlines()[0][:200]
+    if agreement < _AGREEMENT:  # a damaged cache entry: drop it, so it is made again from PyTorch
+        log.warning("the cached ONNX copy of the embedding model is unusable (%s); re-exporting it", problem)
+        for suffix in (".json", ".onnx", ".tokenizer.json"):
+            onnx_path.with_suffix(suffix).unlink(missing_ok=True)
         return None
     return encoder
+
+
+def build(model: Any, model_dir: Path) -> OnnxEncoder | None:
+    """Export the loaded SentenceTransformer (once), check the copy against it and cache it; None when it cannot
+    stand in for PyTorch."""
+    normalize = _plain_mean_pooling(model)
+    if normalize is None:
+        log.info("embeddings stay on PyTorch: the model's pipeline is not transformer + mean pooling")
+        return None
+    try:
+        onnx_path = _exported(model, model_dir)
+        tokenizer_json = model.tokenizer.backend_tokenizer.to_str()  # a fast (Rust) tokenizer is needed without PyTorch
+        max_length = model.get_max_seq_length() or 512
+        encoder = _open(onnx_path, tokenizer_json, max_length, normalize)
+        reference = model.encode([_PROBE], normalize_embeddings=normalize, convert_to_numpy=True)[0]
+        probe = encoder.encode([_PROBE])[0]
+        agreement = _cosine(probe, reference)
+    except Exception as exc:  # any failure to export or run only costs speed
+        log.warning("embeddings stay on PyTorch: the ONNX copy could not be made or run (%s)", str(exc).splitlines()[0][:200])
+        return None
+    if agreement < _AGREEMENT:
+        log.warning("embeddings stay on PyTorch: the ONNX copy disagrees (cosine %.6f)", agreement)
+        return None
+    _write(onnx_path.with_suffix(".tokenizer.json"), tokenizer_json)
+    _write(  # last: its presence marks a checked copy
+        onnx_path.with_suffix(".json"), json.dumps({"max_length": max_length, "normalize": normalize, "probe": probe.tolist()})
+    )
+    return encoder
+
+
+def _open(onnx_path: Path, tokenizer_json: str, max_length: int, normalize: bool) -> OnnxEncoder:
+    import onnxruntime as ort  # its telemetry is off: ORT_DISABLE_TELEMETRY in rag._offline
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = min(os.cpu_count() or 1, 4)
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return OnnxEncoder(session, tokenizer, normalize)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
 
 
 def _plain_mean_pooling(model: Any) -> bool | None:
@@ -78,13 +139,24 @@ def _plain_mean_pooling(model: Any) -> bool | None:
     return kinds[2:] == ["Normalize"]
 
 
+def _cached_path(model_dir: Path) -> Path:
+    """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, and PyTorch's version)."""
+    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file())
+    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{metadata.version('torch')}".encode()).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"{model_dir.name}-{key}.onnx"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+
+
 def _exported(model: Any, model_dir: Path) -> Path:
-    """The cached ONNX file for this model's weights (keyed by their files' names, sizes and times), exporting if absent."""
+    """The cached ONNX file for the model, exported if absent."""
     import torch
 
-    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file())
-    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{torch.__version__}".encode()).hexdigest()[:16]
-    path = cache_dir() / "onnx" / f"{model_dir.name}-{key}.onnx"
+    path = _cached_path(model_dir)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +174,7 @@ def _exported(model: Any, model_dir: Path) -> Path:
     sample.setdefault("token_type_ids", torch.zeros_like(sample["input_ids"]))
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python code; the probe check below catches harm
+        warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python code; the probe check catches harm
         torch.onnx.export(
             Hidden(),
             tuple(sample[k] for k in _INPUTS),
@@ -113,6 +185,6 @@ def _exported(model: Any, model_dir: Path) -> Path:
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")},
             opset_version=17,
         )
-    os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
-    log.info("exported the query encoder to %s", path)
+    os.replace(tmp, path)
+    log.info("exported the embedding model to %s", path)
     return path
