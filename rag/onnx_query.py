@@ -25,7 +25,7 @@ from rag._offline import cache_dir
 log = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_PROBE = "How many countries have joined the convention, and when did it enter into force?"
+_PROBE = "A short probe sentence, with punctuation and numbers like 42, checks that two encoders agree."
 _AGREEMENT = 0.9999  # least cosine between the copy's probe vector and PyTorch's
 
 
@@ -140,9 +140,9 @@ def _plain_mean_pooling(model: Any) -> bool | None:
 
 
 def _cached_path(model_dir: Path) -> Path:
-    """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, and PyTorch's version)."""
+    """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, PyTorch's version and the probe)."""
     stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file())
-    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{metadata.version('torch')}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{metadata.version('torch')}|{_PROBE}".encode()).hexdigest()[:16]
     return cache_dir() / "onnx" / f"{model_dir.name}-{key}.onnx"
 
 
