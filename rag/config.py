@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     embed_device: str = "cpu"
     embed_query_backend: Literal["onnx", "torch"] = Field(
         "onnx",
-        description="onnx: queries and sets of up to 256 texts on an ONNX Runtime copy of the model (exported once, no PyTorch in serving); torch: PyTorch for all",
+        description="onnx: queries and small sets of texts (see SentenceTransformerEmbedder.ONNX_MAX_TEXTS) on an ONNX Runtime copy of the model (exported once, no PyTorch in serving); torch: PyTorch for all",
     )
 
     chunk_size: int = Field(200, ge=16, le=8192, description="tokens (tiktoken cl100k_base) per chunk at most")

@@ -148,8 +148,11 @@ def _cached_path(model_dir: Path) -> Path:
 
 def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _exported(model: Any, model_dir: Path) -> Path:
