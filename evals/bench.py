@@ -1,4 +1,4 @@
-"""`rag bench` / `python -m evals.bench`: every stage timed against its limit and against a plain LangChain recipe.
+"""`make bench` / `python -m evals.bench`: every stage timed against its limit and against a plain LangChain recipe.
 
 Scales: the real corpus and generated corpora of about 1k, 10k (and, with --scales 100k, 100k) chunks, made
 deterministically from a seed by recombining the corpus's sentences with varied vocabulary. Results go to
@@ -19,6 +19,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from langchain_core.embeddings import Embeddings
+
+from evals.metrics import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}
 _WORDS_PER_CHUNK = 150  # about 200 cl100k tokens of English at the default chunk size, less the overlap
@@ -26,13 +30,10 @@ _WORDS_PER_CHUNK = 150  # about 200 cl100k tokens of English at the default chun
 
 def generate_corpus(target_chunks: int, out: Path, seed: int = 7) -> Path:
     """A corpus of about `target_chunks` chunks: corpus sentences recombined, with names and numbers varied."""
-    import rag.chunk
-    from rag.load import load
-
     sentences = []
     for path in sorted((ROOT / "corpus").glob("*.md")):
-        text = load(path).text
-        sentences += [text[s:e] for s, e, _ in rag.chunk.sentences(text) if len(text[s:e]) > 40]
+        text = path.read_text(encoding="utf-8").split("\n---\n", 1)[-1]  # the article without its front matter
+        sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.strip()) > 40]
     rng = random.Random(seed)
     vocab = [w for s in sentences for w in re.findall(r"[A-Za-z]{5,}", s)]
     out.mkdir(parents=True, exist_ok=True)
@@ -59,10 +60,8 @@ def _vary(sentence: str, rng: random.Random, vocab: list[str]) -> str:
 
 
 def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+    value = percentile(values, q)
+    return float("nan") if value is None else value
 
 
 def _child_json(code: str, env: dict | None = None) -> dict:
@@ -85,7 +84,7 @@ e = rag.Engine(s)
 e.embedder.embed_query("warm up"); e.embedder.embed_documents(["warm up"] * (e.embedder.ONNX_MAX_TEXTS + 1))
 t = time.perf_counter(); r = e.ingest(); first = time.perf_counter() - t
 t = time.perf_counter(); again = e.ingest(); second = time.perf_counter() - t
-texts = [d.page_content for d in e.store.iter_chunks()]
+texts = [h.text for h in e.chunks()]
 t = time.perf_counter(); e.embedder.embed_documents(texts); raw = time.perf_counter() - t
 print(json.dumps({{"chunks": r.chunks_total, "ingest_s": first, "raw_embed_s": raw, "reingest_s": second,
   "reingest_embedded": again.texts_embedded, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -129,53 +128,46 @@ def bench_scale(name: str, work: Path, queries: list[str], backend: str) -> dict
     }
 
 
-def synthetic_index(n: int, work: Path, seed: int = 7) -> tuple[Path, Path]:
-    """An index of about `n` real chunks with random unit vectors instead of embeddings: serving memory and search
-    latency at a scale whose embedding would take this machine an hour."""
-    import hashlib
+class RandomVectors(Embeddings):
+    """Unit vectors drawn from each text's hash, in place of the embedding model: measures the store and search at a
+    scale whose embedding would take this machine an hour. The index is written by the real ingestion path."""
 
-    import numpy as np
+    dimension = 384
 
+    def __init__(self, seed: int = 7) -> None:
+        self.seed = seed
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        import hashlib
+
+        import numpy as np
+
+        out = []
+        for t in texts:
+            rng = np.random.default_rng([self.seed, int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")])
+            v = rng.normal(size=self.dimension)
+            out.append((v / np.linalg.norm(v)).tolist())
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def synthetic_index(n: int, work: Path, seed: int = 7) -> tuple[Path, Path, int]:
+    """An index of about `n` real chunks with random unit vectors (see RandomVectors)."""
     import rag
-    from rag import chunk, index, load, store
 
     corpus = generate_corpus(n, work / f"corpus-syn{n}", seed)
     settings = rag.Settings(corpus_dir=corpus, index_dir=work / f"index-syn{n}")
-    name = store.new_collection_name(settings)
-    db = store.Store(settings, None, name)
-    rng = np.random.default_rng(seed)
-    batch: list = []
-
-    def flush():
-        vecs = rng.normal(size=(len(batch), 384)).astype("float32")
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        db.add_vectors([b[0] for b in batch], vecs.tolist(), [b[1] for b in batch], [b[2] for b in batch])
-        db.records.update([b[0] for b in batch], group_ids=[b[2]["source"] for b in batch])
-        batch.clear()
-
-    for path in sorted(corpus.glob("*.md")):
-        doc = load.load(path, source=f"corpus/{path.name}")
-        digest = hashlib.sha256(doc.text.encode()).hexdigest()
-        for c in chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap):
-            meta = {"source": doc.source, "title": doc.title, "doc_hash": digest, "position": c.position, "start": c.start, "end": c.end}
-            batch.append((hashlib.sha256(f"{doc.source}:{c.position}:{c.text}".encode()).hexdigest(), c.text, meta))
-            if len(batch) >= 4000:
-                flush()
-    if batch:
-        flush()
-    lex = index.build_lexical(db, settings)
-    store.write_manifest(
-        settings.index_dir, {**store.build_settings(settings), "collection": name, "dimension": 384, "lexical_stamp": lex.stamp}
-    )
-    return corpus, settings.index_dir
+    report = rag.Engine(settings, embedder=RandomVectors(seed)).ingest()
+    if not report.ok:
+        raise RuntimeError(f"synthetic ingestion failed: {report.failed}")
+    return corpus, settings.index_dir, report.chunks_total
 
 
 def bench_synthetic(n: int, work: Path, queries: list[str]) -> dict:
-    corpus, index_dir = synthetic_index(n, work)
+    corpus, index_dir, chunks = synthetic_index(n, work)
     srv = _child_json(_SERVE.format(corpus=str(corpus), index=str(index_dir), backend="local", queries=queries))
-    import rag
-
-    chunks = rag.Engine(rag.Settings(corpus_dir=corpus, index_dir=index_dir)).store.count()
     return {
         "scale": f"{n // 1000}k (random vectors)",
         "chunks": chunks,
@@ -280,7 +272,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="rag bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0])
     p.add_argument("--scales", default="real,1k,10k", help="comma-separated: real, 1k, 10k, 100k (100k takes about an hour)")
     p.add_argument(
         "--synthetic", default="100000", help="chunk counts indexed with random vectors for serving memory and search (0 = skip)"
@@ -300,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU",
         "command": "make bench"
         if argv is None and args.scales == "real,1k,10k" and args.synthetic == "100000"
-        else "rag bench " + " ".join(argv or sys.argv[1:]),
+        else "python -m evals.bench " + " ".join(argv or sys.argv[1:]),
         "scales": [],
     }
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+from rag.cli import Command
 
 log = logging.getLogger("evals")
 
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", action="store_true", help="exit 1 when a metric is below its threshold in evals/thresholds.json")
     p.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)")
     p.add_argument("--judge", metavar="URL", help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)")
-    p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: RAG_JUDGE_API_KEY)")
+    p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: the judge_api_key setting)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     return p
 
@@ -47,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_quiet_bm25s)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from evals.gate import GateError
     from evals.suite import SuiteError
@@ -114,7 +113,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.judge:
         from evals.judge import Judge
 
-        judge = Judge(args.judge, args.judge_model, os.environ.get("RAG_JUDGE_API_KEY") or settings.openai_api_key)
+        key = settings.judge_api_key or settings.openai_api_key
+        judge = Judge(args.judge, args.judge_model, key.get_secret_value() if key else None)
         meta["judge"] = {"url": args.judge, "model": args.judge_model}
     records = run.run(engine, cases, progress=progress, judge=judge)
     summary = summarize(records, engine.settings.retrieve_k, meta)
@@ -170,11 +170,6 @@ def _gate(summary: dict, backend: str, scope: str, path: Path | None) -> int:
     return 1 if failed else 0
 
 
-def _quiet_bm25s(record: logging.LogRecord) -> bool:
-    """bm25s sets its own logger to DEBUG when imported, after any level set here: drop its chatter at the handler."""
-    return not (record.name.startswith("bm25s") and record.levelno < logging.WARNING)
-
-
 def _overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -205,3 +200,6 @@ def _commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+COMMAND = Command(help="run the evaluation suites", main=main)

@@ -45,14 +45,14 @@ def relevant_chunks(engine: rag.Engine, cases: list[Case]) -> dict[str, list[set
 
     A quote that no single chunk holds whole (it straddles a chunk boundary, e.g. with small chunks) counts every chunk
     of its document that overlaps it."""
-    chunks = engine.store.get()
+    chunks = engine.chunks()
     texts: dict[str, str | None] = {}
     out: dict[str, list[set[str]]] = {}
     for case in cases:
         groups = []
         for ev in case.evidence:
-            mine = [d for d in chunks if _same_source(d.metadata.get("source", ""), ev.source)]
-            ids = {d.id for d in mine if ev.quote in d.page_content}
+            mine = [h for h in chunks if _same_source(h.source, ev.source)]
+            ids = {h.chunk_id for h in mine if ev.quote in h.text}
             if not ids and mine:
                 ids = _straddling(engine, ev, mine, texts)
             if not ids:
@@ -99,11 +99,11 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
         refused=final.refused,
         standalone_question=final.standalone_question,
         citations=[{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "quote": c.quote} for c in final.citations],
-        passages=[{"n": p.n, "chunk_id": p.doc.id} for p in passages],
+        passages=[{"n": p.n, "chunk_id": p.chunk_id} for p in passages],
         timings=dict(final.timings),
     )
     record.update(_retrieval(engine, case, groups, final.standalone_question, k))
-    record.update(_answer_metrics(engine, case, groups, final))
+    record.update(_answer_metrics(engine, case, groups, final, passages))
     record["passed"] = (not final.refused and bool(record["key_facts"])) if case.answerable else final.refused
     record["judge"] = judge(case, final, passages) if judge is not None else None
     return record
@@ -112,9 +112,7 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
 def _retrieval(engine: rag.Engine, case: Case, groups: list[set[str]], query: str, k: int) -> dict:
     if not case.answerable:
         return {"retrieved": [], "relevant": [], "retrieval": None}
-    s = engine.settings
-    docs = engine.retriever(k=max(LIST_K, k), mode=s.retrieve_mode, mmr=s.retrieve_mmr).invoke(query)
-    retrieved = [d.id for d in docs]
+    retrieved = [h.chunk_id for h in engine.search(query, k=max(LIST_K, k))]
     relevant = set().union(*groups) if groups else set()
     recall_groups = [relevant] if case.evidence_mode == "any" else groups
     scores = {
@@ -127,11 +125,8 @@ def _retrieval(engine: rag.Engine, case: Case, groups: list[set[str]], query: st
     return {"retrieved": retrieved, "relevant": [sorted(g) for g in groups], "retrieval": scores}
 
 
-def _answer_metrics(engine: rag.Engine, case: Case, groups: list[set[str]], final: rag.Answer) -> dict:
-    from rag.chunk import sentences
-    from rag.cite import MARKER
-
-    clean = re.sub(r"\s+", " ", MARKER.sub("", final.answer)).strip()
+def _answer_metrics(engine: rag.Engine, case: Case, groups: list[set[str]], final: rag.Answer, passages: list[rag.Passage]) -> dict:
+    clean = re.sub(r"\s+", " ", " ".join(text for text, _ in final.sentences())).strip()
     answered = not final.refused
     found = metrics.facts_found(clean, case.facts) if answered else [False] * len(case.facts)
     out: dict[str, Any] = {
@@ -149,9 +144,10 @@ def _answer_metrics(engine: rag.Engine, case: Case, groups: list[set[str]], fina
     if not answered:
         return out
 
-    claims = _claims(final.answer, sentences, MARKER)
+    claims = [(text, markers) for text, markers in final.sentences() if metrics.is_claim(text)]
     cited = {c.n: c for c in final.citations}
-    chunk_sentences = {n: [c.text[s:e] for s, e, _ in sentences(c.text)] for n, c in cited.items()}
+    shown = {p.n: p for p in passages}
+    chunk_sentences = {n: [shown[n].text[s:e] for s, e in shown[n].sentences] for n in cited}
     texts = [clean, case.reference] + [c for c, _ in claims] + [t for n in cited for t in chunk_sentences[n]]
     vectors = engine.embedder.embed_documents(texts)
     if case.answerable:
@@ -180,34 +176,10 @@ def _answer_metrics(engine: rag.Engine, case: Case, groups: list[set[str]], fina
     return out
 
 
-def _claims(answer: str, sentences: Callable, marker: re.Pattern) -> list[tuple[str, list[int]]]:
-    """The answer's sentences that state something, without their [n] markers, each with the passage numbers it cites."""
-    text = answer.strip()
-    claims: list[tuple[str, list[int]]] = []
-    for s, e, _ in sentences(text):
-        raw = text[s:e]
-        lead = re.match(rf"(?:{marker.pattern})+", raw)
-        if lead and claims:  # "… [1] Next sentence": a sentence ending in an ellipsis leaves its marker to the next one
-            claims[-1][1].extend(n for n in _markers(lead.group(), marker) if n not in claims[-1][1])
-            raw = raw[lead.end() :]
-        cited = _markers(raw, marker)
-        claim = marker.sub("", raw).strip()
-        if metrics.is_claim(claim):
-            claims.append((claim, list(dict.fromkeys(cited))))
-        elif claims:  # a marker standing alone belongs to the sentence before it
-            claims[-1][1].extend(n for n in cited if n not in claims[-1][1])
-    return claims
-
-
-def _markers(text: str, marker: re.Pattern) -> list[int]:
-    return [int(x) for m in marker.finditer(text) for x in re.split(r"[,;]", m.group(1))]
-
-
 def _warm_up(engine: rag.Engine) -> None:
     """Load the embedder, the index and the model before the clock runs, so the first case's latency is not a load time."""
-    s = engine.settings
     engine.warm_up()
-    engine.retriever(k=1, mode=s.retrieve_mode, mmr=s.retrieve_mmr).invoke("warm-up")
+    engine.search("warm-up", k=1)
 
 
 def _same_source(chunk_source: str, evidence_source: str) -> bool:
@@ -216,18 +188,15 @@ def _same_source(chunk_source: str, evidence_source: str) -> bool:
     return Path(chunk_source).parts[-len(want) :] == want
 
 
-def _straddling(engine: rag.Engine, ev: Any, mine: list, cache: dict[str, str | None]) -> set[str]:
-    from rag.errors import RagError
-    from rag.load import load
-
+def _straddling(engine: rag.Engine, ev: Any, mine: list[rag.Hit], cache: dict[str, str | None]) -> set[str]:
     if ev.source not in cache:
         try:
-            cache[ev.source] = load(engine.settings.corpus_dir / ev.source).text
-        except RagError:
+            cache[ev.source] = engine.document_text(mine[0].source)
+        except rag.RagError:
             cache[ev.source] = None
     text = cache[ev.source]
     at = text.find(ev.quote) if text else -1
     if at < 0:
         return set()
     end = at + len(ev.quote)
-    return {d.id for d in mine if int(d.metadata.get("start", 0)) < end and int(d.metadata.get("end", 0)) > at}
+    return {h.chunk_id for h in mine if h.start < end and h.end > at}

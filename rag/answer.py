@@ -9,11 +9,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 
 from rag import cite, condense, context
+from rag.config import Settings
 from rag.llm import with_deadline
-from rag.prompt import ANSWER, NOT_FOUND
+from rag.prompt import ANSWER
+from rag.retrieve import HybridRetriever
+from rag.text import MARKER, claims
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,10 @@ class Answer:
         d.pop("unsupported")
         return d
 
+    def sentences(self) -> list[tuple[str, list[int]]]:
+        """The answer's sentences without their markers, each with the passage numbers it cites."""
+        return [(c.text + c.punct, c.markers) for c in claims(self.answer)]
+
 
 @dataclass
 class Event:
@@ -52,20 +61,20 @@ class Event:
 def stream(
     question: str,
     history: condense.History,
-    retriever: Any,
-    embedder: Any,
-    llm: Any,
-    context_tokens: int,
-    context_margin: float = 0.25,
-    tokenizer: str = "cl100k_base",
-    condense_with_llm: bool = True,
-    llm_timeout: float = 120.0,
+    *,
+    retriever: HybridRetriever,
+    embedder: Embeddings,
+    llm: BaseChatModel | None,
+    settings: Settings,
 ) -> Iterator[Event]:
     """Answer one question, yielding the evidence as soon as it is known, then tokens, then the checked answer."""
     started = time.perf_counter()
-    standalone = condense.condense(question, history, llm if condense_with_llm else None, timeout=llm_timeout)
-    docs = retriever.invoke(standalone)
-    passages, evidence = context.build(standalone, docs, embedder, context_tokens, tokenizer, context_margin)
+    standalone = condense.condense(question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s)
+    query_vector = embedder.embed_query(standalone)  # once: for the dense search and for scoring the context
+    docs = retriever.retrieve(standalone, query_vector)
+    passages, evidence = context.build(
+        standalone, query_vector, docs, embedder, settings.context_tokens, settings.tokenizer, settings.context_margin
+    )
     timings = {"retrieve_ms": _ms(started)}
     yield Event("evidence", passages)
 
@@ -86,7 +95,9 @@ def stream(
         parts = []
         chain = ANSWER | llm | StrOutputParser()
         try:
-            for delta in with_deadline(chain.stream({"passages": context.render(passages), "question": standalone}), llm_timeout):
+            for delta in with_deadline(
+                chain.stream({"passages": context.render(passages), "question": standalone}), settings.llm_timeout_s
+            ):
                 if not parts:
                     timings["first_token_ms"] = _ms(started)
                 parts.append(delta)
@@ -95,7 +106,7 @@ def stream(
             if parts or "No generation chunks" not in str(exc):
                 raise
         raw = "".join(parts)
-    if not raw.strip() or _REFUSAL_TEXT.search(raw) and not cite.MARKER.search(raw):
+    if not raw.strip() or _REFUSAL_TEXT.search(raw) and not MARKER.search(raw):
         yield Event("answer", refusal())
         return
     checked = cite.check(raw, passages, embedder)
@@ -106,7 +117,7 @@ def stream(
     yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported))
 
 
-def warm_up(llm: Any) -> None:
+def warm_up(llm: BaseChatModel | None) -> None:
     """Run the fixed prompt prefix once so the runtime caches it before the first real question."""
     if llm is not None:
         (ANSWER | llm.bind(max_tokens=1)).invoke({"passages": "[1] (Title) Text.", "question": "Why?"})
@@ -117,8 +128,8 @@ def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
     ranked = sorted(
         (score, p.n, span)
         for p in passages
-        for score, span in zip(p.scores, p.spans, strict=True)
-        if p.doc.page_content[span[0] : span[1]].rstrip().endswith((".", "!", "?", "”", '"', "’", ")"))  # not a heading
+        for score, span in zip(p.scores, p.highlights, strict=True)
+        if p.text[span[0] : span[1]].rstrip().endswith((".", "!", "?", "”", '"', "’", ")"))  # not a heading
     )[::-1]
     if not ranked:
         return ""
@@ -127,7 +138,7 @@ def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
     by_n = {p.n: p for p in passages}
     out = []
     for _, n, (s, e) in picked:
-        sentence = by_n[n].doc.page_content[s:e].rstrip()
+        sentence = by_n[n].text[s:e].rstrip()
         punct = sentence[-1] if sentence[-1:] in (".", "!", "?") else "."
         out.append(f"{sentence.rstrip('.!?')} [{n}]{punct}")
     return " ".join(out)
@@ -137,4 +148,4 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "NOT_FOUND", "REFUSAL", "extractive", "stream"]
+__all__ = ["Answer", "Event", "REFUSAL", "extractive", "stream"]

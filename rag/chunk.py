@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
 
-from rag._offline import ensure_tiktoken_cache
-
-# A sentence ends at . ! ? or … (its closing quotes or brackets stay with it) where white space follows and the
-# next sentence starts (not a lower-case word), or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])([\"'”’)\]]*)\s+(?=[^a-z\s])|\n+")
-# Abbreviations and initials whose full stop does not end a sentence.
-_ABBREVIATION = re.compile(
-    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Rep|Sen|Gov|vs|etc|No|Fig|al|e\.g|i\.e|U\.S|U\.K|U\.N)|\b[A-Z])\.$"
-)
+from rag.text import encoding, sentences
 
 
 @dataclass(frozen=True)
@@ -27,18 +16,6 @@ class Chunk:
     end: int
     position: int
     tokens: int
-
-
-@lru_cache(maxsize=4)
-def encoding(name: str = "cl100k_base") -> Any:
-    ensure_tiktoken_cache(name)
-    import tiktoken
-
-    return tiktoken.get_encoding(name)
-
-
-def count_tokens(text: str, name: str = "cl100k_base") -> int:
-    return len(encoding(name).encode_ordinary(text))
 
 
 def split(text: str, size: int = 200, overlap: int = 40, tokenizer: str = "cl100k_base") -> list[Chunk]:
@@ -73,25 +50,6 @@ def split(text: str, size: int = 200, overlap: int = 40, tokenizer: str = "cl100
     if current:
         chunks.append(_make(text, current, len(chunks), enc))
     return chunks
-
-
-def sentences(text: str):
-    """Yield (start, end, starts_paragraph) for each sentence, trimmed of white space."""
-    pos = 0
-    para = True
-    for match in _SENTENCE_END.finditer(text):
-        if "\n" not in match.group() and _ABBREVIATION.search(text, max(pos, match.start() - 8), match.start()):
-            continue
-        end = match.start() + len(match.group(1) or "")
-        if end > pos:
-            yield pos, end, para
-            para = False
-        if "\n\n" in match.group():
-            para = True
-        pos = match.end()
-    if pos < len(text) and text[pos:].strip():
-        end = len(text.rstrip())
-        yield pos, end, para
 
 
 def _paragraph_tokens(segments, i: int) -> int:

@@ -8,11 +8,10 @@ from dataclasses import asdict, dataclass, field
 
 from langchain_core.embeddings import Embeddings
 
-from rag.chunk import sentences
 from rag.context import Passage
-from rag.lexical import tokenize
+from rag.text import claims as split_claims
+from rag.text import tokenize
 
-MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 SUPPORTED = 0.5  # support at or above this: a sentence is grounded in the passage
 WEAK = 0.35  # below this for every passage: the sentence is not grounded anywhere
@@ -48,39 +47,28 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
     import numpy as np
 
     by_n = {p.n: p for p in passages}
-    claims = []  # (claim text, trailing punctuation, markers)
-    removed: list[int] = []
-    for s, e, _ in sentences(answer.strip()):
-        raw = answer.strip()[s:e]
-        markers = [int(x) for m in MARKER.finditer(raw) for x in re.split(r"[,;]", m.group(1))]
-        removed += [m for m in markers if m not in by_n]
-        claim = MARKER.sub("", raw).strip()
-        end_punct = claim[-1] if claim[-1:] in (".", "!", "?") else ""
-        claim = claim[: len(claim) - len(end_punct)].rstrip()
-        if claim:
-            claims.append((claim, end_punct, [m for m in dict.fromkeys(markers) if m in by_n]))
-        elif claims:  # a marker standing alone belongs to the sentence before it
-            claims[-1][2].extend(m for m in markers if m in by_n and m not in claims[-1][2])
-
-    spans = {p.n: p.all_sentences() for p in passages}
-    texts = [p.doc.page_content[s:e] for p in passages for s, e in spans[p.n]]
-    if not claims or not texts:
+    claims = split_claims(answer)
+    removed = [m for c in claims for m in c.markers if m not in by_n]
+    for c in claims:
+        c.markers = [m for m in c.markers if m in by_n]
+    with_text = [p for p in passages if len(p.sentence_vectors(embedder))]  # vectors from building the context, if it did
+    owner = [(p.n, s, e) for p in with_text for s, e in p.sentences]
+    if not claims or not owner:
         return Checked(text="", removed_markers=removed)
-    vectors = np.array(embedder.embed_documents([c for c, _, _ in claims] + texts))
-    claim_vecs, sent_vecs = vectors[: len(claims)], vectors[len(claims) :]
-    owner = [(p.n, s, e) for p in passages for s, e in spans[p.n]]
+    sent_vecs = np.vstack([p.vectors for p in with_text])
+    claim_vecs = np.array(embedder.embed_documents([c.text for c in claims]))
+    texts = [by_n[n].text[s:e] for n, s, e in owner]
 
     out_sentences: list[str] = []
     best_quote: dict[int, tuple[float, int, int]] = {}
     unsupported: list[str] = []
-    for ci, (claim, punct, markers) in enumerate(claims):
-        terms = set(tokenize(claim))
-        if not terms and not _NUMBER.search(claim):  # connective text ("Yes."): nothing to ground
-            out_sentences.append(claim + punct)
+    for ci, claim in enumerate(claims):
+        terms = set(tokenize(claim.text))
+        if not terms and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
+            out_sentences.append(claim.text + claim.punct)
             continue
         support = [
-            _support(claim, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].doc.page_content)
-            for j in range(len(texts))
+            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].text) for j in range(len(texts))
         ]
         per_passage: dict[int, tuple[float, int]] = {}
         for j, value in enumerate(support):
@@ -89,32 +77,24 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
                 per_passage[n] = (value, j)
         best_n = max(per_passage, key=lambda n: per_passage[n][0])
         if per_passage[best_n][0] < WEAK:
-            unsupported.append(claim + punct)
+            unsupported.append(claim.text + claim.punct)
             continue
-        keep = [n for n in markers if per_passage[n][0] >= WEAK]
+        keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
         if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
             keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
         for n in keep:
             value, j = per_passage[n]
             if n not in best_quote or value > best_quote[n][0]:
                 best_quote[n] = (value, owner[j][1], owner[j][2])
-        out_sentences.append(f"{claim} {''.join(f'[{n}]' for n in keep)}{punct}")
+        out_sentences.append(f"{claim.text} {''.join(f'[{n}]' for n in keep)}{claim.punct}")
 
     citations = []
     for n in sorted(best_quote):
-        doc = by_n[n].doc
+        p = by_n[n]
         _, s, e = best_quote[n]
-        base = int(doc.metadata.get("start", 0))
         citations.append(
             Citation(
-                n=n,
-                chunk_id=doc.id or "",
-                source=doc.metadata.get("source", ""),
-                title=doc.metadata.get("title", ""),
-                text=doc.page_content,
-                quote=doc.page_content[s:e],
-                start=base + s,
-                end=base + e,
+                n=n, chunk_id=p.chunk_id, source=p.source, title=p.title, text=p.text, quote=p.text[s:e], start=p.start + s, end=p.start + e
             )
         )
     return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed)

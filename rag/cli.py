@@ -1,4 +1,8 @@
-"""The `rag` command: a thin shell over `rag.Engine`; library errors become one line and an exit code."""
+"""The `rag` command: a thin shell over `rag.Engine`; library errors become one line and an exit code.
+
+Other shells add their own sub-commands (`rag serve` from ui/, `rag eval` from evals/) by registering a `Command`
+under the `rag.commands` entry-point group (see pyproject.toml); the library never imports them.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,49 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.errors import RagError
+from rag.config import Settings, load_settings
+from rag.errors import InputError, RagError
 
 log = logging.getLogger("rag")
+COMMANDS_GROUP = "rag.commands"
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+@dataclass(frozen=True)
+class Command:
+    """A sub-command another package registers: `main(argv)` parses its own options and returns the exit code."""
+
+    help: str
+    main: Callable[[list[str]], int]
+
+
+def registered() -> dict[str, Command]:
+    """The sub-commands registered under `rag.commands`, by name (importing each is cheap: heavy parts load in `main`)."""
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except ImportError as exc:  # a shell whose package is missing: the rest of the CLI still works
+            log.debug("command %s unavailable: %s", ep.name, exc)
+    return found
+
+
+def index_option(parser: argparse.ArgumentParser) -> None:
+    """`--index DIR` and `-v`, which every sub-command takes."""
+    parser.add_argument(
         "--index", type=Path, metavar="DIR", default=argparse.SUPPRESS, help="index directory (default: RAG_INDEX_DIR or index/)"
     )
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr")
+
+
+def _parser(plugins: dict[str, Command]) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    index_option(common)
 
     parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over a document corpus.", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,37 +64,31 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="show the chunks that best match a query")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+    p.add_argument("-k", type=int, help="number of chunks (default: RAG_RETRIEVE_K)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the index, with citations")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--history", type=Path, metavar="FILE", help="JSON list of [user, assistant] pairs (earlier turns)")
-    p.add_argument("--backend", help="local, openai or extractive (default: RAG_LLM_BACKEND or local)")
+    p.add_argument("--backend", help="one of: " + ", ".join(Settings.choices("llm_backend")) + " (default: RAG_LLM_BACKEND)")
     p.add_argument("-k", type=int, help="passages to retrieve")
 
-    p = sub.add_parser("serve", parents=[common], help="start the web chat")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-
-    sub.add_parser("eval", help="run the evaluation suites (`rag eval --help`)")
     sub.add_parser("config", parents=[common], help="print the resolved settings")
+    for name, command in sorted(plugins.items()):
+        sub.add_parser(name, help=f"{command.help} (`rag {name} --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["eval"]:  # the evaluation shell has its own options (see evals/README.md)
-        from evals.cli import main as eval_main
-
-        return eval_main(argv[1:])
-    args = _parser().parse_args(argv)
+    plugins = registered()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    log.setLevel(logging.DEBUG if {"-v", "--verbose"} & set(argv) else logging.INFO)
     try:
-        return _run(args)
+        if argv[:1] and argv[0] in plugins:  # a registered shell parses its own options
+            return plugins[argv[0]].main(argv[1:])
+        return _run(_parser(plugins).parse_args(argv))
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -81,9 +108,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "ingest":
         return _ingest(engine, args)
     if args.command == "search":
-        if args.k < 1 or args.k > 100:
-            print("error: -k must be between 1 and 100", file=sys.stderr)
-            return 2
+        if args.k is not None and not 1 <= args.k <= 100:
+            raise InputError("-k must be between 1 and 100")
         hits = engine.search(args.query, k=args.k)
         if args.json:
             print(json.dumps({"query": args.query, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
@@ -94,30 +120,20 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "ask":
         return _ask(engine, args)
-    if args.command == "serve":
-        # The web UI is a shell of its own; the CLI only starts it.
-        from ui.app import launch
-
-        if not engine.has_index():
-            print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
-            return 3
-        print("loading the models…", flush=True)
-        engine.warm_up()
-        print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-        launch(engine, host=args.host, port=args.port)
-        return 0
     raise AssertionError(args.command)
 
 
 def _ask(engine, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from rag.config import QueryParams
 
     history = _read_history(args.history) if args.history else []
     try:
         params = QueryParams(k=args.k, backend=args.backend)
-    except ValueError as exc:
-        print(f"error: {str(exc).splitlines()[-1]}", file=sys.stderr)
-        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"--{first['loc'][0]}: {first['msg']}") from None
     result = engine.ask(args.question, history, params)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -129,8 +145,6 @@ def _ask(engine, args: argparse.Namespace) -> int:
 
 
 def _read_history(path: Path) -> list[tuple[str, str]]:
-    from rag.errors import InputError
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in data):
@@ -141,9 +155,7 @@ def _read_history(path: Path) -> list[tuple[str, str]]:
 
 
 def _ingest(engine, args: argparse.Namespace) -> int:
-    from rag.store import read_manifest
-
-    if args.if_needed and not args.rebuild and read_manifest(engine.settings.index_dir) is not None:
+    if args.if_needed and not args.rebuild and engine.has_index():
         print(f"index at {engine.settings.index_dir} exists; skipping ingestion (run `rag ingest` to update it)")
         return 0
     report = engine.ingest(args.paths or None, rebuild=args.rebuild, progress=sys.stderr.isatty())

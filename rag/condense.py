@@ -7,9 +7,9 @@ import re
 
 from langchain_core.output_parsers import StrOutputParser
 
-from rag.chunk import count_tokens
 from rag.llm import with_deadline
-from rag.prompt import CONDENSE
+from rag.prompt import CONDENSE, NOT_FOUND
+from rag.text import count_tokens, strip_markers
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,13 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
         return fallback(question, history)
     rewritten = re.sub(r"^(rewritten|standalone)?\s*question\s*:\s*", "", raw.strip().splitlines()[0] if raw.strip() else "", flags=re.I)
     rewritten = rewritten.strip().strip('"“”').strip()
-    if not rewritten or len(rewritten) > 3 * len(question) + 150 or "NOT FOUND" in rewritten:
+    if not rewritten or len(rewritten) > 3 * len(question) + 150 or NOT_FOUND in rewritten:
         return fallback(question, history)
     return rewritten
 
 
 def _clip(text: str) -> str:
-    from rag.cite import MARKER
-
-    text = MARKER.sub("", text).strip()
+    text = strip_markers(text).strip()
     if count_tokens(text) <= _MAX_ANSWER_TOKENS:
         return text
     words = text.split()

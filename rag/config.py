@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from rag.errors import ConfigError
@@ -16,6 +16,12 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE_ENV = "RAG_CONFIG"
 DEFAULT_CONFIG_FILE = "rag.toml"
+
+# The names the registries are keyed by (rag.retrieve.MODES, rag.llm.BACKENDS, rag.embed.EMBEDDERS): each registry
+# checks at import that it holds exactly these, so a name is valid here exactly when a registry can build it.
+RetrieveMode = Literal["hybrid", "dense", "lexical"]
+LLMBackend = Literal["local", "openai", "extractive"]
+EmbedBackend = Literal["sentence-transformers"]
 
 
 class Settings(BaseSettings):
@@ -29,7 +35,7 @@ class Settings(BaseSettings):
     record_db_url: str | None = Field(None, description="SQLAlchemy URL of the record store; unset = SQLite in index_dir")
     collection_prefix: str = "rag"
 
-    embed_backend: str = "sentence-transformers"
+    embed_backend: EmbedBackend = "sentence-transformers"
     embed_model: str = Field("all-MiniLM-L6-v2", description="a name the backend knows, or a local model directory")
     embed_batch_size: int = Field(64, ge=1, le=4096)
     embed_device: str = "cpu"
@@ -42,7 +48,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks")
     tokenizer: str = "cl100k_base"
 
-    retrieve_mode: str = Field("hybrid", description="hybrid, dense or lexical")
+    retrieve_mode: RetrieveMode = "hybrid"
     retrieve_k: int = Field(4, ge=1, le=20, description="passages given to the model")
     retrieve_candidates: int = Field(20, ge=1, le=200, description="candidates from each retriever before fusion")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
@@ -52,7 +58,7 @@ class Settings(BaseSettings):
     context_margin: float = Field(0.25, ge=0.0, le=2.0, description="skip sentences scoring this far below the best one")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
 
-    llm_backend: str = Field("local", description="local, openai or extractive")
+    llm_backend: LLMBackend = "local"
     llm_model_path: str | None = Field(None, description="a GGUF file; unset = the packaged Qwen2.5-Coder-1.5B-Instruct")
     llm_n_ctx: int = Field(4096, ge=512)
     llm_threads: int | None = Field(None, ge=1)
@@ -61,11 +67,14 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(120.0, gt=0)
     openai_base_url: str | None = None
     openai_model: str = "default"
-    openai_api_key: str | None = None
+    openai_api_key: SecretStr | None = None
 
     max_question_chars: int = Field(2000, ge=10, le=100_000)
 
     feedback_file: Path = Path("feedback/feedback.jsonl")
+    ui_admin: bool = Field(False, description="turn on the Corpus tab's upload, re-index and remove actions")
+    ui_auth: SecretStr | None = Field(None, description="user:password; the web chat asks for this login")
+    judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
 
@@ -76,11 +85,33 @@ class Settings(BaseSettings):
     )
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
 
+    @field_validator("ui_auth")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, _, password = value.get_secret_value().partition(":")
+            if not user or not password:
+                raise ValueError("must be user:password")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
         return self
+
+    @classmethod
+    def choices(cls, name: str) -> tuple[str, ...]:
+        """The valid values of a setting that takes one of a few names (`llm_backend`, `retrieve_mode`, ...)."""
+        return get_args(cls.model_fields[name].annotation)
+
+    @property
+    def login(self) -> tuple[str, str] | None:
+        """(user, password) of the web chat's login, or None when it has none."""
+        if self.ui_auth is None:
+            return None
+        user, _, password = self.ui_auth.get_secret_value().partition(":")
+        return user, password
 
     @property
     def record_url(self) -> str:
@@ -103,8 +134,8 @@ class QueryParams(BaseModel):
     """Per-question knobs, bounded so a chat user cannot ask for unbounded work."""
 
     k: int | None = Field(None, ge=1, le=10)
-    backend: str | None = None
-    mode: str | None = None
+    backend: LLMBackend | None = None
+    mode: RetrieveMode | None = None
 
 
 def load_settings(**overrides: Any) -> Settings:

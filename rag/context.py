@@ -3,38 +3,74 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.embeddings import Embeddings
 
-from rag.chunk import count_tokens, sentences
-from rag.lexical import tokenize
 from rag.prompt import quote_untrusted
+from rag.text import count_tokens, sentences, tokenize
 
 
 @dataclass
 class Passage:
-    """A retrieved chunk shown to the model as `[n]`, with the sentences selected from it (offsets within the chunk)."""
+    """A retrieved chunk shown to the model as `[n]`. `text` is the whole chunk, `start`/`end` its offsets in the
+    source, and `highlights` the offsets (within `text`) of the sentences the model was shown."""
 
     n: int
-    doc: LCDocument
-    spans: list[tuple[int, int]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    chunk_id: str
+    source: str
+    title: str
+    text: str
+    start: int = 0
+    end: int = 0
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list, repr=False)  # per highlight: how well it matches the question
+    sentences: list[tuple[int, int]] = field(default_factory=list, repr=False)  # every sentence of `text`
+    vectors: Any = field(default=None, repr=False)  # their embeddings, one row per sentence (None: not embedded yet)
+
+    @classmethod
+    def from_document(cls, n: int, doc: LCDocument) -> Passage:
+        m = doc.metadata
+        text = doc.page_content
+        start = int(m.get("start", 0))
+        return cls(
+            n=n,
+            chunk_id=doc.id or "",
+            source=m.get("source", ""),
+            title=m.get("title", ""),
+            text=text,
+            start=start,
+            end=int(m.get("end", start + len(text))),
+            sentences=[(s, e) for s, e, _ in sentences(text)],
+        )
 
     @property
     def excerpt(self) -> str:
-        text = self.doc.page_content
+        """The highlighted sentences in order, with "…" where text between them was left out."""
         parts, last = [], None
-        for s, e in sorted(self.spans):
-            if last is not None and text[last:s].strip():
+        for s, e in sorted(self.highlights):
+            if last is not None and self.text[last:s].strip():
                 parts.append("…")
-            parts.append(text[s:e])
+            parts.append(self.text[s:e])
             last = e
         return " ".join(parts)
 
-    def all_sentences(self) -> list[tuple[int, int]]:
-        return [(s, e) for s, e, _ in sentences(self.doc.page_content)]
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("n", "chunk_id", "source", "title", "text", "start", "end")
+        return {k: getattr(self, k) for k in keys} | {"highlights": [list(h) for h in sorted(self.highlights)]}
+
+    def sentence_vectors(self, embedder: Embeddings) -> Any:
+        """The embeddings of every sentence of the chunk (computed once, kept)."""
+        import numpy as np
+
+        if not self.sentences:
+            self.sentences = [(s, e) for s, e, _ in sentences(self.text)]
+        if self.vectors is None:
+            self.vectors = np.array(embedder.embed_documents([self.text[s:e] for s, e in self.sentences]))
+        return self.vectors
 
 
 @dataclass
@@ -60,49 +96,52 @@ _LEANS_BACK = re.compile(r"^(?:it|its|this|that|these|those|they|their|he|she|hi
 
 def build(
     question: str,
+    query_vector: Sequence[float],
     docs: list[LCDocument],
     embedder: Embeddings,
     budget: int,
-    tokenizer: str = "cl100k_base",
-    margin: float = 0.25,
+    tokenizer: str,
+    margin: float,
 ) -> tuple[list[Passage], Evidence]:
     """Pick the best sentences across `docs` until `budget` tokens, skipping those scoring more than `margin` below
-    the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order."""
+    the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order. Every
+    sentence is embedded once here, and the passages keep those vectors for the citation check."""
     import numpy as np
 
-    candidates = []  # (doc index, start, end)
-    for i, doc in enumerate(docs):
-        candidates.extend((i, s, e) for s, e, _ in sentences(doc.page_content))
-    if not candidates:
+    candidates = [Passage.from_document(0, doc) for doc in docs]
+    spans = [(i, s, e) for i, p in enumerate(candidates) for s, e in p.sentences]  # (doc index, start, end)
+    if not spans:
         return [], Evidence()
-    texts = [docs[i].page_content[s:e] for i, s, e in candidates]
+    texts = [candidates[i].text[s:e] for i, s, e in spans]
     vectors = np.array(embedder.embed_documents(texts))
-    query = np.array(embedder.embed_query(question))
-    similarity = vectors @ query
+    row = 0
+    for p in candidates:
+        p.vectors, row = vectors[row : row + len(p.sentences)], row + len(p.sentences)
+    similarity = vectors @ np.asarray(query_vector)
     terms = set(tokenize(question))
     overlaps = [len(terms & set(tokenize(t))) / len(terms) if terms else 0.0 for t in texts]
     # Semantic match first; shared terms and the retriever's rank break near-ties.
-    scores = [float(sim) + 0.3 * ov - 0.02 * candidates[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))]
+    scores = [float(sim) + 0.3 * ov - 0.02 * spans[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))]
 
-    chosen: dict[int, Passage] = {}
+    chosen: set[int] = set()
     used = 0
     floor = max(scores) - margin
-    for j in sorted(range(len(candidates)), key=lambda j: -scores[j]):
+    for j in sorted(range(len(spans)), key=lambda j: -scores[j]):
         if scores[j] < floor:
             break
         # A sentence that opens with "It"/"This"/... brings the sentence it refers back to.
-        group = [j - 1, j] if j > 0 and candidates[j - 1][0] == candidates[j][0] and _LEANS_BACK.match(texts[j]) else [j]
-        group = [g for g in group if candidates[g][1:] not in _spans(chosen, candidates[g][0])]
+        group = [j - 1, j] if j > 0 and spans[j - 1][0] == spans[j][0] and _LEANS_BACK.match(texts[j]) else [j]
+        group = [g for g in group if spans[g][1:] not in candidates[spans[g][0]].highlights]
         cost = sum(count_tokens(texts[g], tokenizer) + 2 for g in group)
         if not group or (chosen and used + cost > budget):
             continue
         for g in group:
-            i, s, e = candidates[g]
-            passage = chosen.setdefault(i, Passage(n=0, doc=docs[i]))
-            passage.spans.append((s, e))
-            passage.scores.append(scores[g])
+            i, s, e = spans[g]
+            candidates[i].highlights.append((s, e))
+            candidates[i].scores.append(scores[g])
+            chosen.add(i)
         used += cost
-    passages = [chosen[i] for i in sorted(chosen)]
+    passages = [candidates[i] for i in sorted(chosen)]
     for n, p in enumerate(passages, 1):
         p.n = n
     covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
@@ -110,9 +149,5 @@ def build(
     return passages, evidence
 
 
-def _spans(chosen: dict[int, Passage], i: int) -> list[tuple[int, int]]:
-    return chosen[i].spans if i in chosen else []
-
-
 def render(passages: list[Passage]) -> str:
-    return "\n\n".join(f"[{p.n}] ({quote_untrusted(p.doc.metadata.get('title', ''))}) {quote_untrusted(p.excerpt)}" for p in passages)
+    return "\n\n".join(f"[{p.n}] ({quote_untrusted(p.title)}) {quote_untrusted(p.excerpt)}" for p in passages)

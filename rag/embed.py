@@ -6,10 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.embeddings import Embeddings
 
+from rag.config import EmbedBackend, Settings
 from rag.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ _PACKAGED = {
 
 
 _UNBUILT = object()
+_DEFAULTS = Settings.model_fields
 
 
 class SentenceTransformerEmbedder(Embeddings):
@@ -33,7 +35,13 @@ class SentenceTransformerEmbedder(Embeddings):
 
     ONNX_MAX_TEXTS = 256
 
-    def __init__(self, model: str, batch_size: int = 64, device: str = "cpu", query_backend: str = "onnx") -> None:
+    def __init__(
+        self,
+        model: str = _DEFAULTS["embed_model"].default,
+        batch_size: int = _DEFAULTS["embed_batch_size"].default,
+        device: str = _DEFAULTS["embed_device"].default,
+        query_backend: str = _DEFAULTS["embed_query_backend"].default,
+    ) -> None:
         self.model_name = model
         self.batch_size = batch_size
         self.device = device
@@ -104,14 +112,19 @@ def _resolve(model: str) -> Path:
     )
 
 
-EMBEDDERS: dict[str, Callable[..., Embeddings]] = {
-    "sentence-transformers": SentenceTransformerEmbedder,
+EMBEDDERS: dict[str, Callable[[Settings], Embeddings]] = {
+    "sentence-transformers": lambda s: SentenceTransformerEmbedder(
+        s.embed_model, s.embed_batch_size, s.embed_device, s.embed_query_backend
+    ),
 }
+if set(EMBEDDERS) != set(get_args(EmbedBackend)):
+    raise ImportError(f"rag.embed.EMBEDDERS {sorted(EMBEDDERS)} and rag.config.EmbedBackend {get_args(EmbedBackend)} disagree")
 
 
-def make_embedder(backend: str, model: str, batch_size: int = 64, device: str = "cpu", query_backend: str = "onnx") -> Embeddings:
+def make_embedder(settings: Settings) -> Embeddings:
+    """The embedder the settings name (`embed_backend`, `embed_model`, ...)."""
     try:
-        factory = EMBEDDERS[backend]
+        factory = EMBEDDERS[settings.embed_backend]
     except KeyError:
-        raise ConfigError(f"unknown embedding backend {backend!r}; valid: {', '.join(EMBEDDERS)}") from None
-    return factory(model, batch_size=batch_size, device=device, query_backend=query_backend)
+        raise ConfigError(f"unknown embedding backend {settings.embed_backend!r}; valid: {', '.join(EMBEDDERS)}") from None
+    return factory(settings)

@@ -1,4 +1,4 @@
-"""The library's front door: one object that holds the settings, the embedder and the open index."""
+"""The library's front door: one object that holds the settings, the embedder, the model and the open index."""
 
 from __future__ import annotations
 
@@ -7,61 +7,68 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
 
 from rag import answer, condense, embed, index, lexical, load, retrieve, store
-from rag.config import QueryParams, Settings, load_settings
-from rag.errors import ConfigError, InputError
+from rag.catalog import Catalog
+from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
+from rag.errors import InputError
 from rag.llm import make_chat_model
 
 log = logging.getLogger(__name__)
 
+_UNSET: Any = object()
+
 
 class Engine:
-    """Ingest, search and answer over one index; heavy parts load on first use and stay loaded."""
+    """Ingest, search and answer over one index; heavy parts load on first use and stay loaded.
 
-    def __init__(self, settings: Settings | None = None, embedder: Embeddings | None = None) -> None:
+    Every part can be passed in instead (tests and tools swap one without touching the others): `embedder`, `llm`
+    (the chat model of the configured backend, `settings.llm_backend`), `store` (an open collection) and `retriever`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embeddings | None = None,
+        llm: BaseChatModel | None = _UNSET,
+        store: store.Store | None = None,
+        retriever: retrieve.HybridRetriever | None = None,
+    ) -> None:
         self.settings = settings or load_settings()
-        self._embedder = embedder
+        self.catalog = Catalog(self.settings)
+        self._llms: dict[str, BaseChatModel | None] = {} if llm is _UNSET else {self.settings.llm_backend: llm}
+        if embedder is not None:
+            self.embedder = embedder
+        if store is not None:
+            self.store = store
+        self._retriever = retriever
         self._serving = None
 
-    def release_serving(self) -> None:
-        if self._serving is not None:
-            self._serving.close()
-            self._serving = None
-
-    def hold_for_serving(self) -> None:
-        """Keep other processes from writing this embedded index while this one serves it."""
-        if self._serving is None and not self.settings.chroma_url:
-            self._serving = store.hold_for_serving(self.settings)
-
+    # -- the parts -------------------------------------------------------------------------------
     @cached_property
     def embedder(self) -> Embeddings:
-        s = self.settings
-        return self._embedder or embed.make_embedder(
-            s.embed_backend, s.embed_model, s.embed_batch_size, s.embed_device, s.embed_query_backend
-        )
+        return embed.make_embedder(self.settings)
 
     @cached_property
     def store(self) -> store.Store:
-        return store.open_store(self.settings, self.embedder)
+        return self.catalog.open(self.embedder)
 
     @cached_property
     def lexical(self) -> lexical.LexicalIndex:
         """The saved BM25 index when it matches the manifest; otherwise one built in memory from the store."""
-        manifest = store.read_manifest(self.settings.index_dir) or {}
-        db = self.store
-        saved = lexical.LexicalIndex.load(index.lexical_dir(self.settings, db.collection))
-        if saved is not None and saved.stamp == manifest.get("lexical_stamp"):
-            return saved
-        log.warning("lexical index missing or stale; building it in memory (run `rag ingest` to save it)")
-        return index.build_lexical(db, self.settings, save=False)
+        return self.catalog.lexical(self.store)
 
-    def retriever(self, k: int = 5, mode: str = "hybrid", mmr: bool = False) -> retrieve.HybridRetriever:
-        if mode not in retrieve.MODES:
-            raise ConfigError(f"unknown retrieval mode {mode!r}; valid: {', '.join(retrieve.MODES)}")
+    def retriever(self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None) -> retrieve.HybridRetriever:
+        """The retriever passed in, or the hybrid one over this index; unset arguments come from the settings."""
+        if self._retriever is not None:
+            return self._retriever
         s = self.settings
+        k, mode = k or s.retrieve_k, mode or s.retrieve_mode
         return retrieve.HybridRetriever(
             store=self.store,
             embedder=self.embedder,
@@ -70,17 +77,17 @@ class Engine:
             candidates=max(s.retrieve_candidates, k),
             rrf_k=s.rrf_k,
             mode=mode,
-            mmr=mmr,
+            mmr=s.retrieve_mmr if mmr is None else mmr,
         )
 
-    def llm(self, backend: str | None = None):
+    def llm(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
         """The chat model for `backend` (default: settings), loaded once and kept; None for extractive."""
         name = backend or self.settings.llm_backend
-        models = self.__dict__.setdefault("_llms", {})
-        if name not in models:
-            models[name] = make_chat_model(name, self.settings)
-        return models[name]
+        if name not in self._llms:
+            self._llms[name] = make_chat_model(name, self.settings)
+        return self._llms[name]
 
+    # -- answering -------------------------------------------------------------------------------
     def ask_stream(
         self, question: str, history: condense.History | None = None, params: QueryParams | None = None
     ) -> Iterator[answer.Event]:
@@ -91,26 +98,14 @@ class Engine:
         if len(question) > self.settings.max_question_chars:
             raise InputError(f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}")
         params = params or QueryParams()
-        s = self.settings
-        llm = self.llm(params.backend)
         yield from answer.stream(
             question,
             list(history or []),
-            self.retriever(k=params.k or s.retrieve_k, mode=params.mode or s.retrieve_mode, mmr=s.retrieve_mmr),
-            self.embedder,
-            llm,
-            context_tokens=s.context_tokens,
-            context_margin=s.context_margin,
-            tokenizer=s.tokenizer,
-            condense_with_llm=s.condense,
-            llm_timeout=s.llm_timeout_s,
+            retriever=self.retriever(k=params.k, mode=params.mode),
+            embedder=self.embedder,
+            llm=self.llm(params.backend),
+            settings=self.settings,
         )
-
-    def warm_up(self) -> None:
-        """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
-        self.embedder.embed_query("warm up")
-        _ = self.lexical
-        answer.warm_up(self.llm())
 
     def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
         final = None
@@ -120,16 +115,34 @@ class Engine:
         assert final is not None
         return final
 
+    def search(self, query: str, k: int | None = None, mode: RetrieveMode | None = None) -> list[retrieve.Hit]:
+        docs = self.retriever(k=k, mode=mode).invoke(query)
+        return [retrieve.Hit.from_document(d) for d in docs]
+
+    def warm_up(self) -> None:
+        """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
+        self.embedder.embed_query("warm up")
+        _ = self.lexical
+        answer.warm_up(self.llm())
+
+    # -- the index -------------------------------------------------------------------------------
+    def has_index(self) -> bool:
+        return self.catalog.manifest() is not None
+
     def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
-        for cached in ("store", "lexical"):  # the active collection or its chunks may have changed
+        for cached in ("store", "lexical"):  # the live collection or its chunks may have changed
             self.__dict__.pop(cached, None)
         return report
 
-    supported_types = tuple(sorted(load.SUPPORTED_EXTS))
+    def chunks(self, source: str | None = None) -> list[retrieve.Hit]:
+        """Every stored chunk (of one source, when given), as hits without a score."""
+        docs = self.store.get(where={"source": source} if source else None)
+        return [retrieve.Hit.from_document(d) for d in docs]
 
-    def has_index(self) -> bool:
-        return store.read_manifest(self.settings.index_dir) is not None
+    def document_text(self, source: str) -> str:
+        """The whole text of an indexed document as ingestion read it (chunk offsets point into it)."""
+        return load.load(Path(source), source=source, timeout=self.settings.parse_timeout_s).text
 
     def documents(self) -> list[dict]:
         """The indexed documents: title, source, chunk count and when each was indexed, by source."""
@@ -141,6 +154,8 @@ class Engine:
         for src, entry in docs.items():
             entry["indexed_at"] = datetime.fromtimestamp(stamps.get(src, 0), UTC).isoformat(timespec="seconds")
         return sorted(docs.values(), key=lambda d: d["source"])
+
+    supported_types = tuple(sorted(load.SUPPORTED_EXTS))
 
     def add_file(self, name: str, data: bytes) -> index.IngestReport:
         """Save an uploaded file into the corpus and index it."""
@@ -170,6 +185,13 @@ class Engine:
             raise InputError(f"{name!r} is not an acceptable file name")
         return self.settings.corpus_dir / clean
 
-    def search(self, query: str, k: int = 5, mode: str | None = None) -> list[retrieve.Hit]:
-        docs = self.retriever(k=k, mode=mode or self.settings.retrieve_mode).invoke(query)
-        return [retrieve.Hit.from_document(d) for d in docs]
+    # -- serving ---------------------------------------------------------------------------------
+    def hold_for_serving(self) -> None:
+        """Keep other processes from writing this embedded index while this one serves it."""
+        if self._serving is None and not self.settings.chroma_url:
+            self._serving = self.catalog.hold_for_serving()
+
+    def release_serving(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None

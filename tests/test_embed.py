@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from rag.embed import make_embedder
+from rag.embed import SentenceTransformerEmbedder
 
 QUERIES = ["When was the Ottawa Convention signed?", "mines", "Wie viele Staaten sind beigetreten?", "word " * 400]
 
@@ -24,11 +24,11 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def reference():
     """PyTorch's vectors for QUERIES."""
-    return np.array(make_embedder("sentence-transformers", "all-MiniLM-L6-v2", query_backend="torch").embed_documents(QUERIES))
+    return np.array(SentenceTransformerEmbedder("all-MiniLM-L6-v2", query_backend="torch").embed_documents(QUERIES))
 
 
 def test_onnx_vectors_match_pytorch_and_the_checked_copy_is_reused_without_pytorch(cache, reference):
-    fast = make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+    fast = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     one_by_one = np.array([fast.embed_query(q) for q in QUERIES])
     as_a_set = np.array(fast.embed_documents(QUERIES))  # mixed lengths: sorted and padded inside
     assert fast._onnx is not None, "the packaged model is transformer + mean pooling: ONNX must stand in"
@@ -38,17 +38,17 @@ def test_onnx_vectors_match_pytorch_and_the_checked_copy_is_reused_without_pytor
     files = sorted(cache.iterdir())
     assert [f.name.split(".", 1)[1] for f in files] == ["json", "onnx", "tokenizer.json"]
     stamps = [f.stat().st_mtime_ns for f in files]
-    again = make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+    again = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     assert np.allclose(again.embed_query(QUERIES[0]), one_by_one[0], atol=1e-6)
     assert again._onnx is not None and again._model is None, "a checked copy in the cache must not need PyTorch"
     assert sorted(cache.iterdir()) == files and [f.stat().st_mtime_ns for f in files] == stamps
 
 
 def test_a_serving_process_never_imports_pytorch(cache):
-    make_embedder("sentence-transformers", "all-MiniLM-L6-v2").embed_query("export once")
+    SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_query("export once")
     code = (
-        "import sys, json; from rag.embed import make_embedder\n"
-        "e = make_embedder('sentence-transformers', 'all-MiniLM-L6-v2')\n"
+        "import sys, json; from rag.embed import SentenceTransformerEmbedder\n"
+        "e = SentenceTransformerEmbedder('all-MiniLM-L6-v2')\n"
         "e.embed_query('When was it signed?'); e.embed_documents(['One sentence.', 'Another one.'] * 20)\n"
         "print(json.dumps(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)))"
     )
@@ -58,8 +58,8 @@ def test_a_serving_process_never_imports_pytorch(cache):
 
 
 def test_large_sets_go_to_pytorch(cache, reference):
-    make_embedder("sentence-transformers", "all-MiniLM-L6-v2").embed_query("export once")
-    emb = make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+    SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_query("export once")
+    emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     many = QUERIES * (emb.ONNX_MAX_TEXTS // len(QUERIES) + 1)
     got = np.array(emb.embed_documents(many))
     assert emb._model is not None, "ingestion-sized sets run on PyTorch even when a checked ONNX copy is cached"
@@ -68,12 +68,12 @@ def test_large_sets_go_to_pytorch(cache, reference):
 
 
 def test_a_damaged_cached_copy_is_made_again(cache, reference, caplog):
-    make_embedder("sentence-transformers", "all-MiniLM-L6-v2").embed_query("export once")
+    SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_query("export once")
     (meta,) = cache.glob("*[0-9a-f].json")
     saved = json.loads(meta.read_text())
     meta.write_text(json.dumps({**saved, "probe": [-x for x in saved["probe"]]}))  # as if the copy had changed
     with caplog.at_level(logging.WARNING, logger="rag.onnx_query"):
-        emb = make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+        emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
         got = np.array(emb.embed_documents(QUERIES))
     assert "re-exporting" in caplog.text and emb._onnx is not None
     assert (got * reference).sum(axis=1).min() > 0.9999
@@ -86,7 +86,7 @@ def test_a_failed_export_keeps_pytorch_with_a_warning(cache, monkeypatch, caplog
 
     monkeypatch.setattr("rag.onnx_query._exported", broken)
     with caplog.at_level(logging.WARNING, logger="rag.onnx_query"):
-        emb = make_embedder("sentence-transformers", "all-MiniLM-L6-v2")
+        emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
         vector = emb.embed_query(QUERIES[0])
     assert emb._onnx is None and "exporter unavailable" in caplog.text
     assert np.allclose(vector, reference[0], atol=1e-6)
@@ -94,6 +94,6 @@ def test_a_failed_export_keeps_pytorch_with_a_warning(cache, monkeypatch, caplog
 
 
 def test_torch_query_backend_exports_nothing(cache):
-    emb = make_embedder("sentence-transformers", "all-MiniLM-L6-v2", query_backend="torch")
+    emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", query_backend="torch")
     assert len(emb.embed_query(QUERIES[0])) == 384
     assert emb._onnx is None and not cache.exists()

@@ -461,14 +461,12 @@ def test_summary_counts_judge_verdicts():
 
 
 def test_answer_sentences_keep_their_markers():
-    from evals.run import _claims
-    from rag.chunk import sentences
-    from rag.cite import MARKER
+    import rag
 
-    assert _claims("Signed in 1997 [1, 2]. Joined by 164 [2].", sentences, MARKER) == [("Signed in 1997.", [1, 2]), ("Joined by 164.", [2])]
+    def sentences(text):
+        return rag.Answer("q", "q", text, False).sentences()
+
+    assert sentences("Signed in 1997 [1, 2]. Joined by 164 [2].") == [("Signed in 1997.", [1, 2]), ("Joined by 164.", [2])]
     # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before
-    assert _claims("He said the U.S. is… [1] Analysts disagree [2].", sentences, MARKER) == [
-        ("He said the U.S. is…", [1]),
-        ("Analysts disagree.", [2]),
-    ]
-    assert _claims("Yes. It was signed in 1997 [3].", sentences, MARKER) == [("It was signed in 1997.", [3])]
+    assert sentences("He said the U.S. is… [1] Analysts disagree [2].") == [("He said the U.S. is…", [1]), ("Analysts disagree.", [2])]
+    assert sentences("Yes. It was signed in 1997 [3].") == [("Yes.", []), ("It was signed in 1997.", [3])]

@@ -144,7 +144,7 @@ def test_a_crash_during_rebuild_keeps_serving_the_old_index(tmp_path, embedder, 
     assert (tmp_path / "index" / "rebuilding.json").exists()
 
     reopened = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index"), embedder=embedder)
-    assert reopened.store.collection == before["collection"] and reopened.store.count() == total
+    assert reopened.store.name == before["collection"] and reopened.store.count() == total
     assert reopened.search("clearance near the river", k=3)
     # The next rebuild removes the half-built collection, switches over, and drops the old one.
     new = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index", chunk_size=120, chunk_overlap=20), embedder=embedder)

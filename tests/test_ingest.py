@@ -5,7 +5,7 @@ import pytest
 import rag
 from rag.errors import IndexBusyError, IndexMismatchError
 from rag.load import load
-from rag.store import read_manifest, write_lock
+from rag.catalog import Catalog
 
 QUESTION = "When was the Ottawa Convention signed?"
 BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
@@ -134,7 +134,7 @@ def test_file_that_turns_bad_keeps_its_old_chunks(engine, workdir):
 
 def test_manifest_mismatch_fails_loudly_and_rebuild_switches(engine, settings, embedder, workdir):
     engine.ingest()
-    old = read_manifest(settings.index_dir)
+    old = Catalog(settings).manifest()
     other = rag.Engine(
         rag.Settings(corpus_dir=settings.corpus_dir, index_dir=settings.index_dir, chunk_size=120, chunk_overlap=20), embedder=embedder
     )
@@ -143,7 +143,7 @@ def test_manifest_mismatch_fails_loudly_and_rebuild_switches(engine, settings, e
     with pytest.raises(IndexMismatchError, match="chunk_size: index has 200, settings say 120"):
         other.ingest()
     report = other.ingest(rebuild=True)
-    new = read_manifest(settings.index_dir)
+    new = Catalog(settings).manifest()
     assert new["collection"] != old["collection"] and new["chunk_size"] == 120 and new["dimension"] == 384
     assert report.chunks_total > 0
     assert all(h.text for h in other.search(QUESTION))
@@ -154,7 +154,7 @@ def test_manifest_mismatch_fails_loudly_and_rebuild_switches(engine, settings, e
 
 
 def test_a_second_writer_fails_fast_with_a_clear_message(engine, settings):
-    with write_lock(settings):
+    with Catalog(settings).writing():
         with pytest.raises(IndexBusyError, match="another process is writing"):
             engine.ingest()
 

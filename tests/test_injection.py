@@ -76,9 +76,8 @@ def test_answers_ignore_injected_instructions(hostile_engine, question, fact):
 
 
 def test_no_scores_or_whole_documents_in_the_chat(hostile_engine):
-    from ui.app import respond
+    from ui.chat import respond
 
-    hostile_engine.__dict__.setdefault("_llms", {})
     outputs = list(respond("How many beds does the field hospital have?", [], 4, "extractive", engine=hostile_engine))
     text, sources = outputs[-1]
     assert "score" not in sources.lower() and "0." not in text

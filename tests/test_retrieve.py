@@ -35,7 +35,7 @@ def test_a_chunk_gone_from_the_store_is_skipped_and_k_still_filled(engine, workd
     _ingested(engine, workdir, notes)
     first = engine.retriever(k=3, mode="lexical").invoke("quartz")
     assert len(first) == 3
-    engine.store.vectorstore._collection.delete(ids=[first[0].id])
+    engine.store.collection.delete(ids=[first[0].id])
     again = engine.retriever(k=2, mode="lexical").invoke("quartz")
     assert [d.id for d in again] == [d.id for d in first[1:]]
 

@@ -3,9 +3,12 @@
 import json
 
 import pytest
+from pydantic import SecretStr
 
 import rag
 from ui import app as ui_app
+from ui import corpus, feedback, serve
+from ui.chat import respond
 from ui.render import inert, sources_html
 
 from .conftest import free_port
@@ -16,13 +19,11 @@ Q = "When was the Ottawa Convention signed?"
 
 @pytest.fixture
 def scripted_engine(ready_settings, embedder):
-    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder)
-    engine.__dict__["_llms"] = {"local": ScriptedChatModel()}
-    return engine
+    return rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
 
 
 def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
-    outputs = list(ui_app.respond(Q, [], 4, "local", engine=scripted_engine))
+    outputs = list(respond(Q, [], 4, "local", engine=scripted_engine))
     texts = [t for t, _ in outputs]
     assert texts[0] == "" and "Searching these passages" in outputs[0][1], "evidence comes before any text"
     growing = texts[1:-1]
@@ -33,9 +34,9 @@ def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
 
 
 def test_respond_refuses_out_of_corpus_and_reports_errors_in_one_line(scripted_engine):
-    text, sources = list(ui_app.respond("What is the best recipe for banana bread?", [], 4, "local", engine=scripted_engine))[-1]
+    text, sources = list(respond("What is the best recipe for banana bread?", [], 4, "local", engine=scripted_engine))[-1]
     assert text == inert(rag.answer.REFUSAL) and "No sources." in sources
-    text, _ = list(ui_app.respond("x" * 5000, [], 4, "local", engine=scripted_engine))[-1]
+    text, _ = list(respond("x" * 5000, [], 4, "local", engine=scripted_engine))[-1]
     assert "limit" in text and "\n" not in text
 
 
@@ -44,7 +45,7 @@ def test_respond_uses_the_history_for_follow_ups(scripted_engine):
         {"role": "user", "content": "What does the Ottawa Convention ban?"},
         {"role": "assistant", "content": "Anti-personnel mines [1]."},
     ]
-    list(ui_app.respond("How many countries have joined it?", history, 4, "local", engine=scripted_engine))
+    list(respond("How many countries have joined it?", history, 4, "local", engine=scripted_engine))
     condense_prompt = scripted_engine.llm("local").calls[0][-1].content
     assert "User: What does the Ottawa Convention ban?" in condense_prompt
 
@@ -58,28 +59,28 @@ def test_model_output_is_rendered_inert():
 
 
 def test_sources_html_escapes_chunk_text():
-    html = sources_html([{"n": 1, "title": "<b>t</b>", "source": "s", "text": "a <script>alert(1)</script> b", "quote": "b"}], "Sources")
+    text = "a <script>alert(1)</script> b"
+    html = sources_html([{"n": 1, "title": "<b>t</b>", "source": "s", "text": text, "marks": [(len(text) - 1, len(text))]}], "Sources")
     assert "<script>" not in html and "&lt;script&gt;" in html and "<mark>b</mark>" in html
 
 
 def test_feedback_is_appended_as_jsonl(tmp_path, scripted_engine):
-    final, _ = list(ui_app.respond(Q, [], 4, "local", engine=scripted_engine))[-1]
+    final, _ = list(respond(Q, [], 4, "local", engine=scripted_engine))[-1]
     path = tmp_path / "fb" / "feedback.jsonl"
-    ui_app.record_feedback(path, True, final)
-    ui_app.record_feedback(path, False, "unknown answer")
+    feedback.record_feedback(path, True, final)
+    feedback.record_feedback(path, False, "unknown answer")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert rows[0]["liked"] is True and rows[0]["question"] == Q and rows[0]["citations"][0]["n"] == 1
     assert rows[1]["liked"] is False and rows[1]["question"] is None
 
 
 @pytest.fixture
-def served(scripted_engine, monkeypatch):
+def served(scripted_engine):
     """The real app served over HTTP on loopback (in this process, so the scripted model stays under control)."""
-    monkeypatch.delenv("RAG_UI_AUTH", raising=False)
     port = free_port()
-    demo_app, url, _ = ui_app.launch(scripted_engine, port=port, block=False)
+    demo_app, url, _ = serve.launch(scripted_engine, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
-    ui_app.close_all()
+    serve.close_all()
 
 
 def test_served_app_through_gradio_client(served, scripted_engine):
@@ -168,18 +169,17 @@ def test_admin_actions_are_off_unless_configured(scripted_engine):
     assert admin_buttons(False) == {"Re-index the corpus": False, "Remove document": False}
     assert admin_buttons(True) == {"Re-index the corpus": True, "Remove document": True}
     with pytest.raises(rag.RagError, match="turned off"):
-        ui_app._require(False)
+        corpus.require(False)
 
 
 @pytest.fixture
-def served_with_auth(scripted_engine, monkeypatch):
-    monkeypatch.setenv("RAG_UI_AUTH", "alice:s3cret-pass")
+def served_with_auth(scripted_engine):
     port = free_port()
-    engine = rag.Engine(scripted_engine.settings.model_copy(update={"max_file_mb": 1.0}), embedder=scripted_engine.embedder)
-    engine.__dict__["_llms"] = {"local": ScriptedChatModel()}
-    ui_app.launch(engine, port=port, block=False)
+    settings = scripted_engine.settings.model_copy(update={"max_file_mb": 1.0, "ui_auth": SecretStr("alice:s3cret-pass")})
+    engine = rag.Engine(settings, embedder=scripted_engine.embedder, llm=ScriptedChatModel())
+    serve.launch(engine, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
-    ui_app.close_all()
+    serve.close_all()
 
 
 def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):

@@ -13,9 +13,10 @@ import time
 import httpx
 import pytest
 from gradio_client import Client
+from pydantic import SecretStr
 
 import rag
-from ui import app as ui_app
+from ui import serve as ui_serve
 
 from .conftest import free_port, wait_for_port
 from .fakes import ScriptedChatModel
@@ -38,30 +39,24 @@ class SlowScripted(ScriptedChatModel):
             yield chunk
 
 
-def _serve(engine, monkeypatch, auth=None):
-    if auth:
-        monkeypatch.setenv("RAG_UI_AUTH", auth)
-    else:
-        monkeypatch.delenv("RAG_UI_AUTH", raising=False)
+def _serve(engine):
     port = free_port()
-    ui_app.launch(engine, port=port, block=False)
+    ui_serve.launch(engine, port=port, block=False)
     return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture
 def make_engine(ready_settings, embedder):
     def make(model, **overrides):
-        engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local", **overrides}), embedder=embedder)
-        engine.__dict__["_llms"] = {"local": model}
-        return engine
+        return rag.Engine(ready_settings.model_copy(update={"llm_backend": "local", **overrides}), embedder=embedder, llm=model)
 
     yield make
-    ui_app.close_all()
+    ui_serve.close_all()
 
 
-def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine, monkeypatch):
+def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine):
     limit, queue_size, sessions = 1, 2, 6  # sessions = 6 >= 3 x the concurrency limit, more than the queue holds
-    url = _serve(make_engine(SlowScripted(), ui_concurrency=limit, ui_queue_size=queue_size), monkeypatch)
+    url = _serve(make_engine(SlowScripted(), ui_concurrency=limit, ui_queue_size=queue_size))
     Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")  # warm
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -88,20 +83,20 @@ def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine, mon
     assert grown < 300, f"memory grew by {grown:.0f} MiB"
 
 
-def test_a_megabyte_question_is_refused_before_any_work(make_engine, monkeypatch):
+def test_a_megabyte_question_is_refused_before_any_work(make_engine):
     engine = make_engine(ScriptedChatModel())
     calls = []
     original = engine.embedder.embed_query
     engine.embedder.embed_query = lambda text: calls.append(len(text)) or original(text)
-    url = _serve(engine, monkeypatch)
+    url = _serve(engine)
     started = time.monotonic()
     text, sources = Client(url, verbose=False).predict("x" * 1_000_000, 4, "local", api_name="/respond")
     assert "limit" in text and sources == "" and time.monotonic() - started < 30
     assert calls == [] and engine.llm("local").calls == []
 
 
-def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine, monkeypatch):
-    url = _serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1), monkeypatch)
+def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine):
+    url = _serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1))
     client = Client(url, verbose=False)
     started = time.monotonic()
     text, _ = client.predict(Q, 4, "local", api_name="/respond")
@@ -110,8 +105,8 @@ def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine
     assert text.endswith("[1]."), "the next request is served"
 
 
-def test_foreign_origins_get_no_cors_grant(make_engine, monkeypatch):
-    url = _serve(make_engine(ScriptedChatModel()), monkeypatch)
+def test_foreign_origins_get_no_cors_grant(make_engine):
+    url = _serve(make_engine(ScriptedChatModel()))
     for origin in ("http://evil.example", "null"):
         for method, path in (("GET", "gradio_api/info"), ("GET", "config"), ("POST", "gradio_api/queue/join")):
             r = httpx.request(method, url + path, headers={"Origin": origin}, json={} if method == "POST" else None, timeout=10)
@@ -121,8 +116,8 @@ def test_foreign_origins_get_no_cors_grant(make_engine, monkeypatch):
     assert same.status_code == 200
 
 
-def test_with_auth_every_route_refuses_anonymous_and_failed_logins_are_throttled(make_engine, monkeypatch):
-    url = _serve(make_engine(ScriptedChatModel()), monkeypatch, auth="alice:correct-horse")
+def test_with_auth_every_route_refuses_anonymous_and_failed_logins_are_throttled(make_engine):
+    url = _serve(make_engine(ScriptedChatModel(), ui_auth=SecretStr("alice:correct-horse")))
     for path in (
         "config",
         "gradio_api/info",

@@ -21,16 +21,22 @@ def inert(text: str) -> str:
 
 
 def sources_html(items: list[dict], heading: str) -> str:
-    """One card per source: title, the passage with the quote highlighted, and the whole chunk on demand."""
+    """One card per source: title, the passage with its `marks` (offsets into `text`) highlighted, and the whole
+    chunk on demand."""
     if not items:
         return f"<div class='sources'><h3>{html.escape(heading)}</h3><p class='muted'>No sources.</p></div>"
     cards = []
     for it in items:
-        text, quote = it["text"], it.get("quote") or ""
-        at = text.find(quote) if quote else -1
-        if at >= 0:
-            before, after = text[:at], text[at + len(quote) :]
-            passage = f"{_clip(before, left=True)}<mark>{html.escape(quote)}</mark>{_clip(after)}"
+        text, marks = it["text"], sorted(m for m in it.get("marks", []) if 0 <= m[0] < m[1] <= len(it["text"]))
+        if marks:
+            parts, last = [_clip(text[: marks[0][0]], left=True)], marks[0][0]
+            for s, e in marks:
+                if s > last:
+                    parts.append(_clip(text[last:s], middle=True))
+                parts.append(f"<mark>{html.escape(text[max(s, last) : e])}</mark>")
+                last = max(last, e)
+            parts.append(_clip(text[last:]))
+            passage = "".join(parts)
         else:
             passage = _clip(text)
         cards.append(
@@ -43,9 +49,11 @@ def sources_html(items: list[dict], heading: str) -> str:
     return f"<div class='sources'><h3>{html.escape(heading)}</h3>{''.join(cards)}</div>"
 
 
-def _clip(text: str, left: bool = False, width: int = 220) -> str:
+def _clip(text: str, left: bool = False, middle: bool = False, width: int = 220) -> str:
     if len(text) <= width:
         return html.escape(text)
+    if middle:
+        return html.escape(text[: width // 2]) + " … " + html.escape(text[-width // 2 :])
     return "…" + html.escape(text[-width:]) if left else html.escape(text[:width]) + "…"
 
 

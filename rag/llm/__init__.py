@@ -6,12 +6,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, get_args
 
+from rag.config import LLMBackend, Settings
 from rag.errors import ConfigError, ModelError
 
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
-def _local(settings: Any) -> Any:
+
+def _local(settings: Settings) -> BaseChatModel:
     from rag.llm.local import LocalChatModel
 
     return LocalChatModel(
@@ -24,7 +28,7 @@ def _local(settings: Any) -> Any:
     )
 
 
-def _openai(settings: Any) -> Any:
+def _openai(settings: Settings) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     if not settings.openai_base_url:
@@ -32,7 +36,7 @@ def _openai(settings: Any) -> Any:
     return ChatOpenAI(
         base_url=settings.openai_base_url,
         model=settings.openai_model,
-        api_key=settings.openai_api_key or "not-needed",
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
         timeout=settings.llm_timeout_s,
@@ -40,14 +44,16 @@ def _openai(settings: Any) -> Any:
     )
 
 
-BACKENDS: dict[str, Callable[[Any], Any]] = {
+BACKENDS: dict[str, Callable[[Settings], BaseChatModel | None]] = {
     "local": _local,
     "openai": _openai,
     "extractive": lambda settings: None,  # no model: answers are the best-supported sentences
 }
+if set(BACKENDS) != set(get_args(LLMBackend)):
+    raise ImportError(f"rag.llm.BACKENDS {sorted(BACKENDS)} and rag.config.LLMBackend {get_args(LLMBackend)} disagree")
 
 
-def make_chat_model(name: str, settings: Any) -> Any:
+def make_chat_model(name: str, settings: Settings) -> BaseChatModel | None:
     """A LangChain chat model for backend `name`, or None for the extractive backend."""
     try:
         factory = BACKENDS[name]
@@ -59,8 +65,6 @@ def make_chat_model(name: str, settings: Any) -> Any:
 def with_deadline(stream: Iterator[str], timeout: float) -> Iterator[str]:
     """Yield from `stream` (run on a worker thread) until it ends, or fail once `timeout` seconds have passed,
     so a hung or very slow backend frees the request instead of holding it forever."""
-    import queue
-
     items: queue.Queue = queue.Queue()
     done = object()
 

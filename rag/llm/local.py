@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
+from rag.config import Settings
 from rag.errors import ModelError
 from rag.llm.model_file import ensure_model
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _CACHE_RAM_MIB = 512  # host-RAM copies of earlier prompts' KV state (llama.cpp's default is 8 GiB)
 _DONE = object()
+_DEFAULTS = Settings.model_fields  # one place for the defaults the settings and a bare LocalChatModel share
 
 
 class LLMTimeoutError(ModelError, TimeoutError):
@@ -101,12 +103,12 @@ class LocalChatModel(BaseChatModel):
 
     model_path: str | None = None
     """GGUF file; None assembles/uses the packaged model (`rag.llm.model_file.ensure_model`)."""
-    n_ctx: int = 4096
+    n_ctx: int = _DEFAULTS["llm_n_ctx"].default
     n_threads: int = Field(default_factory=_default_threads)
-    temperature: float = 0.0
-    max_tokens: int = 384
+    temperature: float = _DEFAULTS["llm_temperature"].default
+    max_tokens: int = _DEFAULTS["llm_max_tokens"].default
     seed: int | None = None
-    timeout: float | None = 300.0
+    timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then LLMTimeoutError, and llama.cpp stops at its next token."""
 
     @property

@@ -1,0 +1,70 @@
+"""The chat's answer stream: `respond` turns the engine's events into (chat text, sources HTML) updates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import rag
+from ui.feedback import remember
+from ui.render import inert, sources_html
+
+log = logging.getLogger(__name__)
+
+ERROR = "Sorry, something went wrong while answering. Please try again."
+SEARCHING = "Searching these passages…"
+
+
+def respond(
+    message: str, history: list[dict], k: int | None = None, backend: str | None = None, *, engine: rag.Engine
+) -> Iterator[tuple[str, str]]:
+    """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer."""
+    try:
+        valid = backend in rag.Settings.choices("llm_backend")
+        params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None)
+        text, found = "", []
+        for event in engine.ask_stream(message, pairs(history), params):
+            if event.kind == "evidence":
+                found = [_shown(p) for p in event.data]
+                yield "", sources_html(found, SEARCHING)
+            elif event.kind == "token":
+                text += event.data
+                yield inert(text), sources_html(found, SEARCHING)
+            else:
+                final: rag.Answer = event.data
+                remember(final)
+                cited = [] if final.refused else [_cited(c) for c in final.citations]
+                yield inert(final.answer), sources_html(cited, "Sources")
+    except rag.RagError as exc:
+        yield inert(str(exc)), ""
+    except Exception:  # never a stack trace in the chat
+        log.exception("answer failed")
+        yield ERROR, ""
+
+
+def pairs(history: list[dict]) -> list[tuple[str, str]]:
+    """Gradio's message list as (user, assistant) turns."""
+    out, user = [], None
+    for msg in history or []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list):  # Gradio 6 may send content as typed parts
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if not isinstance(content, str):
+            continue
+        if msg.get("role") == "user":
+            user = content
+        elif msg.get("role") == "assistant" and user is not None:
+            out.append((user, content))
+            user = None
+    return out
+
+
+def _shown(p: rag.Passage) -> dict:
+    """A passage the model is being shown, with the sentences it sees marked."""
+    return {"n": p.n, "title": p.title, "source": p.source, "text": p.text, "marks": sorted(p.highlights)}
+
+
+def _cited(c: rag.Citation) -> dict:
+    """A citation, with its supporting quote marked in the passage."""
+    at = c.text.find(c.quote) if c.quote else -1
+    return {"n": c.n, "title": c.title, "source": c.source, "text": c.text, "marks": [(at, at + len(c.quote))] if at >= 0 else []}

@@ -1,0 +1,32 @@
+"""`rag serve`: the web chat's command, registered under the `rag.commands` entry points (see pyproject.toml)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rag.cli import Command, index_option
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="rag serve", description="Start the web chat.")
+    index_option(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+
+    import rag
+    from ui.serve import launch
+
+    engine = rag.Engine(rag.load_settings(index_dir=getattr(args, "index", None)))
+    if not engine.has_index():
+        print(f"error: no index at {engine.settings.index_dir}; run `rag ingest` first", file=sys.stderr)
+        return 3
+    print("loading the models…", flush=True)
+    engine.warm_up()
+    print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    launch(engine, host=args.host, port=args.port)
+    return 0
+
+
+COMMAND = Command(help="start the web chat", main=main)
