@@ -25,7 +25,6 @@ from evals.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}
-_WORDS_PER_CHUNK = 150  # about 200 cl100k tokens of English at the default chunk size, less the overlap
 
 
 def generate_corpus(target_chunks: int, out: Path, seed: int = 7) -> Path:

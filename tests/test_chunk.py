@@ -3,8 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.chunk import split
-from rag.text import count_tokens
 from rag.load import normalize
+from rag.text import count_tokens
 
 TEXT = (
     "The first paragraph has a short sentence. It has a second one, somewhat longer than the first!\n\n"

@@ -3,9 +3,9 @@ import shutil
 import pytest
 
 import rag
+from rag.catalog import Catalog
 from rag.errors import IndexBusyError, IndexMismatchError
 from rag.load import load
-from rag.catalog import Catalog
 
 QUESTION = "When was the Ottawa Convention signed?"
 BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"

@@ -27,7 +27,9 @@ def _imports(path):
     import ast
 
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        if isinstance(node, ast.ImportFrom) and node.module == "rag":  # `from rag import cite` imports rag.cite
+            yield from (f"rag.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             yield node.module
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
@@ -57,3 +59,33 @@ def test_shells_use_the_public_api_only():
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert alias.name.split(".")[0] != "rag" or alias.name == "rag", f"{path.name} imports {alias.name}"
+
+
+# The data flow as layers: a module may import only modules of lower layers, so there is no cycle and no arrow up.
+LAYERS = [
+    {"rag.errors", "rag._offline", "rag.prompt"},
+    {"rag.config", "rag.text"},
+    {"rag.load", "rag.chunk", "rag.onnx_query", "rag.lexical", "rag.store", "rag.llm.model_file"},
+    {"rag.embed", "rag.catalog", "rag.retrieve", "rag.context", "rag.llm.local"},
+    {"rag.llm", "rag.cite"},
+    {"rag.condense", "rag.index"},
+    {"rag.answer"},
+    {"rag.engine"},
+    {"rag.cli", "rag"},
+    {"rag.__main__"},
+]
+
+
+def test_imports_inside_the_library_point_down_the_layers():
+    from pathlib import Path
+
+    layer = {m: i for i, mods in enumerate(LAYERS) for m in mods}
+    root = Path(rag.__file__).parent
+    for path in root.rglob("*.py"):
+        module = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        assert module in layer, f"{module} has no layer in LAYERS: place it where the data flow puts it"
+        for imported in _imports(path):
+            if imported.split(".")[0] != "rag":
+                continue
+            imported = imported if imported in layer else "rag"  # a public name of the package, not a module
+            assert layer[imported] < layer[module], f"{module} (layer {layer[module]}) imports {imported} (layer {layer[imported]})"

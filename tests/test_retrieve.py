@@ -56,3 +56,44 @@ def test_mmr_prefers_a_novel_passage_over_a_near_duplicate(engine, workdir):
     diverse = [d.metadata["source"] for d in engine.retriever(k=2, mode="dense", mmr=True).invoke(query)]
     assert sorted(plain) == ["corpus/a.md", "corpus/b.md"]
     assert "corpus/c.md" in diverse and len(set(diverse)) == 2
+
+
+class _HashVectors:
+    """Unit vectors drawn from a hash of each text: designed geometry (no structure to exploit), exact answers known."""
+
+    dimension = 24
+
+    def embed_documents(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        out = []
+        for t in texts:
+            v = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).normal(size=self.dimension)
+            out.append((v / np.linalg.norm(v)).tolist())
+        return out
+
+    def embed_query(self, text):
+        return self.embed_documents([text])[0]
+
+
+def test_dense_top_k_equals_brute_force_cosine(settings):
+    """The store's and the retriever's top k are the exact cosine top k over the same stored vectors."""
+    import numpy as np
+    from langchain_core.embeddings import Embeddings
+
+    import rag
+    from rag.store import Store
+
+    embedder = type("HashVectors", (_HashVectors, Embeddings), {})()
+    store = Store(settings, embedder, "reference")
+    ids = [f"c{i}" for i in range(600)]
+    store.vectorstore.add_texts([f"chunk {i}" for i in range(600)], metadatas=[{"source": "s"}] * 600, ids=ids)
+    stored = store.vectors(ids)
+    matrix = np.array([stored[i] for i in ids])
+    engine = rag.Engine(settings, embedder=embedder, store=store)
+    for q in (f"query {j}" for j in range(25)):
+        exact = [ids[i] for i in np.argsort(-(matrix @ np.array(embedder.embed_query(q))))[:10]]
+        assert [i for i, _ in store.search(embedder.embed_query(q), 10)] == exact
+        assert [h.chunk_id for h in engine.search(q, k=10, mode="dense")] == exact

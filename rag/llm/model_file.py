@@ -124,6 +124,7 @@ def main() -> None:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         raise SystemExit(exc.exit_code) from None
+    log.info("%s of %s, licence %s", MODEL_NAME, MODEL_REPO, MODEL_LICENSE)
     print(path)  # noqa: T201
 
 
