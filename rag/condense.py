@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 History = list[tuple[str, str]]  # (user, assistant) turns, oldest first
 _MAX_TURNS = 2
+_MAX_QUESTION_TOKENS = 100  # earlier questions and answers are clipped: the rewrite needs their topic, not all of them
 _MAX_ANSWER_TOKENS = 60
 
 
@@ -33,8 +34,8 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
         return fallback(question, history)
     lines = []
     for user, assistant in history[-_MAX_TURNS:]:
-        lines.append(f"User: {user.strip()}")
-        lines.append(f"Assistant: {_clip(assistant)}")
+        lines.append(f"User: {_clip(user, _MAX_QUESTION_TOKENS)}")
+        lines.append(f"Assistant: {_clip(strip_markers(assistant), _MAX_ANSWER_TOKENS)}")
     try:
         chain = CONDENSE | llm.bind(max_tokens=60) | StrOutputParser()
         raw = "".join(with_deadline(chain.stream({"history": "\n".join(lines), "question": question}), timeout))
@@ -48,11 +49,11 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
     return rewritten
 
 
-def _clip(text: str) -> str:
-    text = strip_markers(text).strip()
-    if count_tokens(text) <= _MAX_ANSWER_TOKENS:
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    if count_tokens(text) <= limit:
         return text
     words = text.split()
-    while words and count_tokens(" ".join(words)) > _MAX_ANSWER_TOKENS:
+    while words and count_tokens(" ".join(words)) > limit:
         words = words[: int(len(words) * 0.8)]
     return " ".join(words) + " …"

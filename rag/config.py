@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
 
     max_question_chars: int = Field(2000, ge=10, le=100_000)
+    max_history_turns: int = Field(20, ge=0, le=1000, description="earlier turns a question may come with; more is refused")
+    max_history_chars: int = Field(20_000, ge=0, description="characters of all earlier turns together; more is refused")
 
     feedback_file: Path = Path("feedback/feedback.jsonl")
     ui_admin: bool = Field(False, description="turn on the Corpus tab's upload, re-index and remove actions")

@@ -17,6 +17,7 @@ from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
 from rag.errors import InputError
 from rag.llm import make_chat_model
+from rag.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +92,33 @@ class Engine:
     def ask_stream(
         self, question: str, history: condense.History | None = None, params: QueryParams | None = None
     ) -> Iterator[answer.Event]:
-        """Stream one answer: an `evidence` event, `token` events, then the checked `answer`."""
-        question = question.strip()
-        if not question:
-            raise InputError("the question is empty; type a question")
-        if len(question) > self.settings.max_question_chars:
-            raise InputError(f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars}")
+        """Stream one answer: an `evidence` event, `token` events, then the checked `answer`. The question and the
+        conversation come from clients: they are normalised and bounded before any model work."""
+        question, history = self._checked(question, history or [])
         params = params or QueryParams()
         yield from answer.stream(
             question,
-            list(history or []),
+            history,
             retriever=self.retriever(k=params.k, mode=params.mode),
             embedder=self.embedder,
             llm=self.llm(params.backend),
             settings=self.settings,
         )
+
+    def _checked(self, question: str, history: condense.History) -> tuple[str, condense.History]:
+        s = self.settings
+        question = normalize(question)
+        if not question:
+            raise InputError("the question is empty; type a question")
+        if len(question) > s.max_question_chars:
+            raise InputError(f"the question is {len(question)} characters long; the limit is {s.max_question_chars}")
+        turns = [(normalize(user), normalize(reply)) for user, reply in history]
+        if len(turns) > s.max_history_turns:
+            raise InputError(f"the conversation has {len(turns)} earlier turns; the limit is {s.max_history_turns}: start a new chat")
+        size = sum(len(user) + len(reply) for user, reply in turns)
+        if size > s.max_history_chars or any(len(user) > s.max_question_chars for user, _ in turns):
+            raise InputError(f"the conversation so far is too long ({size} characters); start a new chat")
+        return question, turns
 
     def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
         final = None

@@ -5,6 +5,7 @@ class RagError(Exception):
     """Base of every error the library raises on purpose."""
 
     exit_code = 1
+    for_user = True  # whether the message may be shown to a chat user as it is
 
 
 class ConfigError(RagError):
@@ -30,9 +31,16 @@ class IndexBusyError(RagError):
 
 
 class ModelError(RagError):
-    """A model file is missing, corrupt or cannot be loaded."""
+    """A model file is missing, corrupt or cannot be loaded, or the model failed a request."""
 
     exit_code = 5
+    for_user = False  # the message may quote a runtime's internals: logged for the operator, not shown in a chat
+
+
+class ModelTimeoutError(ModelError, TimeoutError):
+    """The model did not finish a request in time (our own message: safe to show)."""
+
+    for_user = True
 
 
 class InputError(RagError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import LoadError
+from rag.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,6 @@ HTML_EXTS = {".html", ".htm", ".xhtml"}
 SUPPORTED_EXTS = TEXT_EXTS | HTML_EXTS | {".pdf", ".docx"}
 
 # Zero-width and invisible formatting characters, and Unicode tag characters (used to hide text).
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 # Inline styles that hide text from a reader: not displayed, invisible, zero-sized, transparent or white-on-white.
 _HIDDEN_STYLE = re.compile(
@@ -40,15 +38,6 @@ class Document:
     text: str
     format: str
     meta: dict[str, str] = field(default_factory=dict)
-
-
-def normalize(text: str) -> str:
-    """NFC, no invisible or control characters, Unix newlines, at most one blank line in a row."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _CONTROL.sub("", _INVISIBLE.sub("", text))
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
 
 
 def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Document:

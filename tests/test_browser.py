@@ -98,3 +98,32 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
         assert "forty mines" in page.locator("#chat").inner_text()
     finally:
         ui_serve.close_all()
+
+
+def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_settings, embedder):
+    """Markdown or HTML typed into the question is shown as typed; the browser requests nothing outside 127.0.0.1,
+    and the follow-up's history reaches the server as typed."""
+    model = ReplayChatModel(["It was signed in 1997 [1].", "How many countries have joined the Ottawa Convention?", "164 countries [1]."])
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=model)
+    url = serve(engine)
+    question = "When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=http://attacker.invalid/y> **bold**"
+    outside = []
+    try:
+        page = browser.new_page()
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        ask_in_browser(page, url, question)
+        page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
+        page.wait_for_timeout(1000)
+        user = page.locator("#chat .message.user").last
+        assert user.inner_text().strip() == question
+        assert user.locator("img, strong, a[href*='attacker']").count() == 0
+        box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+        box.fill("And how many joined it?")
+        box.press("Enter")
+        page.wait_for_function("document.querySelectorAll('#chat .message.user').length >= 2")
+        page.wait_for_selector("#chat .message.bot >> text=164", timeout=60_000)
+        assert outside == [], outside
+        condense_prompt = model.calls[1][-1].content
+        assert "User: When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=" in condense_prompt
+    finally:
+        ui_serve.close_all()

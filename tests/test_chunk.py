@@ -3,8 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag.chunk import split
-from rag.load import normalize
-from rag.text import count_tokens
+from rag.text import count_tokens, normalize
 
 TEXT = (
     "The first paragraph has a short sentence. It has a second one, somewhat longer than the first!\n\n"

@@ -9,9 +9,33 @@ import gradio as gr
 
 import rag
 from ui.chat import respond
-from ui.corpus import corpus_tab, listed
+from ui.corpus import OPEN_ADMIN, corpus_tab, listed
 from ui.feedback import record_feedback
-from ui.render import sources_html
+from ui.render import plain, sources_html, unplain
+
+
+def plain_user_turns(chatbot: gr.Chatbot) -> gr.Chatbot:
+    """Show the user's own messages exactly as typed (plain text: an image, link or tag in a question is never fetched
+    or run; the model's are made inert by `respond`), and get them back as typed. Set on this instance: a subclass of a
+    Gradio component would make Gradio write a stub file beside this module at import."""
+    preprocess, postprocess = chatbot.preprocess, chatbot.postprocess
+
+    def from_page(payload):
+        messages = preprocess(payload)
+        for part in (p for m in messages if m["role"] == "user" for p in m["content"]):
+            if part.get("type") == "text":
+                part["text"] = unplain(part["text"])
+        return messages
+
+    def to_page(value):
+        data = postprocess(value)
+        for part in (p for m in data.root if m.role == "user" for p in m.content):
+            if getattr(part, "type", None) == "text":
+                part.text = plain(part.text)
+        return data
+
+    chatbot.preprocess, chatbot.postprocess = from_page, to_page
+    return chatbot
 
 
 def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
@@ -19,7 +43,8 @@ def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
     s = engine.settings
     admin = s.ui_admin if admin is None else admin
     docs = listed(engine)  # read once: listing reads every chunk's metadata
-    with gr.Blocks(title="Ask the documents", analytics_enabled=False) as demo:
+    # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
+    with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check.")
         with gr.Tab("Chat"):
             sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
@@ -27,8 +52,8 @@ def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
             backend = gr.Dropdown(list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False)
             with gr.Row():
                 with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(
-                        height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat"
+                    chatbot = plain_user_turns(
+                        gr.Chatbot(height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat")
                     )
                     gr.ChatInterface(
                         functools.partial(respond, engine=engine),
@@ -56,7 +81,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
             chatbot.like(on_like, api_visibility="private")
 
         with gr.Tab("Corpus"):
-            corpus_tab(engine, docs, admin)
+            corpus_tab(engine, docs, admin, warning=f"**Warning:** {OPEN_ADMIN}" if admin and s.login is None else "")
     return demo
 
 

@@ -12,6 +12,7 @@ from ui.render import inert, sources_html
 log = logging.getLogger(__name__)
 
 ERROR = "Sorry, something went wrong while answering. Please try again."
+MODEL_ERROR = "The language model could not answer this time. Please try again, or ask a shorter question."
 SEARCHING = "Searching these passages…"
 
 
@@ -36,7 +37,9 @@ def respond(
                 cited = [] if final.refused else [_cited(c) for c in final.citations]
                 yield inert(final.answer), sources_html(cited, "Sources")
     except rag.RagError as exc:
-        yield inert(str(exc)), ""
+        if not exc.for_user:
+            log.warning("answer failed: %s", exc)
+        yield inert(str(exc)) if exc.for_user else MODEL_ERROR, ""
     except Exception:  # never a stack trace in the chat
         log.exception("answer failed")
         yield ERROR, ""

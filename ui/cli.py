@@ -16,16 +16,17 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     import rag
-    from ui.serve import launch
+    from ui.serve import check_exposure, launch
 
     engine = rag.Engine(rag.load_settings(index_dir=getattr(args, "index", None)))
     if not engine.has_index():
         print(f"error: no index at {engine.settings.index_dir}; run `rag ingest` first", file=sys.stderr)
         return 3
+    check_exposure(engine.settings, args.host)  # before loading anything: a refused exposure fails at once
     print("loading the models…", flush=True)
     engine.warm_up()
     print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
-    launch(engine, host=args.host, port=args.port)
+    launch(engine, host=args.host, port=args.port, checked=True)
     return 0
 
 

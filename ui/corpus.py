@@ -13,6 +13,7 @@ import rag
 log = logging.getLogger(__name__)
 
 OFF = "Managing the corpus is turned off (start with `RAG_UI_ADMIN=1` to turn it on)."
+OPEN_ADMIN = "the corpus actions are on without a login: anyone who can reach this page can change the corpus."
 
 
 def listed(engine: rag.Engine) -> list[dict]:
@@ -20,8 +21,10 @@ def listed(engine: rag.Engine) -> list[dict]:
     return engine.documents() if engine.has_index() else []
 
 
-def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool) -> None:
+def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str = "") -> None:
     """Lay out the tab's components inside the current Blocks and wire the admin actions."""
+    if warning:
+        gr.Markdown(warning, elem_id="admin-warning")
     table = gr.Dataframe(_rows(docs), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents")
     status = gr.Markdown("" if admin else OFF)
     with gr.Row(visible=admin):

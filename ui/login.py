@@ -1,33 +1,142 @@
-"""The web chat's login check, throttled so passwords cannot be guessed quickly."""
+"""The web chat's login: the credential check, and a throttle that slows whoever guesses wrong, not the real user.
+
+Failures are counted per client address and per (address, user name): after a few, that address must wait before
+its next attempt is even checked, and the wait doubles with each further failure. Another address with the right
+password is not affected. Failures for one user name from many addresses add a growing delay to each further wrong
+answer for that name (never to a right one), so guessing from many addresses is slowed without locking anyone out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 log = logging.getLogger(__name__)
 
+_FORM_LIMIT = 16 * 1024  # a login form is a few hundred bytes
 
-class ThrottledLogin:
-    """Checks the one configured login; after `limit` failures in `window` seconds every attempt is refused
-    (right password included) until the window has passed, so passwords cannot be guessed quickly."""
 
-    def __init__(self, user: str, password: str, limit: int = 5, window: float = 60.0) -> None:
-        self._user, self._password = user, password
-        self.limit, self.window = limit, window
-        self._failures: list[float] = []
-        self._lock = threading.Lock()
+class Login:
+    """Checks the one configured login (constant-time comparison)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._user, self._password = user.encode(), password.encode()
 
     def __call__(self, user: str, password: str) -> bool:
-        now = time.monotonic()
+        return bool(hmac.compare_digest(user.encode(), self._user) & hmac.compare_digest(password.encode(), self._password))
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    last: float = 0.0
+
+
+class Throttle:
+    """Failure counts and waits, by key; forgotten `window` seconds after the last failure."""
+
+    def __init__(self, free: int = 3, base: float = 1.0, cap: float = 300.0, window: float = 900.0) -> None:
+        self.free, self.base, self.cap, self.window = free, base, cap, window
+        self._records: dict[str, _Record] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str, now: float | None = None) -> float:
+        """Seconds `key` must still wait before its next attempt is checked (0: go ahead)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
-            self._failures = [t for t in self._failures if now - t < self.window]
-            if len(self._failures) >= self.limit:
-                log.warning("login refused: too many failed attempts")
-                return False
-            ok = hmac.compare_digest(user.encode(), self._user.encode()) & hmac.compare_digest(password.encode(), self._password.encode())
-            if not ok:
-                self._failures.append(now)
-            return bool(ok)
+            rec = self._live(key, now)
+            return max(0.0, rec.last + self.delay(rec.failures) - now) if rec else 0.0
+
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` failures: none for the first `free`, then doubling up to `cap`."""
+        return 0.0 if failures < self.free else min(self.cap, self.base * 2 ** (failures - self.free))
+
+    def failed(self, key: str, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            rec = self._live(key, now) or self._records.setdefault(key, _Record())
+            rec.failures += 1
+            rec.last = now
+            if len(self._records) > 10_000:  # bound memory under a flood of addresses: keep the recent ones
+                for old in sorted(self._records, key=lambda k: self._records[k].last)[:5_000]:
+                    del self._records[old]
+            return rec.failures
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+    def _live(self, key: str, now: float) -> _Record | None:
+        rec = self._records.get(key)
+        if rec is not None and now - rec.last > self.window:
+            del self._records[key]
+            return None
+        return rec
+
+
+class LoginThrottle:
+    """ASGI middleware in front of Gradio's `POST /login`: refuses an address that must still wait (429 with
+    Retry-After, the password unchecked), and records each outcome."""
+
+    def __init__(self, app, addresses: Throttle | None = None, users: Throttle | None = None) -> None:
+        self.app = app
+        self.addresses = addresses or Throttle()
+        self.users = users or Throttle(free=10, base=0.25, cap=5.0)  # a delay on wrong answers, never a refusal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more and len(body) <= _FORM_LIMIT:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if len(body) > _FORM_LIMIT:
+            await _reply(send, 413, {"detail": "login form too large"})
+            return
+        user = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
+        address = (scope.get("client") or ("?", 0))[0]
+        keys = [f"addr:{address}", f"addr:{address}:user:{user}"]
+        wait = max(self.addresses.wait(k) for k in keys)
+        if wait > 0:
+            log.warning("login from %s refused: %d s of waiting left after failed attempts", address, wait)
+            await _reply(send, 429, {"detail": f"Too many failed logins from this address; try again in {wait:.0f} s."}, wait)
+            return
+
+        status: list[int] = []
+        held: list[dict] = []
+
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            held.append(message)
+
+        await self.app(scope, replay, capture)
+        if status and status[0] == 200:
+            for k in keys:
+                self.addresses.succeeded(k)
+        elif status and status[0] in (400, 401, 403):
+            for k in keys:
+                self.addresses.failed(k)
+            failures = self.users.failed(f"user:{user}")
+            await asyncio.sleep(self.users.delay(failures))
+        for message in held:
+            await send(message)
+
+
+async def _reply(send, status: int, payload: dict, retry_after: float | None = None) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})

@@ -20,6 +20,21 @@ def inert(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+# ":" and "." too: an escaped "http\://" or "www\." is no autolink, so an address shows as text, not as a link.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
+_MD_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~:])")
+
+
+def plain(text: str) -> str:
+    """A user's own message for a Markdown view, shown exactly as typed: Markdown punctuation backslash-escaped and
+    HTML escaped, so an image, link or tag in it is text, never fetched or run. `unplain` gives the text back."""
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+def unplain(shown: str) -> str:
+    return _MD_ESCAPED.sub(r"\1", html.unescape(shown))
+
+
 def sources_html(items: list[dict], heading: str) -> str:
     """One card per source: title, the passage with its `marks` (offsets into `text`) highlighted, and the whole
     chunk on demand."""

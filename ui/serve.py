@@ -1,22 +1,33 @@
-"""Serving the page with safe defaults: loopback, a bounded queue, queue-skipping REST closed, private paths blocked."""
+"""Serving the page with safe defaults: loopback, a bounded queue, queue-skipping REST closed, private paths blocked,
+uploads only for the corpus admin, and a login throttle."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 import rag
 from ui.app import build_app
-from ui.login import ThrottledLogin
+from ui.corpus import OPEN_ADMIN
+from ui.login import Login, LoginThrottle
 from ui.render import CSS
+
+log = logging.getLogger(__name__)
 
 _SERVED: list[rag.Engine] = []
 
 
-def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
-    """Serve the app for `engine` (holding its embedded index against other writers while it runs)."""
+def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block: bool = True, checked: bool = False):
+    """Serve the app for `engine` (holding its embedded index against other writers while it runs); `checked`: the
+    caller already ran `check_exposure` (and warned)."""
     s = engine.settings
+    if not checked:
+        check_exposure(s, host)
     engine.hold_for_serving()
     _SERVED.append(engine)
     demo = build_app(engine)
@@ -25,10 +36,14 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     blocked = [str(s.index_dir.resolve()), str(Path(".env").resolve()), str(s.feedback_file.resolve())]
     if s.record_url.startswith("sqlite:///"):
         blocked.append(s.record_url.removeprefix("sqlite:///"))
+    middleware = [Middleware(ErrorShield), Middleware(UploadGate, open=s.ui_admin)]
+    if login:
+        middleware.append(Middleware(LoginThrottle))
     return demo.launch(
         server_name=host,
         server_port=port,
-        auth=ThrottledLogin(*login) if login else None,
+        auth=Login(*login) if login else None,
+        app_kwargs={"middleware": middleware},
         max_file_size=f"{int(s.max_file_mb)}mb",
         blocked_paths=blocked,
         show_error=False,
@@ -39,6 +54,97 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         ssr_mode=False,
         mcp_server=False,
     )
+
+
+def check_exposure(settings: rag.Settings, host: str) -> None:
+    """Refuse to open the corpus admin actions without a login on an address other machines can reach; on
+    loopback, warn."""
+    if settings.ui_admin and settings.login is None:
+        if not is_loopback(host):
+            raise rag.RagError(
+                f"RAG_UI_ADMIN=1 without a login would let anyone who reaches {host} change the corpus; "
+                "set RAG_UI_AUTH=user:password, or serve on 127.0.0.1"
+            )
+        log.warning("RAG_UI_ADMIN=1 without a login on %s: %s", host, OPEN_ADMIN)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ErrorShield:
+    """ASGI middleware: a request that makes a route fail (Gradio's routes raise or answer 500 on some malformed
+    bodies: a lone surrogate, `data` of the wrong shape) gets a one-line 4xx instead, and the log gets the detail."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # The start of a response is held until its first body part, and a first part that is Gradio's error event
+        # (its streams answer an unknown session or event with 200, that event, then a crash) is held too: if the
+        # route then fails, the client gets a clean 4xx instead of a broken stream.
+        held: list[dict] = []
+        sent, replaced = False, False
+
+        async def guarded(message) -> None:
+            nonlocal sent, replaced
+            if message["type"] == "http.response.start" and message["status"] == 500:  # not 503: a full queue says so
+                replaced = True
+                log.warning("%s %s answered %d; sent 400 instead", scope["method"], scope["path"], message["status"])
+                await _json(send, 400, {"detail": "malformed request"})
+                return
+            if replaced:
+                return  # the body of the replaced 500
+            held.append(message)
+            if message["type"] == "http.response.body" and not (len(held) == 2 and _error_event(message.get("body", b""))):
+                for m in held:
+                    await send(m)
+                held.clear()
+                sent = True
+
+        try:
+            await self.app(scope, receive, guarded)
+        except Exception as exc:
+            if sent or replaced:
+                raise
+            status = getattr(exc, "status_code", None) or getattr(exc.__cause__, "status_code", 400)
+            status = status if isinstance(status, int) and 400 <= status < 500 else 400
+            log.warning("%s %s failed (%s: %s); sent %d", scope["method"], scope["path"], type(exc).__name__, exc, status)
+            await _json(send, status, {"detail": "not found" if status == 404 else "malformed request"})
+            return
+        for m in held:  # a response that ended on its held first part
+            await send(m)
+
+
+def _error_event(chunk: bytes) -> bool:
+    """Whether a stream's first part is Gradio's report of a failure (its two formats)."""
+    return chunk.startswith(b"event: error\n") or b'"msg":"unexpected_error"' in chunk[:200]
+
+
+class UploadGate:
+    """ASGI middleware: file uploads are refused (403, the body never read) unless the corpus admin actions are on."""
+
+    def __init__(self, app, open: bool) -> None:  # noqa: A002 (the middleware's own keyword)
+        self.app, self.open = app, open
+
+    async def __call__(self, scope, receive, send) -> None:
+        if not self.open and scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
+            await _json(send, 403, {"detail": "uploads are turned off on this server"})
+            return
+        await self.app(scope, receive, send)
+
+
+async def _json(send, status: int, payload: dict) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 
 def close_all() -> None:

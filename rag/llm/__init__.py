@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, get_args
 
 from rag.config import LLMBackend, Settings
-from rag.errors import ConfigError, ModelError
+from rag.errors import ConfigError, ModelTimeoutError
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -82,7 +82,9 @@ def with_deadline(stream: Iterator[str], timeout: float) -> Iterator[str]:
         try:
             item = items.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            raise ModelError(f"the language model did not finish within {timeout:g} s; try again, or raise RAG_LLM_TIMEOUT_S") from None
+            raise ModelTimeoutError(
+                f"the language model did not finish within {timeout:g} s; try again, or raise RAG_LLM_TIMEOUT_S"
+            ) from None
         if item is done:
             return
         if isinstance(item, BaseException):

@@ -19,7 +19,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from rag.config import Settings
-from rag.errors import ModelError
+from rag.errors import ModelError, ModelTimeoutError
 from rag.llm.model_file import ensure_model
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,6 @@ _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _CACHE_RAM_MIB = 512  # host-RAM copies of earlier prompts' KV state (llama.cpp's default is 8 GiB)
 _DONE = object()
 _DEFAULTS = Settings.model_fields  # one place for the defaults the settings and a bare LocalChatModel share
-
-
-class LLMTimeoutError(ModelError, TimeoutError):
-    """The local model did not finish a request in time."""
 
 
 def _default_threads() -> int:
@@ -109,7 +105,7 @@ class LocalChatModel(BaseChatModel):
     max_tokens: int = _DEFAULTS["llm_max_tokens"].default
     seed: int | None = None
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
-    """Seconds one request may take in all; then LLMTimeoutError, and llama.cpp stops at its next token."""
+    """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
     @property
     def _llm_type(self) -> str:
@@ -226,7 +222,7 @@ def _events(server: Any, request: dict[str, Any], timeout: float | None) -> Iter
                     raise queue.Empty
                 item = events.get(timeout=wait)
             except queue.Empty:
-                raise LLMTimeoutError(f"local LLM did not finish within {timeout:g} s; raise the timeout or lower max_tokens") from None
+                raise ModelTimeoutError(f"local LLM did not finish within {timeout:g} s; raise the timeout or lower max_tokens") from None
             if item is _DONE:
                 return
             if isinstance(item, Exception):
