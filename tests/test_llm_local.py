@@ -9,9 +9,9 @@ import os
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from rag.errors import ModelError
+from rag.errors import ModelError, ModelTimeoutError
 from rag.llm import model_file
-from rag.llm.local import LLMTimeoutError, LocalChatModel
+from rag.llm.local import LocalChatModel
 from rag.llm.model_file import ensure_model
 
 PASSAGE = (
@@ -118,7 +118,7 @@ def test_shared_prefix_is_not_processed_again(llm):
 
 @pytest.mark.slow
 def test_timeout_and_oversized_prompt_raise_model_errors(llm):
-    with pytest.raises(LLMTimeoutError):
+    with pytest.raises(ModelTimeoutError):
         LocalChatModel(timeout=0.01, max_tokens=200).invoke("Count from 1 to 200.")
     with pytest.raises(ModelError, match="context size"):
         llm.invoke("word " * 5000)
