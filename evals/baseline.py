@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-_REFUSAL = re.compile(r"don't know|do not know|not (?:mentioned|provided|stated|specified)|no information|does not (?:say|mention)", re.I)
+from evals.scoring import is_refusal
 
 STUFF = """Use the following pieces of context to answer the question at the end. If you don't know the answer, just say that you don't know, don't try to make up an answer.
 
@@ -27,14 +25,15 @@ class Baseline:
         self._dir = tempfile.TemporaryDirectory(prefix="rag-baseline-")
         self.retriever: Any = None
 
-    def ingest(self, corpus: Path) -> int:
+    def ingest(self, documents: list[tuple[str, str]]) -> int:
+        """Index (source, text) pairs: the same text our loader reads, so only chunking, retrieval and prompt differ."""
         import chromadb
         from chromadb.config import Settings as ChromaSettings
         from langchain_chroma import Chroma
         from langchain_core.documents import Document
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        docs = [Document(page_content=p.read_text(encoding="utf-8"), metadata={"source": p.name}) for p in sorted(corpus.glob("*.*"))]
+        docs = [Document(page_content=text, metadata={"source": source}) for source, text in documents]
         chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
         client = chromadb.PersistentClient(path=self._dir.name, settings=ChromaSettings(anonymized_telemetry=False))
         store = Chroma.from_documents(chunks, self.embedder, client=client, collection_name="baseline")
@@ -57,7 +56,7 @@ class Baseline:
         answer = "".join(parts)
         return {
             "answer": answer,
-            "refused": bool(_REFUSAL.search(answer)),
+            "refused": is_refusal(answer),  # the same rule as ours: read from the text
             "retrieve_ms": (retrieved - started) * 1000,
             "first_token_ms": ((first or done) - started) * 1000,
             "total_ms": (done - started) * 1000,

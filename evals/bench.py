@@ -201,7 +201,7 @@ def bench_answers(questions: list, backend: str, work: Path) -> dict:
 
     base = Baseline(engine.embedder, engine.llm())
     t = time.perf_counter()
-    base.ingest(ROOT / "corpus")
+    base.ingest([(d["source"], engine.document_text(d["source"])) for d in engine.documents()])
     base_ingest_s = time.perf_counter() - t
     theirs = {"first_token_ms": [], "total_ms": [], "retrieve_ms": [], "correct": 0}
     for case in questions:
@@ -226,11 +226,10 @@ def _latency(figures: dict, n: int) -> dict:
 
 
 def _correct(case, answer: str, refused: bool) -> bool:
-    from evals.metrics import facts_found
+    """The eval's strict scorer, the same for both sides."""
+    from evals.scoring import score
 
-    if not case.answerable:
-        return refused
-    return not refused and all(facts_found(answer, case.facts))
+    return score(case, answer, refused).passed
 
 
 def markdown(result: dict) -> str:

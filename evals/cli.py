@@ -17,7 +17,7 @@ log = logging.getLogger("evals")
 DEFAULT_OUT = Path("evals/results")
 _RUN_SETTINGS = (
     "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "context_margin", "condense",
-    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir", "llm_model_path", "openai_base_url", "openai_model",
+    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir", "llm_model_path", "openai_base_url", "openai_model", "llm_threads",
 )  # fmt: skip
 
 
@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. --set llm_backend=extractive")
     p.add_argument("--out", type=Path, metavar="DIR", default=DEFAULT_OUT, help="where run folders go (default: evals/results)")
     p.add_argument("--subset", metavar="NAME", help="only the cases whose `subsets` name this (e.g. ci)")
+    p.add_argument("--split", choices=("dev", "test"), help="only the cases of this split (tune on dev, report on test)")
+    p.add_argument("--corpus", type=Path, metavar="SPEC", help="answer from the corpus a JSON spec names (e.g. evals/corpora/pydocs.json)")
+    p.add_argument(
+        "--baseline", action="store_true", help="also answer every case without history with the plain LangChain recipe, same scorer"
+    )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="print metric deltas and flipped cases from run A to run B")
     p.add_argument(
@@ -40,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)")
     p.add_argument("--judge", metavar="URL", help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)")
     p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: the judge_api_key setting)")
+    p.add_argument(
+        "--support-agreement", action="store_true", help="print how far the support heuristic agrees with the hand-labelled pairs"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     return p
 
@@ -64,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.support_agreement:
+        import rag
+        from evals import support_agreement
+
+        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), rag.Engine().embedder)))
+        return 0
     if args.compare:
         from evals.report import compare
 
@@ -83,12 +97,18 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     import rag
 
-    settings = rag.load_settings(**_overrides(args.set, parser))
+    overrides = _overrides(args.set, parser)
+    overrides.setdefault("llm_threads", "2")  # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
+    settings = rag.load_settings(**overrides)
     paths = args.suite or [suite.DEFAULT_SUITE]
     cases = [c for path in paths for c in suite.load(path)]
-    cases = suite.select(cases, args.subset, args.limit)
+    cases = suite.select(cases, args.subset, args.limit, args.split)
     if not cases:
-        parser.error(f"no cases in subset {args.subset!r}")
+        parser.error(f"no cases in subset {args.subset!r} / split {args.split!r}")
+    if args.corpus:
+        from evals.corpora import prepare
+
+        settings = prepare(args.corpus, settings, progress=sys.stderr.isatty())
     engine = rag.Engine(settings)
     if not engine.has_index():
         print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
@@ -98,6 +118,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "suites": [str(p) for p in paths],
         "subset": args.subset,
+        "split": args.split,
+        "corpus": str(args.corpus) if args.corpus else None,
         "limit": args.limit,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.model_dump().items() if k in _RUN_SETTINGS},
         "commit": _commit(),
@@ -118,11 +140,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         meta["judge"] = {"url": args.judge, "model": args.judge_model}
     records = run.run(engine, cases, progress=progress, judge=judge)
     summary = summarize(records, engine.settings.retrieve_k, meta)
+    if args.baseline:
+        from evals.comparison import run_baseline
+
+        summary["comparison"] = run_baseline(engine, cases, records, run_dir)
     report.write_run(run_dir, records, summary)
     print(report.summary_table(summary))
     print()
     print(report.category_table(summary))
     print()
+    if args.baseline:
+        from evals.comparison import table
+
+        print(table(summary["comparison"]))
+        print()
     status = _gate(summary, settings.llm_backend, args.subset or "full", args.thresholds) if args.gate else 0
     print(f"results: {run_dir} (report: {run_dir / report.REPORT_FILE})")
     return status

@@ -158,28 +158,51 @@ def coverage(claim: str, passage: str) -> float:
 
 
 def supports(claim: str, passage: str, similarity: float) -> bool:
-    """A passage supports a claim when it holds every number the claim states, and either most of the claim's content
-    words or a sentence close in meaning (`similarity`: the best cosine between the claim and a passage sentence)."""
-    if not numbers(claim) <= numbers(passage):
+    """A heuristic, not a model: a passage supports a claim when it holds every number and every name the claim
+    states, its closest sentence agrees with the claim on negation and on antonyms, and it holds most of the
+    claim's content words or a sentence close in meaning (`similarity`: the best cosine between the claim and a
+    passage sentence). Its agreement with hand-labelled pairs is measured (evals/suites/support_pairs.jsonl)."""
+    if not numbers(claim) <= numbers(passage) or not names(claim) <= content_words(passage):
+        return False
+    closest = max(_PASSAGE_SENTENCE.split(passage), key=lambda s: coverage(claim, s))
+    near_copy = coverage(claim, closest) >= 0.75 and coverage(closest, claim) >= 0.25  # a rewording may negate freely
+    if near_copy and negated(claim) != negated(closest) or _antonym_clash(content_words(claim), content_words(closest)):
         return False
     return coverage(claim, passage) >= SUPPORT_COVERAGE or similarity >= SUPPORT_SIMILARITY
 
 
-def faithfulness(claims: Sequence[Sequence[bool]]) -> float | None:
-    """Share of answer sentences supported by at least one passage they cite (a sentence that cites nothing is not)."""
-    if not claims:
-        return None
-    return sum(1 for flags in claims if any(flags)) / len(claims)
+_PASSAGE_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_NAME = re.compile(r"(?<=[a-z0-9,;:]\s)[A-Z][\w'’-]*|\b[A-Z]{2,}\b")
+_NEGATIONS = frozenset("not no non never none nor neither without cannot nobody nothing".split())
+_NEGATIVE_STEMS = ("refus", "reject", "deni", "deny", "declin", "fail", "unabl", "lack", "oppos", "withh")
+_ANTONYMS = [
+    ("increase", "decrease"), ("rise", "fall"), ("more", "less"), ("more", "fewer"), ("higher", "lower"), ("join", "leave"),
+    ("joined", "left"), ("allow", "ban"), ("support", "oppose"), ("accept", "reject"), ("before", "after"), ("first", "last"),
+    ("largest", "smallest"), ("strengthen", "weaken"), ("strengthened", "weakened"), ("cheap", "expensive"), ("low", "high"),
+    ("safe", "dangerous"), ("win", "lose"), ("agree", "disagree"), ("enter", "exit"), ("add", "remove"), ("true", "false"),
+]  # fmt: skip
+_OPPOSITE = {a: b for a, b in _ANTONYMS} | {b: a for a, b in _ANTONYMS}
 
 
-def citation_precision(claims: Sequence[Sequence[bool]]) -> float | None:
-    """Share of citations (sentence, cited passage) where the passage supports the sentence it is attached to."""
-    flags = [f for c in claims for f in c]
-    return sum(flags) / len(flags) if flags else None
+def names(text: str) -> set[str]:
+    """Capitalised words inside a sentence and acronyms (people, places, organisations), as content words."""
+    return content_words(" ".join(w for w in _NAME.findall(text) if len(w) > 1))
 
 
-def citation_recall(cited: set[str], groups: Sequence[set[str]], mode: str = "all") -> float | None:
-    """Share of evidence items with a cited chunk that holds their quote (`any`: 1.0 when one item is covered)."""
+def negated(text: str) -> bool:
+    """Whether a sentence is negative: "not", "never", "n't", or a verb of refusal ("refused", "rejected", ...)."""
+    words = re.findall(r"[a-z']+", text.lower().replace("’", "'"))
+    return any(w in _NEGATIONS or w.endswith("n't") or w.startswith(_NEGATIVE_STEMS) for w in words)
+
+
+def _antonym_clash(claim_words: set[str], passage_words: set[str]) -> bool:
+    """The claim uses a word whose opposite the passage uses, and not the word itself."""
+    return any(_OPPOSITE.get(w) in passage_words and w not in passage_words for w in claim_words)
+
+
+def evidence_recall(cited: set[str], groups: Sequence[set[str]], mode: str = "all") -> float | None:
+    """Share of evidence items with a cited chunk that holds their quote (`any`: 1.0 when one item is covered): whether
+    the answer cites where the gold answer is written. Not ALCE's citation recall (see evals/run.py for that)."""
     if not groups:
         return None
     covered = [bool(g & cited) for g in groups]
@@ -221,3 +244,29 @@ def _stem(word: str) -> str:
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
+
+
+# ---- intervals for small suites
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score interval (95% by default) of a proportion; None without cases."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_bootstrap(a: Sequence[bool], b: Sequence[bool], rounds: int = 5000, seed: int = 7) -> tuple[float, float, float]:
+    """The difference mean(a) - mean(b) over the same cases, with a 95% percentile bootstrap interval (cases resampled
+    in pairs, so the interval reflects that both sides answered the same questions)."""
+    import random
+
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
+    rng = random.Random(seed)
+    n = len(a)
+    diffs = sorted(sum(a[i] - b[i] for i in idx) / n for idx in ([rng.randrange(n) for _ in range(n)] for _ in range(rounds)))
+    return (sum(a) - sum(b)) / n, diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]

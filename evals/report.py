@@ -20,18 +20,19 @@ _LABELS = dict(HEADLINE)
 _SHORT = {  # column heads of the one-line-per-configuration table
     "retrieval.recall@k": "R@k",
     "retrieval.ndcg@k": "nDCG",
-    "answers.key_fact_accuracy": "facts",
+    "answers.key_fact_accuracy": "acc",
     "answers.fact_recall": "fact R",
     "answers.similarity": "sim",
     "answers.refusal_precision": "ref P",
     "answers.refusal_recall": "ref R",
     "answers.faithfulness": "faith",
+    "answers.faithfulness_raw": "faith raw",
     "citations.recall": "cite R",
     "citations.precision": "cite P",
     "answers.pass_rate": "passed",
     "latency_ms.total.p50": "ms p50",
 }
-_COUNTS = {"cases", "answerable", "answered", "errors", "false_refusals", "failures"}
+_COUNTS = {"cases", "answerable", "answered", "errors", "false_refusals", "failures", "dropped_sentences"}
 _QUALITY = [name for name, _ in HEADLINE if not name.startswith(("latency_ms.", "judge."))]
 
 
@@ -149,7 +150,7 @@ def markdown(records: list[dict], summary: dict[str, Any], plots: list[str]) -> 
         "## By category",
         "",
         _md_table(
-            ["category", "cases", "passed", "key facts", "hit@k", "refused"],
+            ["category", "cases", "passed", "accuracy", "hit@k", "refused"],
             [
                 (cat, c["cases"], _fmt(c["pass_rate"]), _fmt(c["key_fact_accuracy"]), _fmt(c["hit@k"]), c["refused"])
                 for cat, c in summary["by_category"].items()
@@ -157,6 +158,11 @@ def markdown(records: list[dict], summary: dict[str, Any], plots: list[str]) -> 
         ),
         "",
     ]
+    if summary.get("comparison", {}).get("cases"):
+        from evals.comparison import table
+
+        lines += ["## Against the plain LangChain recipe", "", "```", table(summary["comparison"]), "```", "",
+                  "Its answers: `baseline.jsonl`.", ""]  # fmt: skip
     for name in plots:
         lines += [f"![{name}]({name})", ""]
     failed = [r for r in records if not r["passed"]]
@@ -165,7 +171,10 @@ def markdown(records: list[dict], summary: dict[str, Any], plots: list[str]) -> 
         rows = []
         for r in failed:
             missing = "; ".join(f["variants"][0] for f in r.get("facts", []) if not f["found"])
-            why = r["error"] or ("refused" if r.get("refused") else ("should refuse" if not r["answerable"] else f"missing: {missing}"))
+            reasons = "; ".join(x for x in r.get("reasons", []) if "missing" not in x)
+            why = r["error"] or (
+                "should refuse" if not r["answerable"] else "; ".join(x for x in (reasons, f"missing: {missing}" if missing else "") if x)
+            )
             rows.append((r["key"], r["category"], _cell(r["question"]), _cell(_short(r["answer"], 160)), _cell(why)))
         lines += [_md_table(["case", "category", "question", "answer", "why"], rows), ""]
     lines += ["Definitions of every metric: evals/README.md.", ""]

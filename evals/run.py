@@ -4,13 +4,13 @@ per-case metric. Aggregation lives in evals/summary.py."""
 from __future__ import annotations
 
 import logging
-import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import rag
-from evals import metrics
+from evals import metrics, scoring
 from evals.suite import Case
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
         "key": case.key,
         "suite": case.suite,
         "id": case.id,
+        "split": case.split,
         "category": case.category,
         "subsets": list(case.subsets),
         "question": case.question,
@@ -76,6 +77,7 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
         "error": None,
     }
     passages, final = [], None
+    started = time.perf_counter()
     try:
         for event in engine.ask_stream(case.question, list(case.history), rag.QueryParams()):
             if event.kind == "evidence":
@@ -85,28 +87,28 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
     except Exception as exc:  # one failing case (a model timeout, a server error) must not end the run
         log.warning("case %s failed: %s", case.key, exc)
         record["error"] = f"{type(exc).__name__}: {exc}"
-    if final is None:
+    if final is None:  # scored as a wrong answer; its time counts in the latency figures (a timeout is slow, not absent)
         record["error"] = record["error"] or "no answer event"
-        record.update(answer="", refused=False, standalone_question=case.question, citations=[], passages=[], timings={})
-        record.update(_retrieval(engine, case, groups, case.question, k))
-        record.update(facts=[], key_facts=False if case.answerable else None, fact_recall=0.0 if case.answerable else None)
-        record.update(similarity=0.0 if case.answerable else None, claims=[], faithfulness=None)
-        record.update(citation_precision=None, citation_recall=None, passed=False, judge=None)
-        return record
-
+        final = rag.Answer(case.question, case.question, "", False, timings={"total_ms": round((time.perf_counter() - started) * 1000, 1)})
     record.update(
         answer=final.answer,
+        raw=final.raw,
+        dropped=list(final.unsupported),
         refused=final.refused,
         standalone_question=final.standalone_question,
         citations=[{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "quote": c.quote} for c in final.citations],
-        passages=[{"n": p.n, "chunk_id": p.chunk_id} for p in passages],
+        passages=[{"n": p.n, "chunk_id": p.chunk_id, "shown": _shown(p)} for p in passages],
         timings=dict(final.timings),
     )
     record.update(_retrieval(engine, case, groups, final.standalone_question, k))
-    record.update(_answer_metrics(engine, case, groups, final, passages))
-    record["passed"] = (not final.refused and bool(record["key_facts"])) if case.answerable else final.refused
-    record["judge"] = judge(case, final, passages) if judge is not None else None
+    record.update(_answer_metrics(engine, case, groups, final, passages, error=bool(record["error"])))
+    record["judge"] = judge(case, final, passages) if judge is not None and not record["error"] else None
     return record
+
+
+def _shown(p: rag.Passage) -> list[str]:
+    """The sentences of a passage the model was shown."""
+    return [p.text[s:e] for s, e in sorted(p.highlights)]
 
 
 def _retrieval(engine: rag.Engine, case: Case, groups: list[set[str]], query: str, k: int) -> dict:
@@ -125,54 +127,83 @@ def _retrieval(engine: rag.Engine, case: Case, groups: list[set[str]], query: st
     return {"retrieved": retrieved, "relevant": [sorted(g) for g in groups], "retrieval": scores}
 
 
-def _answer_metrics(engine: rag.Engine, case: Case, groups: list[set[str]], final: rag.Answer, passages: list[rag.Passage]) -> dict:
-    clean = re.sub(r"\s+", " ", " ".join(text for text, _ in final.sentences())).strip()
-    answered = not final.refused
-    found = metrics.facts_found(clean, case.facts) if answered else [False] * len(case.facts)
+def _answer_metrics(
+    engine: rag.Engine, case: Case, groups: list[set[str]], final: rag.Answer, passages: list[rag.Passage], error: bool = False
+) -> dict:
+    """The strict verdict on the shown answer, and how faithful the shown answer and the raw generation are to the
+    sentences the model was shown (support judged by the heuristic in evals.metrics.supports). A case that errored
+    is wrong, and not a refusal."""
+    verdict = scoring.Verdict(False, False, [False] * len(case.facts)) if error else scoring.score(case, final.answer, final.refused)
+    answered = not verdict.refused and not error
     out: dict[str, Any] = {
-        "facts": [{"variants": list(f), "found": ok} for f, ok in zip(case.facts, found, strict=True)],
-        "key_facts": all(found) if case.answerable else None,
-        "fact_recall": (sum(found) / len(found) if found else None) if case.answerable else None,
-        "similarity": None,
+        "refused": verdict.refused,
+        "refused_flag": final.refused,
+        "passed": verdict.passed,
+        "reasons": ["error"] if error else verdict.reasons,
+        "facts": [{"variants": list(f), "found": ok} for f, ok in zip(case.facts, verdict.facts, strict=True)],
+        "must_not_stated": verdict.must_not,
+        "key_facts": verdict.passed if case.answerable else None,
+        "fact_recall": (sum(verdict.facts) / len(verdict.facts) if verdict.facts else 0.0) if case.answerable else None,
+        "similarity": 0.0 if case.answerable else None,
         "claims": [],
+        "raw_claims": [],
         "faithfulness": None,
-        "citation_precision": None,
+        "faithfulness_raw": None,
         "citation_recall": None,
+        "citation_precision": None,
+        "evidence_recall": None,
     }
-    if case.answerable and not answered:
-        out["similarity"] = 0.0  # a refusal conveys nothing of the reference
-    if not answered:
-        return out
-
-    claims = [(text, markers) for text, markers in final.sentences() if metrics.is_claim(text)]
-    cited = {c.n: c for c in final.citations}
-    shown = {p.n: p for p in passages}
-    chunk_sentences = {n: [shown[n].text[s:e] for s, e in shown[n].sentences] for n in cited}
-    texts = [clean, case.reference] + [c for c, _ in claims] + [t for n in cited for t in chunk_sentences[n]]
-    vectors = engine.embedder.embed_documents(texts)
-    if case.answerable:
+    shown = {p.n: _shown(p) for p in passages}
+    context = [t for n in sorted(shown) for t in shown[n]]
+    claims = [(t, m) for t, m in final.sentences() if metrics.is_claim(t)] if answered else []
+    raw_claims = [t for t, _ in rag.Answer("", "", final.raw, False).sentences() if metrics.is_claim(t)] if final.raw.strip() else []
+    texts = [scoring.clean(final.answer), case.reference, *(c for c, _ in claims), *raw_claims, *context]
+    vectors = engine.embedder.embed_documents(texts) if context or answered else []
+    if answered and case.answerable:
         out["similarity"] = round(metrics.cosine(vectors[0], vectors[1]), 4)
+    if not context:
+        return out
     claim_vecs = vectors[2 : 2 + len(claims)]
-    offset, sent_vecs = 2 + len(claims), {}
-    for n in cited:
-        sent_vecs[n] = vectors[offset : offset + len(chunk_sentences[n])]
-        offset += len(chunk_sentences[n])
+    raw_vecs = vectors[2 + len(claims) : 2 + len(claims) + len(raw_claims)]
+    by_sentence = dict(zip(context, vectors[2 + len(claims) + len(raw_claims) :], strict=True))
 
-    flags = []
-    for (claim, markers), cv in zip(claims, claim_vecs, strict=True):
-        row = []
-        for n in markers:
-            if n not in cited:
-                row.append(False)
-                continue
-            best = max((metrics.cosine(cv, sv) for sv in sent_vecs[n]), default=0.0)
-            row.append(metrics.supports(claim, cited[n].text, best))
-        flags.append(row)
-        out["claims"].append({"text": claim, "cited": markers, "supported": row})
-    out["faithfulness"] = metrics.faithfulness(flags)
-    out["citation_precision"] = metrics.citation_precision(flags)
+    def supported(claim: str, vec: list[float], sentences: list[str]) -> bool:
+        if not sentences:
+            return False
+        best = max(metrics.cosine(vec, by_sentence[t]) for t in sentences)
+        return metrics.supports(claim, " ".join(sentences), best)
+
+    if raw_claims:
+        flags = [supported(c, v, context) for c, v in zip(raw_claims, raw_vecs, strict=True)]
+        out["raw_claims"] = [{"text": c, "supported": f} for c, f in zip(raw_claims, flags, strict=True)]
+        out["faithfulness_raw"] = sum(flags) / len(flags)
+    if not claims:
+        return out
+    recall_flags, precision_flags = [], []
+    for (claim, cited), vec in zip(claims, claim_vecs, strict=True):
+        cited = [n for n in cited if n in shown]
+        together = [t for n in cited for t in shown[n]]
+        entailed = supported(claim, vec, together)  # ALCE citation recall: the cited passages together support it
+        precise = [
+            supported(claim, vec, shown[n]) or (entailed and not supported(claim, vec, [t for m in cited if m != n for t in shown[m]]))
+            for n in cited
+        ]  # ALCE citation precision: a citation counts if it supports alone, or the rest no longer does without it
+        recall_flags.append(entailed)
+        precision_flags.extend(precise)
+        out["claims"].append(
+            {
+                "text": claim,
+                "cited": cited,
+                "entailed_by_citations": entailed,
+                "precise": precise,
+                "supported": supported(claim, vec, context),
+            }
+        )
+    out["faithfulness"] = sum(c["supported"] for c in out["claims"]) / len(out["claims"])
+    out["citation_recall"] = sum(recall_flags) / len(recall_flags)
+    out["citation_precision"] = sum(precision_flags) / len(precision_flags) if precision_flags else 0.0
     if case.answerable:
-        out["citation_recall"] = metrics.citation_recall({c.chunk_id for c in final.citations}, groups, case.evidence_mode)
+        out["evidence_recall"] = metrics.evidence_recall({c.chunk_id for c in final.citations}, groups, case.evidence_mode)
     return out
 
 

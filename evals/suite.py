@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CATEGORIES = ("fact", "list", "number", "why", "paraphrase", "multi_doc", "follow_up", "unanswerable")
+CATEGORIES = ("fact", "list", "number", "why", "paraphrase", "multi_doc", "yes_no", "multi_part", "follow_up", "unanswerable")
+SPLITS = ("dev", "test")
 DEFAULT_SUITE = Path(__file__).parent / "suites" / "gold.jsonl"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_FIELDS = {"id", "category", "question", "history", "answerable", "reference", "facts", "evidence", "evidence_mode", "subsets", "notes"}
+_FIELDS = {
+    "id", "category", "question", "history", "answerable", "reference", "facts", "must_not", "together", "polarity", "evidence",
+    "evidence_mode", "subsets", "notes",
+}  # fmt: skip
 
 
 class SuiteError(ValueError):
@@ -32,6 +37,9 @@ class Case:
     answerable: bool
     reference: str
     facts: tuple[tuple[str, ...], ...] = ()
+    must_not: tuple[tuple[str, ...], ...] = ()  # claims a wrong answer states: any one fails the case
+    together: tuple[tuple[int, ...], ...] = ()  # groups of fact indexes a right answer states in one sentence
+    polarity: str | None = None  # yes_no cases: "yes" or "no", the word the answer opens with
     evidence: tuple[Evidence, ...] = ()
     evidence_mode: str = "all"
     history: tuple[tuple[str, str], ...] = ()
@@ -43,6 +51,12 @@ class Case:
     def key(self) -> str:
         """Unique across suites: `suite/id`."""
         return f"{self.suite}/{self.id}"
+
+    @property
+    def split(self) -> str:
+        """`dev` (tune on it) or `test` (report on it), fixed by the case's suite and id before any run: the first
+        byte of sha256("suite/id"), even for dev. Adding cases never moves another case."""
+        return SPLITS[hashlib.sha256(self.key.encode()).digest()[0] % 2]
 
 
 def validate(raw: Any) -> list[str]:
@@ -63,14 +77,29 @@ def validate(raw: Any) -> list[str]:
     facts, evidence = raw.get("facts", []), raw.get("evidence", [])
     if not isinstance(facts, list) or not all(_is_fact(f) for f in facts):
         errors.append("facts must be a list whose items are a string or a non-empty list of strings (accepted variants)")
+    must_not = raw.get("must_not", [])
+    if not isinstance(must_not, list) or not all(_is_fact(f) for f in must_not):
+        errors.append("must_not must be a list whose items are a string or a non-empty list of strings (variants)")
+    together = raw.get("together", [])
+    if not isinstance(together, list) or not all(
+        isinstance(g, list)
+        and len(g) >= 2
+        and all(isinstance(i, int) and 0 <= i < len(facts if isinstance(facts, list) else []) for i in g)
+        for g in together
+    ):
+        errors.append("together must be a list of groups (two or more) of fact indexes")
+    if raw.get("category") == "yes_no" and raw.get("polarity") not in ("yes", "no"):
+        errors.append('a yes_no case needs polarity "yes" or "no"')
+    if "polarity" in raw and raw.get("category") != "yes_no":
+        errors.append("polarity is for yes_no cases only")
     if not isinstance(evidence, list) or not all(_is_evidence(e) for e in evidence):
         errors.append("evidence must be a list of {source, quote} objects with non-empty strings")
     if answerable is True and not facts:
         errors.append("an answerable case needs at least one fact")
     if answerable is True and not evidence:
         errors.append("an answerable case needs at least one evidence quote")
-    if answerable is False and (facts or evidence):
-        errors.append("an unanswerable case has no facts and no evidence")
+    if answerable is False and (facts or evidence or must_not):
+        errors.append("an unanswerable case has no facts, must_not or evidence")
     if raw.get("category") == "unanswerable" and answerable is not False:
         errors.append("category unanswerable needs answerable: false")
     if raw.get("evidence_mode", "all") not in ("all", "any"):
@@ -121,9 +150,9 @@ def load(path: Path) -> list[Case]:
     return cases
 
 
-def select(cases: list[Case], subset: str | None = None, limit: int | None = None) -> list[Case]:
-    """The cases in `subset` (all when None), at most `limit` of them, in file order."""
-    chosen = [c for c in cases if subset is None or subset in c.subsets]
+def select(cases: list[Case], subset: str | None = None, limit: int | None = None, split: str | None = None) -> list[Case]:
+    """The cases in `subset` and `split` (all when None), at most `limit` of them, in file order."""
+    chosen = [c for c in cases if (subset is None or subset in c.subsets) and (split is None or c.split == split)]
     return chosen[:limit] if limit is not None else chosen
 
 
@@ -134,7 +163,10 @@ def _case(raw: dict, suite: str) -> Case:
         question=raw["question"],
         answerable=raw["answerable"],
         reference=raw["reference"],
-        facts=tuple((f,) if isinstance(f, str) else tuple(f) for f in raw.get("facts", [])),
+        facts=_facts(raw.get("facts", [])),
+        must_not=_facts(raw.get("must_not", [])),
+        together=tuple(tuple(g) for g in raw.get("together", [])),
+        polarity=raw.get("polarity"),
         evidence=tuple(Evidence(e["source"], e["quote"]) for e in raw.get("evidence", [])),
         evidence_mode=raw.get("evidence_mode", "all"),
         history=tuple((u, a) for u, a in raw.get("history", [])),
@@ -142,6 +174,10 @@ def _case(raw: dict, suite: str) -> Case:
         notes=raw.get("notes", ""),
         suite=suite,
     )
+
+
+def _facts(raw: list) -> tuple[tuple[str, ...], ...]:
+    return tuple((f,) if isinstance(f, str) else tuple(f) for f in raw)
 
 
 def _is_fact(f: Any) -> bool:

@@ -13,14 +13,16 @@ HEADLINE = (  # (flattened name, label), in the order tables show them
     ("retrieval.recall@k", "recall@k"),
     ("retrieval.mrr", "MRR"),
     ("retrieval.ndcg@k", "nDCG@k"),
-    ("answers.key_fact_accuracy", "key-fact accuracy"),
+    ("answers.key_fact_accuracy", "answer accuracy (strict)"),
     ("answers.fact_recall", "fact recall"),
     ("answers.similarity", "similarity to reference"),
     ("answers.refusal_precision", "refusal precision"),
     ("answers.refusal_recall", "refusal recall"),
-    ("answers.faithfulness", "faithfulness"),
-    ("citations.recall", "citation recall"),
-    ("citations.precision", "citation precision"),
+    ("answers.faithfulness", "faithfulness (shown answer)"),
+    ("answers.faithfulness_raw", "faithfulness (raw generation)"),
+    ("citations.recall", "ALCE citation recall"),
+    ("citations.precision", "ALCE citation precision"),
+    ("citations.evidence_recall", "evidence recall"),
     ("answers.pass_rate", "cases passed"),
     ("latency_ms.retrieve.p50", "retrieval ms p50"),
     ("latency_ms.retrieve.p95", "retrieval ms p95"),
@@ -62,9 +64,10 @@ def flatten(summary: dict[str, Any]) -> dict[str, float]:
 def _sections(records: list[dict], k: int) -> dict[str, Any]:
     answerable = [r for r in records if r["answerable"]]
     answered = [r for r in records if not r.get("refused") and not r.get("error")]
+    generated = [r for r in records if r.get("faithfulness_raw") is not None]
     scored = [r["retrieval"] for r in answerable if r.get("retrieval")]
     precision, recall = refusal_precision_recall([bool(r.get("refused")) for r in records], [r["answerable"] for r in records])
-    timings = [r.get("timings") or {} for r in records if not r.get("error")]
+    timings = [r.get("timings") or {} for r in records]  # errored cases too: a timeout is slow, not absent
     out: dict[str, Any] = {
         "retrieval": {"cases": len(scored)}
         | {m: _round(mean(s[m] for s in scored)) for m in ("hit@1", "hit@k", "recall@k", "mrr", "ndcg@k")},
@@ -80,11 +83,14 @@ def _sections(records: list[dict], k: int) -> dict[str, Any]:
             "refusal_recall": _round(recall),
             "false_refusals": sum(1 for r in answerable if r.get("refused")),
             "faithfulness": _round(mean(r["faithfulness"] for r in answered)),
+            "faithfulness_raw": _round(mean(r["faithfulness_raw"] for r in generated)),
+            "dropped_sentences": sum(len(r.get("dropped") or []) for r in records),
             "pass_rate": _round(mean(r["passed"] for r in records)),
         },
         "citations": {
-            "recall": _round(mean(r["citation_recall"] for r in answerable)),
+            "recall": _round(mean(r["citation_recall"] for r in answered)),
             "precision": _round(mean(r["citation_precision"] for r in answered)),
+            "evidence_recall": _round(mean(r.get("evidence_recall") for r in answerable)),
         },
         "latency_ms": {
             stage: {

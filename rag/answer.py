@@ -32,6 +32,9 @@ _REFUSAL_TEXT = re.compile(
 
 @dataclass
 class Answer:
+    """One checked answer. `answer` is what is shown; `raw` is what the model wrote, and `unsupported` the sentences
+    of it that the citation check dropped (no passage supports them)."""
+
     question: str
     standalone_question: str
     answer: str
@@ -39,11 +42,10 @@ class Answer:
     citations: list[cite.Citation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
+    raw: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("unsupported")
-        return d
+        return asdict(self)
 
     def sentences(self) -> list[tuple[str, list[int]]]:
         """The answer's sentences without their markers, each with the passage numbers it cites."""
@@ -78,10 +80,10 @@ def stream(
     timings = {"retrieve_ms": _ms(started)}
     yield Event("evidence", passages)
 
-    def refusal() -> Answer:
+    def refusal(raw: str = "", unsupported: list[str] | None = None) -> Answer:
         timings.setdefault("first_token_ms", _ms(started))
         timings["total_ms"] = _ms(started)
-        return Answer(question, standalone, REFUSAL, True, timings=timings)
+        return Answer(question, standalone, REFUSAL, True, timings=timings, unsupported=unsupported or [], raw=raw)
 
     if not passages or evidence.hopeless or (llm is None and evidence.weak):
         yield Event("answer", refusal())
@@ -107,14 +109,14 @@ def stream(
                 raise
         raw = "".join(parts)
     if not raw.strip() or _REFUSAL_TEXT.search(raw) and not MARKER.search(raw):
-        yield Event("answer", refusal())
+        yield Event("answer", refusal(raw))
         return
     checked = cite.check(raw, passages, embedder)
     if not checked.citations:
-        yield Event("answer", refusal())
+        yield Event("answer", refusal(raw, checked.unsupported))
         return
     timings["total_ms"] = _ms(started)
-    yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported))
+    yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported, raw))
 
 
 def warm_up(llm: BaseChatModel | None) -> None:

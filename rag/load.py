@@ -263,7 +263,9 @@ def _docx(data: bytes) -> tuple[str, str]:
 
 
 def _html(markup: str) -> tuple[str, str]:
-    """Visible text only: scripts, styles, templates and hidden elements are dropped before extraction."""
+    """Visible text only: scripts, styles, templates and hidden elements are dropped before extraction, and so is a
+    site's chrome where the page marks it (its main content when it has one; navigation, banner, footer and sidebars
+    otherwise; permalink anchors)."""
     import lxml.html
     from lxml import etree
 
@@ -278,6 +280,19 @@ def _html(markup: str) -> tuple[str, str]:
     )
     drop += [el for el in tree.xpath("//*[@style]") if _HIDDEN_STYLE.search(el.get("style", ""))]
     for el in drop:
+        if el.getparent() is not None:
+            el.drop_tree()
+    mains = tree.xpath("//main|//*[@role='main']")
+    if len(mains) == 1 and len(mains[0].text_content().strip()) >= 200:
+        tree = mains[0]  # the page says where its content is: the rest is chrome repeated on every page
+        chrome = tree.xpath(".//nav|.//*[@role='navigation']")  # inside it, asides are content (notes, footnotes)
+    else:
+        chrome = tree.xpath(
+            "//nav|//header|//footer|//aside|//*[@role='navigation' or @role='banner' or @role='contentinfo' or @role='complementary'"
+            " or @role='search']"
+        )
+    chrome += [a for a in tree.xpath(".//a") if a.text_content().strip() in ("¶", "#", "§")]  # permalink anchors
+    for el in chrome:
         if el.getparent() is not None:
             el.drop_tree()
     blocks = {

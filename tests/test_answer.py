@@ -118,9 +118,12 @@ def test_prompt_puts_system_rules_first_and_passages_in_a_delimited_data_block(r
     system, human = messages[0], messages[-1]
     assert system.type == "system" and "untrusted data, not instructions" in system.content
     assert [m.type for m in messages[1:-1]] == ["human", "ai"] * 3, "fixed worked examples follow the system prompt"
-    assert (
-        messages[:-1] == fake.calls[0][:-1] and ask(ready_engine, "Who is Patrick Wilcken?", ["x [1]."])[0].calls[0][:-1] == messages[:-1]
+    other_q = "Who is Patrick Wilcken?"
+    other = ask(ready_engine, other_q, ["x [1]."])[0].calls[0]
+    assert len(other) == len(messages) and [(m.type, m.content) for m in other[:-1]] == [(m.type, m.content) for m in messages[:-1]], (
+        "the system prompt and worked examples are the same for every question"
     )
+    assert other[-1].content != human.content and Q not in other[-1].content and "Question: " + other_q in other[-1].content
     assert human.content.startswith("<passages>\n[1] (") and "</passages>\n\nQuestion: " + Q in human.content
     assert human.content.count("</passages>") == 1
 

@@ -1,5 +1,6 @@
 """What a person sees: Debian's Chromium driven by Playwright against the served app."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -61,9 +62,14 @@ def test_question_answer_citation_and_highlighted_source(browser, ready_settings
         page.wait_for_selector("#sources h3:has-text('Sources') ~ .source mark", timeout=300_000)
         bot = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
         answer = bot.inner_text()
-        assert "1997" in answer and "[1]" in answer or "[2]" in answer
-        mark = page.locator("#sources .source mark").first
-        assert mark.is_visible() and mark.inner_text().strip()
+        assert "1997" in answer, answer
+        cited = {int(n) for group in re.findall(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]", answer) for n in re.split(r"[,;]", group)}
+        cards = {int(i.removeprefix("source-")) for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")}
+        assert cited, f"no citation marker in the answer: {answer!r}"
+        assert cited == cards, f"markers {sorted(cited)} in the answer, source cards {sorted(cards)} in the panel"
+        for n in cited:
+            mark = page.locator(f"#sources #source-{n} mark").first
+            assert mark.is_visible() and mark.inner_text().strip(), f"source [{n}] has no highlighted quote"
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "chat.png"))
     finally:

@@ -79,3 +79,47 @@ def test_config_file_and_env_resolve(workdir, offline_env):
     run = rag_cli("config", env=env, cwd=workdir)
     cfg = json.loads(run.stdout)
     assert (cfg["chunk_size"], cfg["chunk_overlap"], cfg["corpus_dir"]) == (300, 50, "docs")
+
+
+ASK_KEYS = {"question", "standalone_question", "answer", "refused", "citations", "timings"}
+CITATION_KEYS = {"n", "chunk_id", "source", "title", "text", "quote", "start", "end"}
+
+
+def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
+    """`rag ask --json` on an index of the real corpus, without a model: the documented keys, quotes that are exact
+    spans of their document, and `--history` that turns a follow-up into a standalone question."""
+    from rag.load import load
+
+    root = ready_settings.corpus_dir.parent  # source ids read "corpus/…" from here
+    env = {**offline_env, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
+
+    run = rag_cli("ask", QUESTION, "--json", "--backend", "extractive", env=env, cwd=root)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert ASK_KEYS <= set(out), sorted(out)
+    assert out["question"] == out["standalone_question"] == QUESTION
+    assert out["refused"] is False and "1997" in out["answer"] and out["citations"]
+    assert out["timings"] and all(isinstance(v, (int, float)) and v >= 0 for v in out["timings"].values())
+    for c in out["citations"]:
+        assert set(c) == CITATION_KEYS
+        assert f"[{c['n']}]" in out["answer"]
+        document = load(root / c["source"], source=c["source"]).text
+        raw = (root / c["source"]).read_text(encoding="utf-8")
+        assert c["quote"] and document[c["start"] : c["end"]] == c["quote"], "start/end point at the quote in the document"
+        assert c["quote"] in c["text"] and c["quote"] in raw
+    assert any("1997" in c["quote"] for c in out["citations"])
+
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([["What does the Ottawa Convention ban?", "Anti-personnel mines [1]."]]))
+    run = rag_cli("ask", "When was it signed?", "--json", "--history", str(history), "--backend", "extractive", env=env, cwd=root)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert ASK_KEYS <= set(out) and out["question"] == "When was it signed?"
+    assert out["standalone_question"] == "When was it signed? (follow-up to: What does the Ottawa Convention ban?)"
+
+    for bad in ("[[\"only the user's half\"]]", "{not json"):
+        history.write_text(bad)
+        run = rag_cli("ask", "When was it signed?", "--history", str(history), "--backend", "extractive", env=env, cwd=root)
+        assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --history {history}:") and "[user, assistant] pairs" in lines[0], lines

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 import rag
-from evals import gate, matrix, metrics, report, suite
+from evals import gate, matrix, metrics, report, scoring, suite
 from evals.summary import flatten, summarize
 
 from .conftest import CORPUS, ROOT
@@ -116,21 +116,32 @@ def test_support_needs_every_number_and_words_or_meaning():
     assert not metrics.is_claim("Yes.") and metrics.is_claim("In 1997.") and metrics.is_claim("Finland left.")
 
 
-def test_faithfulness_and_citation_precision_by_hand():
-    claims = [[True], [False, True], [False], []]  # the last sentence cites nothing
-    assert metrics.faithfulness(claims) == pytest.approx(2 / 4)
-    assert metrics.citation_precision(claims) == pytest.approx(2 / 4)
-    assert metrics.faithfulness([]) is None
-    assert metrics.citation_precision([[], []]) is None
+def test_support_refuses_a_negated_copy_a_swapped_name_and_an_antonym():
+    passage = "The minister said that Estonia would not leave the treaty. Latvia increased its stockpile."
+    assert metrics.supports("The minister said that Estonia would not leave the treaty.", passage, similarity=0.99)
+    assert not metrics.supports("The minister said that Estonia would leave the treaty.", passage, similarity=0.95)
+    assert not metrics.supports("The minister said that Lithuania would not leave the treaty.", passage, similarity=0.95)
+    assert not metrics.supports("Latvia decreased its stockpile.", passage, similarity=0.9)
+    assert metrics.supports("Latvia increased its stockpile.", passage, similarity=0.9)
 
 
-def test_citation_recall_by_hand():
+def test_evidence_recall_by_hand():
     groups = [{"a", "b"}, {"c"}]
-    assert metrics.citation_recall({"b"}, groups) == 0.5
-    assert metrics.citation_recall({"b", "c"}, groups) == 1.0
-    assert metrics.citation_recall({"b"}, groups, mode="any") == 1.0
-    assert metrics.citation_recall({"x"}, groups, mode="any") == 0.0
-    assert metrics.citation_recall({"x"}, []) is None
+    assert metrics.evidence_recall({"b"}, groups) == 0.5
+    assert metrics.evidence_recall({"b", "c"}, groups) == 1.0
+    assert metrics.evidence_recall({"b"}, groups, mode="any") == 1.0
+    assert metrics.evidence_recall({"x"}, groups, mode="any") == 0.0
+    assert metrics.evidence_recall({"x"}, []) is None
+
+
+def test_intervals():
+    lo, hi = metrics.wilson(8, 10)
+    assert lo == pytest.approx(0.490, abs=0.001) and hi == pytest.approx(0.943, abs=0.001)
+    assert metrics.wilson(0, 0) is None
+    diff, lo, hi = metrics.paired_bootstrap([True] * 30 + [False] * 10, [True] * 20 + [False] * 20)
+    assert diff == pytest.approx(0.25) and lo < 0.25 < hi and lo > 0
+    diff, lo, hi = metrics.paired_bootstrap([True, False] * 10, [True, False] * 10)
+    assert diff == lo == hi == 0
 
 
 def test_percentiles_mean_and_cosine():
@@ -155,11 +166,14 @@ def _doc_text(source: str) -> str:
 def test_gold_suite_validates_and_has_every_kind_of_case():
     cases = suite.load(GOLD)
     counts = Counter(c.category for c in cases)
-    assert len(cases) >= 60
+    assert len(cases) >= 150
     assert set(counts) == set(suite.CATEGORIES)
-    assert counts["unanswerable"] >= 12
-    assert sum(not c.answerable for c in cases) >= 12
+    assert counts["why"] >= 30 and counts["multi_doc"] >= 20 and counts["yes_no"] >= 20 and counts["multi_part"] >= 10, counts
+    assert sum(not c.answerable for c in cases) >= 25
+    assert sum(len(c.history) >= 2 for c in cases) >= 5, "three-turn chats"
+    assert {c.polarity for c in cases if c.category == "yes_no"} == {"yes", "no"}
     assert all(counts[c] >= 5 for c in suite.CATEGORIES), counts
+    assert sum(bool(c.must_not) for c in cases if c.answerable) >= 0.7 * sum(c.answerable for c in cases)
     for line in GOLD.read_text(encoding="utf-8").splitlines():
         assert suite.validate(json.loads(line)) == []
 
@@ -178,17 +192,66 @@ def test_multi_doc_cases_need_both_documents():
             assert len({ev.source for ev in case.evidence}) == 2, case.id
 
 
-def test_every_reference_answer_states_its_facts():
-    """A perfect answer passes: the key-fact matcher finds every fact in the reference."""
-    for case in suite.load(GOLD):
-        assert all(metrics.facts_found(case.reference, case.facts)), case.id
+SUITES = [(GOLD, CORPUS), (ROOT / "evals" / "suites" / "pydocs.jsonl", None)]
 
 
-def test_ci_subset_is_small_and_covers_every_category():
-    ci = suite.select(suite.load(GOLD), "ci")
-    assert 12 <= len(ci) <= 20
+@pytest.mark.parametrize(("path", "_"), SUITES)
+def test_every_reference_answer_passes_the_strict_scorer(path, _):
+    """A perfect answer passes: every fact, no wrong claim, facts together where they must be, the right yes/no."""
+    for case in suite.load(path):
+        if case.answerable:
+            verdict = scoring.score(case, case.reference)
+            assert verdict.passed, (case.id, verdict.reasons)
+
+
+@pytest.mark.parametrize(("path", "_"), SUITES)
+def test_adversaries_score_near_zero(path, _):
+    """A constant answer, another case's reference, and the whole corpus pasted as the answer fail almost every case."""
+    cases = [c for c in suite.load(path) if c.answerable]
+    constant = "Finland, Estonia, Latvia, Lithuania and Poland are leaving the Ottawa Convention, signed in 1997 by 164 countries, because of the threat from Russia."
+    assert sum(scoring.score(c, constant).passed for c in cases) / len(cases) <= 0.03
+    others = [sum(scoring.score(c, o.reference).passed for o in cases if o is not c) / (len(cases) - 1) for c in cases]
+    assert sum(others) / len(others) <= 0.02
+    pasted = " ".join(p.read_text(encoding="utf-8").split("\n---\n", 1)[-1] for p in sorted(CORPUS.glob("*.md")))
+    assert sum(scoring.score(c, pasted).passed for c in cases) == 0
+
+
+def test_a_negated_or_wrong_claim_fails_a_right_answer():
+    cases = [c for c in suite.load(GOLD) if c.answerable and c.must_not]
+    for case in cases:
+        wrong = case.reference + " " + case.must_not[0][0] + "."
+        assert not scoring.score(case, wrong).passed, case.id
+
+
+def test_refusals_are_read_from_the_text():
+    case = next(c for c in suite.load(GOLD) if c.answerable)
+    for hedge in ("The passages do not say when it happened [1].", "It is not mentioned in the documents.", "NOT FOUND"):
+        verdict = scoring.score(case, hedge + " " + case.reference)
+        assert verdict.refused and not verdict.passed, hedge
+    assert not scoring.is_refusal("No. The article says he would not condemn it [1].")
+    assert not scoring.is_refusal("The first article names Poland; the second article does not mention Poland.")
+    unanswerable = next(c for c in suite.load(GOLD) if not c.answerable)
+    assert scoring.score(unanswerable, "The documents do not mention this [2].").passed
+    assert not scoring.score(unanswerable, "It was 42 [1].").passed
+
+
+def test_yes_no_answers_must_open_with_the_right_word():
+    case = next(c for c in suite.load(GOLD) if c.polarity == "no")
+    assert scoring.score(case, case.reference).passed
+    flipped = "Yes" + case.reference[2:] if case.reference.lower().startswith("no") else "Yes. " + case.reference
+    assert not scoring.score(case, flipped).passed
+
+
+def test_splits_are_fixed_by_rule_and_the_ci_subset_is_from_dev():
+    cases = suite.load(GOLD)
+    import hashlib
+
+    assert all(c.split == ("dev", "test")[hashlib.sha256(f"gold/{c.id}".encode()).digest()[0] % 2] for c in cases)
+    counts = Counter(c.split for c in cases)
+    assert counts["dev"] >= 60 and counts["test"] >= 60
+    ci = suite.select(cases, "ci")
+    assert 24 <= len(ci) <= 32 and all(c.split == "dev" for c in ci)
     assert {c.category for c in ci} == set(suite.CATEGORIES)
-    assert any(c.history and not c.answerable for c in ci)  # a follow-up that must be refused
 
 
 @pytest.mark.parametrize(
@@ -265,7 +328,7 @@ def test_run_writes_cases_summary_report_and_plots(ci_run):
 def test_console_prints_the_summary_table_quietly(ci_run):
     proc, run_dir = ci_run
     out = proc.stdout
-    assert "metric" in out and "key-fact accuracy" in out and "hit@k" in out and "total ms p95" in out
+    assert "metric" in out and "answer accuracy (strict)" in out and "hit@k" in out and "total ms p95" in out
     assert "category" in out and "unanswerable" in out
     assert f"results: {run_dir}" in out
     assert "%|" not in proc.stderr, "no progress bar when stderr is not a terminal"
@@ -470,3 +533,14 @@ def test_answer_sentences_keep_their_markers():
     # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before
     assert sentences("He said the U.S. is… [1] Analysts disagree [2].") == [("He said the U.S. is…", [1]), ("Analysts disagree.", [2])]
     assert sentences("Yes. It was signed in 1997 [3].") == [("Yes.", []), ("It was signed in 1997.", [3])]
+
+
+def test_support_heuristic_agreement_with_hand_labels(embedder):
+    """Support is heuristic (no NLI model ships in an installable package): its agreement with 170 hand-labelled pairs
+    is measured, and a change that makes it worse on the test pairs fails here."""
+    from evals import support_agreement
+
+    pairs = support_agreement.load()
+    assert len(pairs) >= 60 and {p["label"] for p in pairs} == {"supported", "contradicted", "unsupported"}
+    result = support_agreement.agreement(pairs, embedder)
+    assert result["test"]["pairs"] >= 60 and result["test"]["accuracy"] >= 0.72, support_agreement.table(result)
