@@ -40,7 +40,9 @@ def agreement(pairs: list[dict], embedder: Any) -> dict[str, Any]:
     kinds: dict[str, list] = defaultdict(list)
     for r in rows:
         kinds[r[0]["kind"]].append(r)
-    out["by_kind"] = {k: {"pairs": len(v), "agree": sum(pred == (p["label"] == "supported") for p, pred in v)} for k, v in sorted(kinds.items())}
+    out["by_kind"] = {
+        k: {"pairs": len(v), "agree": sum(pred == (p["label"] == "supported") for p, pred in v)} for k, v in sorted(kinds.items())
+    }
     return out
 
 

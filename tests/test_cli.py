@@ -117,7 +117,7 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
     assert ASK_KEYS <= set(out) and out["question"] == "When was it signed?"
     assert out["standalone_question"] == "When was it signed? (follow-up to: What does the Ottawa Convention ban?)"
 
-    for bad in ("[[\"only the user's half\"]]", "{not json"):
+    for bad in ('[["only the user\'s half"]]', "{not json"):
         history.write_text(bad)
         run = rag_cli("ask", "When was it signed?", "--history", str(history), "--backend", "extractive", env=env, cwd=root)
         assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)

@@ -213,7 +213,7 @@ def test_strace_connect_lines_are_classified():
         v6 % "2001:db8::1",
         v6 % "::ffff:93.184.216.34",
         v6 % "::",
-        '123 connect(6, {sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, 12) = 0',
+        "123 connect(6, {sa_family=AF_NETLINK, nl_pid=0, nl_groups=00000000}, 12) = 0",
         "123 connect(7, 0x7ffd5e1c, 16) = -1 EFAULT (Bad address)",
     ]
     assert [is_outbound(line) for line in local] == [False] * len(local)
