@@ -7,7 +7,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
 .DEFAULT_GOAL := help
-.PHONY: help install index run ask test lint bench clean
+.PHONY: help install index run ask test lint bench eval clean
 
 help:  ## show this help
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ ask: index  ## answer one sample question from the command line
 
 test: install  ## run every test CI runs
 	$(PY) -m pytest
+
+eval: install  ## the gold suite and the Python-docs suite on their test splits, beside the plain LangChain recipe
+	@[ -d /usr/share/doc/python3.11/html/tutorial ] || { echo "install Debian's python3.11-doc first (apt-get install python3.11-doc)"; exit 2; }
+	$(VENV)/bin/rag ingest
+	$(VENV)/bin/rag eval --split test --baseline
+	$(VENV)/bin/rag eval --suite evals/suites/pydocs.jsonl --corpus evals/corpora/pydocs.json --split test --baseline
 
 bench:  ## benchmark every stage at the real, 1k and 10k scales against a plain LangChain baseline
 	$(PY) -m evals.bench

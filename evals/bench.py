@@ -24,7 +24,25 @@ from langchain_core.embeddings import Embeddings
 from evals.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}
+SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}  # generated corpora of about that many chunks
+DOCS = Path("/usr/share/doc/python3.11/html")  # Debian's python3.11-doc: real corpora where generated text stood
+DOC_SCALES = ("docs", "docs-full")  # the evals' 24-page subset (about 1k chunks) and the whole documentation (about 16k)
+
+
+def docs_corpus(name: str, out: Path) -> Path:
+    """The HTML pages of the Python documentation as a corpus folder: the eval subset, or every page."""
+    import shutil
+
+    if not DOCS.is_dir():
+        raise RuntimeError("the docs scales need Debian's python3.11-doc (apt-get install python3.11-doc)")
+    if name == "docs":
+        files = json.loads((ROOT / "evals" / "corpora" / "pydocs.json").read_text(encoding="utf-8"))["files"]
+    else:
+        files = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.html") if not p.relative_to(DOCS).parts[0].startswith("_"))
+    for f in files:
+        (out / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DOCS / f, out / f)
+    return out
 
 
 def generate_corpus(target_chunks: int, out: Path, seed: int = 7) -> Path:
@@ -107,7 +125,10 @@ print(json.dumps({{"embed_ms": embed, "search_ms": search, "rss_mib": resource.g
 
 
 def bench_scale(name: str, work: Path, queries: list[str], backend: str) -> dict:
-    corpus = ROOT / "corpus" if SCALES[name] == 0 else generate_corpus(SCALES[name], work / f"corpus-{name}")
+    if name in DOC_SCALES:
+        corpus = docs_corpus(name, work / f"corpus-{name}")
+    else:
+        corpus = ROOT / "corpus" if SCALES[name] == 0 else generate_corpus(SCALES[name], work / f"corpus-{name}")
     index = work / f"index-{name}"
     ing = _child_json(_INGEST.format(corpus=str(corpus), index=str(index)))
     srv = _child_json(_SERVE.format(corpus=str(corpus), index=str(index), backend=backend, queries=queries))
@@ -271,7 +292,11 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--scales", default="real,1k,10k", help="comma-separated: real, 1k, 10k, 100k (100k takes about an hour)")
+    p.add_argument(
+        "--scales",
+        default="real,docs,docs-full",
+        help="comma-separated: real, docs (the Python docs subset, ~1k chunks), docs-full (all of it, ~16k), or generated 1k, 10k, 100k",
+    )
     p.add_argument(
         "--synthetic", default="100000", help="chunk counts indexed with random vectors for serving memory and search (0 = skip)"
     )
@@ -289,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": started.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU",
         "command": "make bench"
-        if argv is None and args.scales == "real,1k,10k" and args.synthetic == "100000"
+        if argv is None and args.scales == "real,docs,docs-full" and args.synthetic == "100000"
         else "python -m evals.bench " + " ".join(argv or sys.argv[1:]),
         "scales": [],
     }

@@ -180,6 +180,8 @@ _ANTONYMS = [
     ("joined", "left"), ("allow", "ban"), ("support", "oppose"), ("accept", "reject"), ("before", "after"), ("first", "last"),
     ("largest", "smallest"), ("strengthen", "weaken"), ("strengthened", "weakened"), ("cheap", "expensive"), ("low", "high"),
     ("safe", "dangerous"), ("win", "lose"), ("agree", "disagree"), ("enter", "exit"), ("add", "remove"), ("true", "false"),
+    ("increased", "decreased"), ("increasing", "decreasing"), ("rose", "fell"), ("rising", "falling"), ("joining", "leaving"),
+    ("strengthening", "weakening"), ("allowed", "banned"), ("supported", "opposed"), ("accepted", "rejected"),
 ]  # fmt: skip
 _OPPOSITE = {a: b for a, b in _ANTONYMS} | {b: a for a, b in _ANTONYMS}
 

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -343,16 +344,76 @@ def test_gate_passes_with_the_checked_in_extractive_thresholds(ci_run):
     assert checks and not unset and all(c.ok for c in checks)
 
 
-def test_thresholds_name_real_metrics_and_are_all_measured(ci_run):
+GATED_SCOPES = [("extractive", "ci"), ("extractive", "full"), ("local", "ci")]
+
+
+def test_thresholds_name_real_metrics_and_come_from_three_runs(ci_run):
     _, run_dir = ci_run
     known = set(flatten(json.loads((run_dir / report.SUMMARY_FILE).read_text(encoding="utf-8"))))
     table = json.loads(gate.THRESHOLDS.read_text(encoding="utf-8"))
-    for backend in ("extractive", "local"):
-        for scope in ("ci", "full"):
-            assert set(table[backend][scope]) <= known, (backend, scope)
-    for backend in ("extractive", "local"):
-        for scope in ("ci", "full"):
-            assert all(v is not None for v in table[backend][scope].values()), (backend, scope)
+    for backend, scope in GATED_SCOPES:
+        bounds = table[backend][scope]
+        assert bounds and set(bounds) <= known and all(v is not None for v in bounds.values()), (backend, scope)
+        measured = table["_measured"][backend][scope]
+        assert len(measured["runs"]) >= 3, (backend, scope)
+        assert all(bounds[m] < measured["worst"][m] or measured["worst"][m] == 0 for m in bounds), "a bound below the worst run"
+
+
+def test_bounds_sit_one_case_below_the_worst_of_three_runs():
+    def run(accuracy, answerable=20):
+        return {"retrieval": {"cases": answerable, "hit@k": 1.0, "mrr": 1.0}, "citations": {"recall": 1.0, "precision": 1.0},
+                "answers": {"cases": 25, "answerable": answerable, "answered": 20, "key_fact_accuracy": accuracy, "refusal_recall": 1.0,
+                            "refusal_precision": 1.0, "faithfulness": 1.0, "pass_rate": 1.0}}  # fmt: skip
+
+    bounds = gate.bounds_from([run(0.8), run(0.75), run(0.85)])
+    assert bounds["answers.key_fact_accuracy"] == 0.7  # 0.75 less one case in 20
+    assert bounds["answers.refusal_recall"] == 0.8  # one case in the 5 unanswerable
+    with pytest.raises(gate.GateError, match="three"):
+        gate.bounds_from([run(0.8), run(0.8)])
+
+
+def test_the_full_suite_passes_its_gate(ready_settings, tmp_path):
+    """The whole gold suite against its bounds (the no-model backend: deterministic and quick)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={ready_settings.index_dir}",
+           "--set", f"corpus_dir={ready_settings.corpus_dir}", "--out", str(tmp_path), "--gate"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "gate extractive/full:" in proc.stdout and "gate: passed" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_broken_retriever_fails_the_gate(tmp_path, embedder):
+    """An index that cannot answer the suite (here: another corpus) makes `--gate` exit 1 and name what failed."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "garden.md").write_text("# Gardening\n\nTomatoes need six hours of sun a day. Water them at the root.\n")
+    settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+    rag.Engine(settings, embedder=embedder).ingest()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={settings.index_dir}",
+           "--set", f"corpus_dir={settings.corpus_dir}", "--subset", "ci", "--out", str(tmp_path / "out"), "--gate"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL retrieval.hit@k" in proc.stdout and "gate: FAILED" in proc.stdout
+
+
+def test_an_errored_case_is_wrong_and_counts_in_latency(ready_settings, embedder):
+    """A case whose answer fails (a model error, a timeout) is scored wrong, not refused, and its time is kept."""
+    from evals import run as run_mod
+
+    from .fakes import ScriptedChatModel
+
+    class Failing(ScriptedChatModel):
+        def _stream(self, messages, *args, **kwargs):
+            raise RuntimeError("backend down")
+            yield
+
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=Failing())
+    cases = [c for c in suite.load(GOLD) if c.answerable and not c.history][:2]
+    records = run_mod.run(engine, cases)
+    for r in records:
+        assert r["error"] and "backend down" in r["error"] and not r["passed"] and not r["refused"], r
+        assert r["timings"]["total_ms"] > 0
+    s = summarize(records, 4)
+    assert s["answers"]["errors"] == 2 and s["latency_ms"]["total"]["max"] == max(r["timings"]["total_ms"] for r in records)
 
 
 @pytest.mark.slow
@@ -489,7 +550,11 @@ def test_judge_grades_through_an_openai_compatible_endpoint(monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         judge = Judge(f"http://127.0.0.1:{server.server_port}/v1", model="grader")
-        case = next(c for c in suite.load(GOLD) if c.id == "follow-signed-year")
+        case = suite.Case(
+            id="follow-signed-year", category="follow_up", question="When was it signed?", answerable=True,
+            reference="The Ottawa Convention was signed in 1997.", facts=(("1997",),), suite="t",
+            history=(("Which countries are leaving the Ottawa Convention?", "Finland and the Baltic states."),),
+        )  # fmt: skip
         cite = type("C", (), {"n": 1, "text": "The Ottawa Convention on Anti-Personnel Mines was signed in 1997."})()
         answer = rag.Answer(case.question, case.question, "It was signed in 1997 [1].", False, [cite])
         assert judge(case, answer, []) == {"correct": True, "faithful": False, "reason": "adds a claim"}
@@ -544,3 +609,20 @@ def test_support_heuristic_agreement_with_hand_labels(embedder):
     assert len(pairs) >= 60 and {p["label"] for p in pairs} == {"supported", "contradicted", "unsupported"}
     result = support_agreement.agreement(pairs, embedder)
     assert result["test"]["pairs"] >= 60 and result["test"]["accuracy"] >= 0.72, support_agreement.table(result)
+
+
+def test_the_python_docs_suite_quotes_the_installed_documentation():
+    """The second corpus is Debian's python3.11-doc (installed by .ci/run): every quote is verbatim in its page."""
+    from rag.load import load
+
+    spec = json.loads((ROOT / "evals" / "corpora" / "pydocs.json").read_text(encoding="utf-8"))
+    root = Path(spec["root"])
+    if not (root / "tutorial").is_dir():
+        pytest.fail("Debian's python3.11-doc is missing: apt-get install python3.11-doc (.ci/run does)")
+    texts = {f: load(root / f).text for f in spec["files"]}
+    cases = suite.load(ROOT / "evals" / "suites" / "pydocs.jsonl")
+    assert len(cases) >= 60 and sum(not c.answerable for c in cases) >= 12
+    assert set(Counter(c.category for c in cases)) == set(suite.CATEGORIES)
+    for case in cases:
+        for ev in case.evidence:
+            assert ev.quote in texts[ev.source], (case.id, ev.quote[:80])
