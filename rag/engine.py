@@ -29,6 +29,7 @@ class Engine:
 
     Every part can be passed in instead (tests and tools swap one without touching the others): `embedder`, `llm`
     (the chat model of the configured backend, `settings.llm_backend`), `store` (an open collection) and `retriever`.
+    `ingest` reopens the live collection afterwards, so a store passed in is replaced then.
     """
 
     def __init__(
