@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         import rag
         from evals import support_agreement
 
-        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), rag.Engine().embedder)))
+        engine = rag.Engine()
+        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), engine.embedder, engine.supports)))
         return 0
     if args.compare:
         from evals.report import compare
@@ -154,7 +155,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         print(table(summary["comparison"]))
         print()
-    status = _gate(summary, settings.llm_backend, args.subset or "full", args.thresholds) if args.gate else 0
+    status = _gate(summary, records, settings.llm_backend, args.subset or "full", args.thresholds) if args.gate else 0
     print(f"results: {run_dir} (report: {run_dir / report.REPORT_FILE})")
     return status
 
@@ -185,11 +186,13 @@ def _matrix(engine, cases, names: str, run_dir: Path, meta: dict, progress: bool
     return 0
 
 
-def _gate(summary: dict, backend: str, scope: str, path: Path | None) -> int:
+def _gate(summary: dict, records: list[dict], backend: str, scope: str, path: Path | None) -> int:
     from evals import gate
 
     bounds = gate.thresholds_for(backend, scope, path or gate.THRESHOLDS)
     checks, unset = gate.check(summary, bounds)
+    flips = gate.flip_check(records, bounds)
+    checks += [flips] if flips else []
     print(f"gate {backend}/{scope}:")
     for c in checks:
         print("  " + c.line())

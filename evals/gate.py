@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.report import CASES_FILE
 from evals.summary import flatten
 
 THRESHOLDS = Path(__file__).parent / "thresholds.json"
@@ -53,6 +54,8 @@ def check(summary: dict[str, Any], bounds: dict[str, Any]) -> tuple[list[Check],
     flat = flatten(summary)
     checks, unset = [], []
     for metric, bound in bounds.items():
+        if metric == FLIPS:
+            continue
         if bound is None:
             unset.append(metric)
             continue
@@ -101,19 +104,50 @@ def bounds_from(summaries: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+# A flip list: the cases a stored run passed. A later run may fail at most `allowed` of them (a slow model's full
+# suite is too long to measure three times; one stored run and a flip count bound it instead).
+FLIPS = "flips"
+
+
+def flip_check(records: list[dict[str, Any]], bounds: dict[str, Any]) -> Check | None:
+    """The flip-list check of a scope that has one: how many cases the stored run passed now fail."""
+    flips = bounds.get(FLIPS)
+    if not flips:
+        return None
+    now = {r["key"]: bool(r.get("passed")) for r in records}
+    lost = [k for k in flips["passed"] if k in now and not now[k]]
+    return Check(f"cases passed in run {flips['run']} that now fail", float(len(lost)), float(flips["allowed"]), "max")
+
+
+def flips_from(run: Path, allowed: int) -> dict[str, Any]:
+    """The flip list of one measured run (its cases.jsonl)."""
+    records = [json.loads(line) for line in (run / CASES_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {"run": run.name, "passed": sorted(r["key"] for r in records if r.get("passed")), "allowed": allowed}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m evals.gate BACKEND SCOPE RUN_DIR RUN_DIR RUN_DIR ...`: write the bounds of one backend and scope."""
+    """`python -m evals.gate BACKEND SCOPE RUN_DIR RUN_DIR RUN_DIR ...`: write the bounds of one backend and scope;
+    `python -m evals.gate --flips N BACKEND SCOPE RUN_DIR`: store one run's passed cases, of which N may flip."""
     import sys
     from datetime import UTC, datetime
 
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--flips"] and len(args) == 5 and args[1].isdigit():
+        backend, scope, run = args[2], args[3], Path(args[4])
+        table = json.loads(THRESHOLDS.read_text(encoding="utf-8"))
+        table.setdefault(backend, {}).setdefault(scope, {})[FLIPS] = flips_from(run, int(args[1]))
+        THRESHOLDS.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+        print(f"{backend}/{scope}: {len(table[backend][scope][FLIPS]['passed'])} passed cases of run {run.name}, {args[1]} may flip")
+        return 0
     if len(args) < 5:
         print("usage: python -m evals.gate BACKEND SCOPE RUN_DIR RUN_DIR RUN_DIR [...]", file=sys.stderr)
+        print("       python -m evals.gate --flips N BACKEND SCOPE RUN_DIR", file=sys.stderr)
         return 2
     backend, scope, runs = args[0], args[1], [Path(a) for a in args[2:]]
     summaries = [json.loads((r / "summary.json").read_text(encoding="utf-8")) for r in runs]
     table = json.loads(THRESHOLDS.read_text(encoding="utf-8"))
-    table.setdefault(backend, {})[scope] = bounds_from(summaries)
+    flips = table.get(backend, {}).get(scope, {}).get(FLIPS)
+    table.setdefault(backend, {})[scope] = bounds_from(summaries) | ({FLIPS: flips} if flips else {})
     table.setdefault("_measured", {}).setdefault(backend, {})[scope] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "runs": [r.name for r in runs],

@@ -96,6 +96,7 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
         dropped=list(final.unsupported),
         refused=final.refused,
         standalone_question=final.standalone_question,
+        kind=final.kind,
         citations=[{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "quote": c.quote} for c in final.citations],
         passages=[{"n": p.n, "chunk_id": p.chunk_id, "shown": _shown(p)} for p in passages],
         timings=dict(final.timings),

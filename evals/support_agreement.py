@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ def split_of(pair: dict) -> str:
     return ("dev", "test")[hashlib.sha256(f"support_pairs/{pair['id']}".encode()).digest()[0] % 2]
 
 
-def agreement(pairs: list[dict], embedder: Any) -> dict[str, Any]:
-    """Accuracy, and precision/recall of `supported`, of the heuristic against the labels, by split and by kind."""
+def agreement(pairs: list[dict], embedder: Any, check: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
+    """Accuracy, and precision/recall of `supported`, of the heuristic against the labels, by split and by kind; with
+    `check` (the library's citation check, `Engine.supports`), the same for it under "citation_check"."""
     rows = []
     for p in pairs:
         sentences = [s for s in _SENTENCE.split(p["passage"]) if s.strip()]
@@ -35,6 +37,11 @@ def agreement(pairs: list[dict], embedder: Any) -> dict[str, Any]:
         similarity = max(metrics.cosine(vectors[0], v) for v in vectors[1:])
         rows.append((p, metrics.supports(p["claim"], p["passage"], similarity)))
     out: dict[str, Any] = {"pairs": len(rows), "all": _scores(rows)}
+    if check is not None:
+        checked = [(p, check(p["claim"], p["passage"])) for p in pairs]
+        out["citation_check"] = {"all": _scores(checked), "test": _scores([r for r in checked if split_of(r[0]) == "test"])}
+        out["citation_check"]["contradicted_kept"] = sum(x for p, x in checked if p["label"] == "contradicted")
+        out["citation_check"]["contradicted"] = sum(p["label"] == "contradicted" for p in pairs)
     for split in ("dev", "test"):
         out[split] = _scores([r for r in rows if split_of(r[0]) == split])
     kinds: dict[str, list] = defaultdict(list)
@@ -64,4 +71,12 @@ def table(result: dict[str, Any]) -> str:
         s = result[split]
         lines.append(f"  {split:5} {s['pairs']:4} pairs  {s['accuracy']:.3f} / {s['precision']:.3f} / {s['recall']:.3f}")
     lines.append("  by kind: " + ", ".join(f"{k} {v['agree']}/{v['pairs']}" for k, v in result["by_kind"].items()))
+    if "citation_check" in result:
+        c = result["citation_check"]
+        lines.append("the answers' citation check (Engine.supports) vs the same labels:")
+        for split in ("all", "test"):
+            lines.append(
+                f"  {split:5} {c[split]['pairs']:4} pairs  {c[split]['accuracy']:.3f} / {c[split]['precision']:.3f} / {c[split]['recall']:.3f}"
+            )
+        lines.append(f"  contradicted claims it keeps: {c['contradicted_kept']} of {c['contradicted']}")
     return "\n".join(lines)

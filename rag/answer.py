@@ -14,9 +14,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 
 from rag import cite, condense, context
+from rag import question as questions
 from rag.config import Settings
 from rag.llm import with_deadline
-from rag.prompt import ANSWER
+from rag.prompt import ANSWER, shape_line
 from rag.retrieve import HybridRetriever
 from rag.text import MARKER, claims
 
@@ -43,6 +44,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
     raw: str = ""
+    checked: list[tuple[str, bool]] = field(default_factory=list)  # every sentence the model wrote, and whether it stands
+    kind: str = "fact"  # how the question was read: fact, yes_no, why, compare or multi_part
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,18 +75,36 @@ def stream(
     """Answer one question, yielding the evidence as soon as it is known, then tokens, then the checked answer."""
     started = time.perf_counter()
     standalone = condense.condense(question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s)
+    reading = questions.read(standalone)
+    deep = reading.deep and llm is not None  # the extractive backend shows a sentence or two whatever the question
     query_vector = embedder.embed_query(standalone)  # once: for the dense search and for scoring the context
-    docs = retriever.retrieve(standalone, query_vector)
+    part_vectors = [embedder.embed_query(p) for p in reading.parts] if len(reading.parts) > 1 else []
+    docs = retriever.retrieve_many(
+        [standalone, *reading.parts[: len(part_vectors)]],
+        [query_vector, *part_vectors],
+        k=max(retriever.k, settings.deep_retrieve_k) if deep else None,
+        spread=reading.compare,
+    )
     passages, evidence = context.build(
-        standalone, query_vector, docs, embedder, settings.context_tokens, settings.tokenizer, settings.context_margin
+        standalone,
+        query_vector,
+        docs,
+        embedder,
+        settings.deep_context_tokens if deep else settings.context_tokens,
+        settings.tokenizer,
+        settings.deep_context_margin if deep else settings.context_margin,
+        parts=part_vectors,
+        spread=reading.compare,
     )
     timings = {"retrieve_ms": _ms(started)}
     yield Event("evidence", passages)
 
-    def refusal(raw: str = "", unsupported: list[str] | None = None) -> Answer:
+    def refusal(raw: str = "", checked: cite.Checked | None = None) -> Answer:
         timings.setdefault("first_token_ms", _ms(started))
         timings["total_ms"] = _ms(started)
-        return Answer(question, standalone, REFUSAL, True, timings=timings, unsupported=unsupported or [], raw=raw)
+        dropped = checked.unsupported if checked else []
+        shown = [(t, ok) for t, ok in checked.parts if not ok] if checked else []  # connectives ("No.") go with the refusal
+        return Answer(question, standalone, REFUSAL, True, timings=timings, unsupported=dropped, raw=raw, checked=shown, kind=reading.kind)
 
     if not passages or evidence.hopeless or (llm is None and evidence.weak):
         yield Event("answer", refusal())
@@ -95,11 +116,10 @@ def stream(
             yield Event("token", raw)
     else:
         parts = []
-        chain = ANSWER | llm | StrOutputParser()
+        chain = ANSWER | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm) | StrOutputParser()
+        prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
         try:
-            for delta in with_deadline(
-                chain.stream({"passages": context.render(passages), "question": standalone}), settings.llm_timeout_s
-            ):
+            for delta in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
                 if not parts:
                     timings["first_token_ms"] = _ms(started)
                 parts.append(delta)
@@ -113,16 +133,21 @@ def stream(
         return
     checked = cite.check(raw, passages, embedder)
     if not checked.citations:
-        yield Event("answer", refusal(raw, checked.unsupported))
+        yield Event("answer", refusal(raw, checked))
         return
     timings["total_ms"] = _ms(started)
-    yield Event("answer", Answer(question, standalone, checked.text, False, checked.citations, timings, checked.unsupported, raw))
+    yield Event(
+        "answer",
+        Answer(
+            question, standalone, checked.text, False, checked.citations, timings, checked.unsupported, raw, checked.parts, reading.kind
+        ),
+    )
 
 
 def warm_up(llm: BaseChatModel | None) -> None:
     """Run the fixed prompt prefix once so the runtime caches it before the first real question."""
     if llm is not None:
-        (ANSWER | llm.bind(max_tokens=1)).invoke({"passages": "[1] (Title) Text.", "question": "Why?"})
+        (ANSWER | llm.bind(max_tokens=1)).invoke({"passages": "[1] (Title) Text.", "question": "Why?", "shape": ""})
 
 
 def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:

@@ -36,10 +36,14 @@ class Citation:
 
 @dataclass
 class Checked:
+    """The checked answer: `text` is what stands; `parts` are all the model's sentences in order, each with whether it
+    stands (a removed sentence is shown as removed, never silently)."""
+
     text: str
     citations: list[Citation] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     removed_markers: list[int] = field(default_factory=list)
+    parts: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked:
@@ -60,24 +64,29 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
     texts = [by_n[n].text[s:e] for n, s, e in owner]
 
     out_sentences: list[str] = []
+    parts: list[tuple[str, bool]] = []
     best_quote: dict[int, tuple[float, int, int]] = {}
     unsupported: list[str] = []
     for ci, claim in enumerate(claims):
         terms = set(tokenize(claim.text))
         if not terms and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
             out_sentences.append(claim.text + claim.punct)
+            parts.append((claim.text + claim.punct, True))
             continue
         support = [
-            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]].text) for j in range(len(texts))
+            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]]) for j in range(len(texts))
         ]
         per_passage: dict[int, tuple[float, int]] = {}
+        contradicted = {owner[j][0] for j in range(len(texts)) if _contradicts(claim.text, terms, texts[j])}
         for j, value in enumerate(support):
             n = owner[j][0]
+            value = 0.0 if n in contradicted else value
             if n not in per_passage or value > per_passage[n][0]:
                 per_passage[n] = (value, j)
         best_n = max(per_passage, key=lambda n: per_passage[n][0])
         if per_passage[best_n][0] < WEAK:
             unsupported.append(claim.text + claim.punct)
+            parts.append((claim.text + claim.punct, False))
             continue
         keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
         if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
@@ -87,6 +96,7 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
             if n not in best_quote or value > best_quote[n][0]:
                 best_quote[n] = (value, owner[j][1], owner[j][2])
         out_sentences.append(f"{claim.text} {''.join(f'[{n}]' for n in keep)}{claim.punct}")
+        parts.append((out_sentences[-1], True))
 
     citations = []
     for n in sorted(best_quote):
@@ -97,14 +107,60 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
                 n=n, chunk_id=p.chunk_id, source=p.source, title=p.title, text=p.text, quote=p.text[s:e], start=p.start + s, end=p.start + e
             )
         )
-    return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed)
+    return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts)
 
 
-def _support(claim: str, terms: set[str], similarity: float, sentence: str, chunk_text: str) -> float:
-    """How well one source sentence backs a claim: meaning and shared words, and no number the chunk lacks."""
+def _support(claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage) -> float:
+    """How well one source sentence backs a claim: meaning and shared words. A number the claim states that its
+    passage lacks is no support at all (a changed figure); a name it lacks (text and title) halves the support."""
+    source = f"{passage.title}\n{passage.text}"
+    if any(n not in source for n in _NUMBER.findall(claim)):
+        return 0.0
     recall = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
     value = 0.6 * similarity + 0.4 * recall
-    numbers = set(_NUMBER.findall(claim))
-    if any(n not in chunk_text for n in numbers):
+    lowered = source.lower()
+    if any(name.lower() not in lowered for name in _NAME.findall(claim)):
         value *= 0.5
+    if recall >= 0.75 and _stems(claim) - _stems(source):
+        value *= 0.5  # a near copy with a word changed or added ("improved" for "deteriorated", "delivered within weeks")
     return value
+
+
+# A capitalised word after a lower-case one (not a sentence opening), or an acronym: a name the claim commits to.
+_NAME = re.compile(r"(?<=[a-z0-9,;:]\s)[A-Z][\w’'-]*[\w]|\b[A-Z]{2,}\b")
+# Negation of a verb ("did not", "isn't", "never"), not a contrast ("X, not Y"), which a "No" answer uses freely.
+_NEGATION = re.compile(
+    r"\b(?:(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|shall|should|may|might|must)\s+not|cannot|never"
+    r"|no longer|neither|\w+n[’']t)\b",
+    re.I,
+)
+
+
+def _contradicts(claim: str, terms: set[str], sentence: str) -> bool:
+    """The claim copies the sentence but flips a negation of what it copies: "X did not sign the treaty" from "X signed
+    the treaty", or "X condemned the decision" from "X would not condemn the decision". A negation elsewhere in a long
+    sentence ("..., though he would not comment") says nothing about the part the claim copied."""
+    if not terms or len(terms & set(tokenize(sentence))) / len(terms) < 0.75:
+        return False
+    claim_stems, sentence_stems = _stems(claim), _stems(sentence)
+    for text, other, other_text in ((claim, sentence_stems, sentence), (sentence, claim_stems, claim)):
+        for scope in _negated(text):
+            if scope and len(scope & other) * 2 >= len(scope) and not _negated(other_text):
+                return True
+    return False
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:_STEM] for w in tokenize(text)}
+
+
+_STEM = 5  # a word's first letters stand for its inflections (sign, signed, signing)
+
+
+def _negated(text: str) -> list[set[str]]:
+    """For each negation in `text`, the stems of the (at most four) content words it governs, up to the next comma."""
+    out = []
+    for m in _NEGATION.finditer(text):
+        rest = re.split(r"[,;:.!?]", text[m.end() :], maxsplit=1)[0]
+        out.append({w[:_STEM] for w in tokenize(rest)[:4]})
+    return out

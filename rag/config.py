@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     context_tokens: int = Field(250, ge=50, le=6000, description="token budget of the passages shown to the model")
     context_margin: float = Field(0.25, ge=0.0, le=2.0, description="skip sentences scoring this far below the best one")
+    deep_retrieve_k: int = Field(6, ge=1, le=20, description="passages for a question asking why/how, for each source or in parts")
+    deep_context_tokens: int = Field(500, ge=50, le=6000, description="token budget for such a question")
+    deep_context_margin: float = Field(0.4, ge=0.0, le=2.0, description="its margin: reasons match the question less closely")
+    deep_max_tokens: int = Field(320, ge=16, le=4096, description="answer length limit for such a question")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
 
     llm_backend: LLMBackend = "local"

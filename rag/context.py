@@ -91,6 +91,7 @@ class Evidence:
         return self.best_similarity < 0.35
 
 
+SOURCES_HEARD = 3  # a question about several documents hears at most this many, each through its best sentence
 _LEANS_BACK = re.compile(r"^(?:it|its|this|that|these|those|they|their|he|she|his|her|such|the latter|the former)\b", re.I)
 
 
@@ -102,10 +103,14 @@ def build(
     budget: int,
     tokenizer: str,
     margin: float,
+    parts: Sequence[Sequence[float]] = (),
+    spread: bool = False,
 ) -> tuple[list[Passage], Evidence]:
     """Pick the best sentences across `docs` until `budget` tokens, skipping those scoring more than `margin` below
-    the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order. Every
-    sentence is embedded once here, and the passages keep those vectors for the citation check."""
+    the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order. The best
+    sentence for each vector of `parts` (the sub-questions) and, with `spread`, the best sentence of each source come
+    first, so no part and no document falls out of the budget. Every sentence is embedded once here, and the
+    passages keep those vectors for the citation check."""
     import numpy as np
 
     candidates = [Passage.from_document(0, doc) for doc in docs]
@@ -123,11 +128,20 @@ def build(
     # Semantic match first; shared terms and the retriever's rank break near-ties.
     scores = [float(sim) + 0.3 * ov - 0.02 * spans[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))]
 
+    first: list[int] = [int(np.argmax(vectors @ np.asarray(v))) for v in parts]
+    if spread:
+        best_of: dict[str, int] = {}
+        for j in range(len(spans)):
+            src = candidates[spans[j][0]].source
+            if src not in best_of or scores[j] > scores[best_of[src]]:
+                best_of[src] = j
+        first += sorted(best_of.values(), key=lambda j: -scores[j])[:SOURCES_HEARD]
     chosen: set[int] = set()
     used = 0
     floor = max(scores) - margin
-    for j in sorted(range(len(spans)), key=lambda j: -scores[j]):
-        if scores[j] < floor:
+    order = list(dict.fromkeys(first + sorted(range(len(spans)), key=lambda j: -scores[j])))
+    for j in order:
+        if scores[j] < floor and j not in first:
             break
         # A sentence that opens with "It"/"This"/... brings the sentence it refers back to.
         group = [j - 1, j] if j > 0 and spans[j - 1][0] == spans[j][0] and _LEANS_BACK.match(texts[j]) else [j]

@@ -12,7 +12,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from rag import answer, condense, embed, index, lexical, load, retrieve, store
+from rag import answer, cite, condense, context, embed, index, lexical, load, retrieve, store
 from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
 from rag.errors import InputError
@@ -148,6 +148,13 @@ class Engine:
         for cached in ("store", "lexical"):  # the live collection or its chunks may have changed
             self.__dict__.pop(cached, None)
         return report
+
+    def supports(self, claim: str, passage: str) -> bool:
+        """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use)."""
+        from langchain_core.documents import Document as LCDocument
+
+        shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
+        return bool(cite.check(f"{claim} [1]", [shown], self.embedder).citations)
 
     def chunks(self, source: str | None = None) -> list[retrieve.Hit]:
         """Every stored chunk (of one source, when given), as hits without a score."""

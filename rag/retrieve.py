@@ -76,34 +76,55 @@ class HybridRetriever(BaseRetriever):
 
     def retrieve(self, query: str, vector: Sequence[float] | None = None) -> list[LCDocument]:
         """The top-k chunks for `query`; `vector` is its embedding when the caller already has it."""
-        dense: list[tuple[str, float]] = []
-        lexical: list[tuple[str, float]] = []
-        if self.mode in ("hybrid", "dense") or self.mmr:
-            vector = self.embedder.embed_query(query) if vector is None else vector
-        if self.mode in ("hybrid", "dense"):
-            dense = self.store.search(list(vector), self.candidates)
-        if self.mode in ("hybrid", "lexical") and self.lexical is not None:
-            lexical = self.lexical.search(query, self.candidates)
-        fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], self.rrf_k)
+        return self.retrieve_many([query], [vector])
+
+    def retrieve_many(
+        self,
+        queries: Sequence[str],
+        vectors: Sequence[Sequence[float] | None],
+        k: int | None = None,
+        spread: bool = False,
+    ) -> list[LCDocument]:
+        """The top-k chunks for several phrasings or parts of one question, their rankings fused; with `spread`, the
+        best chunk of each of the leading sources comes first, so a question about several documents hears each."""
+        k = k or self.k
+        rankings: list[list[str]] = []
+        dense_scores: dict[str, float] = {}
+        lexical_scores: dict[str, float] = {}
+        need_vector = self.mode in ("hybrid", "dense") or self.mmr
+        vectors = [self.embedder.embed_query(q) if v is None and need_vector else v for q, v in zip(queries, vectors, strict=True)]
+        for query, vector in zip(queries, vectors, strict=True):
+            if self.mode in ("hybrid", "dense"):
+                dense = self.store.search(list(vector), self.candidates)
+                rankings.append([i for i, _ in dense])
+                dense_scores = dict(dense) | dense_scores  # the first query's score wins
+            if self.mode in ("hybrid", "lexical") and self.lexical is not None:
+                lexical = self.lexical.search(query, self.candidates)
+                rankings.append([i for i, _ in lexical])
+                lexical_scores = dict(lexical) | lexical_scores
+        fused = rrf(rankings, self.rrf_k)
         ranked = sorted(fused, key=lambda i: -fused[i])
         if self.mmr:
-            ranked = self._mmr(vector, ranked[: self.candidates])
-        # Texts are read only for the winners; an id the store no longer has (a stale lexical entry) is skipped.
+            ranked = self._mmr(vectors[0], ranked[: self.candidates], k)
+        # Texts are read only for the winners (for a spread, for the leading candidates); an id the store no longer
+        # has (a stale lexical entry) is skipped.
         docs: dict[str, LCDocument] = {}
+        want = 3 * k if spread else k
         read = 0
-        while len(docs) < self.k and read < len(ranked):
-            batch = ranked[read : read + self.k - len(docs)]
+        while len(docs) < want and read < len(ranked):
+            batch = ranked[read : read + want - len(docs)]
             docs.update((d.id, d) for d in self.store.get(ids=batch))
             read += len(batch)
-        dense_scores, lexical_scores = dict(dense), dict(lexical)
+        present = [i for i in ranked if i in docs]
+        chosen = _spread(present, {i: docs[i].metadata.get("source", "") for i in present}, k) if spread else present[:k]
         out = []
-        for i in [i for i in ranked if i in docs][: self.k]:
+        for i in chosen:
             doc = docs[i]
             meta = {**doc.metadata, "score": fused[i], "dense_score": dense_scores.get(i), "lexical_score": lexical_scores.get(i, 0.0)}
             out.append(LCDocument(id=i, page_content=doc.page_content, metadata=meta))
         return out
 
-    def _mmr(self, query_vector: Sequence[float], ids: list[str]) -> list[str]:
+    def _mmr(self, query_vector: Sequence[float], ids: list[str], k: int) -> list[str]:
         """Maximal marginal relevance: trade relevance for novelty among the fused candidates."""
         import numpy as np
 
@@ -116,7 +137,7 @@ class HybridRetriever(BaseRetriever):
         relevance = vectors @ q
         chosen: list[int] = []
         rest = list(range(len(ids)))
-        while rest and len(chosen) < self.k:
+        while rest and len(chosen) < k:
             if chosen:
                 redundancy = (vectors[rest] @ vectors[chosen].T).max(axis=1)
             else:
@@ -126,3 +147,18 @@ class HybridRetriever(BaseRetriever):
             chosen.append(pick)
             rest.remove(pick)
         return [ids[i] for i in chosen]
+
+
+def _spread(ranked: list[str], source: dict[str, str], k: int) -> list[str]:
+    """k ids in rank order, but the best one of each of the leading sources (at most half of k, at least two) first:
+    a question about several documents must not be answered from the one that happens to rank highest."""
+    firsts: list[str] = []
+    seen: set[str] = set()
+    for i in ranked:
+        if source[i] not in seen:
+            seen.add(source[i])
+            firsts.append(i)
+    firsts = firsts[: max(2, k // 2)]
+    rest = [i for i in ranked if i not in firsts]
+    picked = set(firsts + rest[: k - len(firsts)])
+    return [i for i in ranked if i in picked]

@@ -478,6 +478,23 @@ def test_gate_fails_below_a_minimum_and_above_a_maximum():
     assert checks[0].ok
 
 
+def test_a_flip_list_fails_a_run_that_loses_more_stored_passes_than_allowed(tmp_path):
+    stored = tmp_path / "20260101-000000"
+    stored.mkdir()
+    rows = [{"key": f"gold/c{i}", "passed": i < 6} for i in range(10)]
+    (stored / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    flips = gate.flips_from(stored, allowed=2)
+    assert flips["passed"] == [f"gold/c{i}" for i in range(6)] and flips["run"] == stored.name
+    bounds = {"answers.pass_rate": 0.1, gate.FLIPS: flips}
+    assert gate.check({"answers": {"pass_rate": 0.5}}, bounds)[0][0].metric == "answers.pass_rate"  # the list is no metric
+    two_lost = [{"key": f"gold/c{i}", "passed": i in (2, 3, 4, 5, 8)} for i in range(10)]
+    three_lost = [{"key": f"gold/c{i}", "passed": i in (3, 4, 5, 7, 8, 9)} for i in range(10)]
+    assert gate.flip_check(two_lost, bounds).ok
+    failed = gate.flip_check(three_lost, bounds)
+    assert not failed.ok and failed.value == 3 and "FAIL" in failed.line()
+    assert gate.flip_check(two_lost, {"answers.pass_rate": 0.1}) is None
+
+
 def test_gate_names_what_thresholds_exist(tmp_path):
     with pytest.raises(gate.GateError, match="extractive/ci"):
         gate.thresholds_for("openai", "ci")

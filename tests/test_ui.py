@@ -7,8 +7,8 @@ from pydantic import SecretStr
 
 import rag
 from ui import app as ui_app
-from ui import corpus, feedback, serve
-from ui.chat import respond
+from ui import corpus, feedback, render, serve
+from ui.chat import pairs, respond
 from ui.render import inert, sources_html
 
 from .conftest import free_port
@@ -48,6 +48,29 @@ def test_respond_uses_the_history_for_follow_ups(scripted_engine):
     list(respond("How many countries have joined it?", history, 4, "local", engine=scripted_engine))
     condense_prompt = scripted_engine.llm("local").calls[0][-1].content
     assert "User: What does the Ottawa Convention ban?" in condense_prompt
+
+
+def test_a_sentence_the_check_removed_is_shown_struck_through_in_its_place(ready_settings, embedder):
+    from .fakes import ReplayChatModel
+
+    reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ReplayChatModel([reply]))
+    outputs = list(respond(Q, [], 4, "local", engine=engine))
+    streamed, final = outputs[-2][0], outputs[-1][0]
+    assert "300 countries" in streamed, "the removed sentence was shown while streaming"
+    first, struck, last = final.split(" ~~")[0], final.split("~~")[1], final.split("*")[-1]
+    assert "1997" in first and struck == "It was signed by 300 countries." and "anti-personnel" in last
+    assert f"*{render.REMOVED_NOTE}*" in final and final.index("1997") < final.index("300") < final.index("anti-personnel")
+    # the conversation carries the answer forward without what was removed
+    history = [{"role": "user", "content": Q}, {"role": "assistant", "content": final}]
+    assert "300" not in pairs(history)[0][1] and "1997" in pairs(history)[0][1] and "anti-personnel" in pairs(history)[0][1]
+
+
+def test_a_refusal_after_removing_everything_still_shows_what_was_removed():
+    shown = render.checked_answer(rag.answer.REFUSAL, True, [("The moon is made of cheese.", False)])
+    assert shown.startswith(inert(rag.answer.REFUSAL)) and "~~The moon is made of cheese.~~" in shown
+    assert render.without_removed(shown) == inert(rag.answer.REFUSAL)
+    assert render.checked_answer("Fine [1].", False, [("Fine [1].", True)]) == "Fine [1]."
 
 
 def test_model_output_is_rendered_inert():

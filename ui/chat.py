@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import rag
 from ui.feedback import remember
-from ui.render import inert, sources_html
+from ui.render import checked_answer, inert, sources_html, without_removed
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def respond(
                 final: rag.Answer = event.data
                 remember(final)
                 cited = [] if final.refused else [_cited(c) for c in final.citations]
-                yield inert(final.answer), sources_html(cited, "Sources")
+                yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, "Sources")
     except rag.RagError as exc:
         if not exc.for_user:
             log.warning("answer failed: %s", exc)
@@ -57,7 +57,7 @@ def pairs(history: list[dict]) -> list[tuple[str, str]]:
         if msg.get("role") == "user":
             user = content
         elif msg.get("role") == "assistant" and user is not None:
-            out.append((user, content))
+            out.append((user, without_removed(content)))
             user = None
     return out
 

@@ -20,6 +20,31 @@ def inert(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+REMOVED_NOTE = "(removed: not supported by the documents)"
+_REMOVED = re.compile(r"\s*~~[^~]*~~ \*" + re.escape(REMOVED_NOTE) + r"\*")
+
+
+def checked_answer(answer: str, refused: bool, checked: list[tuple[str, bool]]) -> str:
+    """The checked answer as shown: every sentence the model wrote in its place, a sentence the citation check
+    removed struck through and marked, so the end matches what streamed (nothing silently replaced)."""
+    removed = [t for t, ok in checked if not ok]
+    if not removed:
+        return inert(answer)
+    if refused:
+        body = [inert(answer)] + [_struck(t) for t in removed]
+        return "\n\n".join(body)
+    return " ".join(inert(t) if ok else _struck(t) for t, ok in checked)
+
+
+def without_removed(text: str) -> str:
+    """A shown answer without its struck-through sentences: what the conversation carries forward."""
+    return _REMOVED.sub("", text).strip()
+
+
+def _struck(sentence: str) -> str:
+    return f"~~{inert(sentence).replace('~', '')}~~ *{REMOVED_NOTE}*"
+
+
 # ":" and "." too: an escaped "http\://" or "www\." is no autolink, so an address shows as text, not as a link.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _MD_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|~:])")
