@@ -131,7 +131,7 @@ def stream(
     if not raw.strip() or _REFUSAL_TEXT.search(raw) and not MARKER.search(raw):
         yield Event("answer", refusal(raw))
         return
-    checked = cite.check(raw, passages, embedder)
+    checked = cite.check(raw, passages, embedder, standalone)
     if not checked.citations:
         yield Event("answer", refusal(raw, checked))
         return

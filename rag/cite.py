@@ -46,8 +46,9 @@ class Checked:
     parts: list[tuple[str, bool]] = field(default_factory=list)
 
 
-def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked:
-    """Validate and complete the answer's citations; drop sentences that no passage supports."""
+def check(answer: str, passages: list[Passage], embedder: Embeddings, question: str = "") -> Checked:
+    """Validate and complete the answer's citations; drop sentences that no passage supports. Words of the `question`
+    may appear in an answer that copies a passage (it names what was asked); its names and numbers may not."""
     import numpy as np
 
     by_n = {p.n: p for p in passages}
@@ -67,14 +68,15 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
     parts: list[tuple[str, bool]] = []
     best_quote: dict[int, tuple[float, int, int]] = {}
     unsupported: list[str] = []
+    asked = _stems(question)
     for ci, claim in enumerate(claims):
         terms = set(tokenize(claim.text))
-        if not terms and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
+        if terms <= _VERDICTS and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
             out_sentences.append(claim.text + claim.punct)
             parts.append((claim.text + claim.punct, True))
             continue
         support = [
-            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]]) for j in range(len(texts))
+            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]], asked) for j in range(len(texts))
         ]
         per_passage: dict[int, tuple[float, int]] = {}
         contradicted = {owner[j][0] for j in range(len(texts)) if _contradicts(claim.text, terms, texts[j])}
@@ -110,7 +112,7 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings) -> Checked
     return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts)
 
 
-def _support(claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage) -> float:
+def _support(claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage, asked: set[str] = frozenset()) -> float:
     """How well one source sentence backs a claim: meaning and shared words. A number the claim states that its
     passage lacks is no support at all (a changed figure); a name it lacks (text and title) halves the support."""
     source = f"{passage.title}\n{passage.text}"
@@ -118,12 +120,19 @@ def _support(claim: str, terms: set[str], similarity: float, sentence: str, pass
         return 0.0
     recall = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
     value = 0.6 * similarity + 0.4 * recall
-    lowered = source.lower()
-    if any(name.lower() not in lowered for name in _NAME.findall(claim)):
+    lowered = _plain(source)
+    if any(_plain(name) not in lowered for name in _NAME.findall(claim)):
         value *= 0.5
-    if recall >= 0.75 and _stems(claim) - _stems(source):
+    if recall >= 0.75 and _stems(claim) - _stems(source) - asked:
         value *= 0.5  # a near copy with a word changed or added ("improved" for "deteriorated", "delivered within weeks")
     return value
+
+
+_VERDICTS = frozenset({"yes", "no", "true", "false", "correct"})  # a bare verdict opening an answer grounds nothing
+
+
+def _plain(text: str) -> str:
+    return text.lower().replace("’", "'")
 
 
 # A capitalised word after a lower-case one (not a sentence opening), or an acronym: a name the claim commits to.
@@ -151,7 +160,7 @@ def _contradicts(claim: str, terms: set[str], sentence: str) -> bool:
 
 
 def _stems(text: str) -> set[str]:
-    return {w[:_STEM] for w in tokenize(text)}
+    return {w[:_STEM] for w in tokenize(_plain(text))}
 
 
 _STEM = 5  # a word's first letters stand for its inflections (sign, signed, signing)

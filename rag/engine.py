@@ -149,12 +149,13 @@ class Engine:
             self.__dict__.pop(cached, None)
         return report
 
-    def supports(self, claim: str, passage: str) -> bool:
-        """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use)."""
+    def supports(self, claim: str, passage: str, question: str = "") -> bool:
+        """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use), as an
+        answer to `question`."""
         from langchain_core.documents import Document as LCDocument
 
         shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
-        return bool(cite.check(f"{claim} [1]", [shown], self.embedder).citations)
+        return bool(cite.check(f"{claim} [1]", [shown], self.embedder, question).citations)
 
     def chunks(self, source: str | None = None) -> list[retrieve.Hit]:
         """Every stored chunk (of one source, when given), as hits without a score."""

@@ -46,7 +46,7 @@ _EXAMPLES = [
     ),
     (
         "Why were tolls introduced on the bridge?",
-        "Give every reason or step the passages state, not only one.",
+        "Give every reason or step the passages state, not only one; do not repeat the question.",
         "Tolls were introduced for two reasons: to repay the loan that financed the bridge, and because traffic kept growing [1].",
     ),
     (

@@ -72,7 +72,7 @@ class Reading:
         if len(self.parts) > 1:
             lines.append(f"The question has {len(self.parts)} parts: answer every part.")
         if self.explain and not self.compare:
-            lines.append("Give every reason or step the passages state, not only one.")
+            lines.append("Give every reason or step the passages state, not only one; do not repeat the question.")
         return " ".join(lines)
 
 

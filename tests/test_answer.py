@@ -142,6 +142,12 @@ def test_a_no_with_its_evidence_is_an_answer_and_the_prompt_asks_for_yes_or_no(r
     assert final.checked == [(final.answer, True)]
 
 
+def test_a_bare_yes_opening_the_answer_stays(ready_engine):
+    _, events = ask(ready_engine, "Was the Ottawa Convention signed in 1997?", ["Yes. The Ottawa Convention was signed in 1997 [1]."])
+    final = events[-1].data
+    assert final.answer.startswith("Yes. The Ottawa Convention was signed in 1997 [") and final.checked[0] == ("Yes.", True)
+
+
 @pytest.mark.parametrize(
     "reply",
     [
