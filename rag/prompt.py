@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from langchain_core.prompts import ChatPromptTemplate
 
+from rag.question import read
+
 NOT_FOUND = "NOT FOUND"
 
 SYSTEM = f"""You answer questions using only the numbered passages between <passages> and </passages>.
@@ -33,30 +35,26 @@ _EXAMPLE_PASSAGES = (
     "[3] (Visitor guide) The guide calls the ferry the most scenic way to cross, but says it is slower than the bridge."
 )
 _EXAMPLES = [
-    ("When did the Harbour Bridge open?", "", "The Harbour Bridge opened in 1932 [1]."),
+    ("When did the Harbour Bridge open?", "The Harbour Bridge opened in 1932 [1]."),
     (
         "How often do ferries cross, and how many lanes does the bridge have?",
-        "The question has 2 parts: answer every part.",
         "Ferries cross the harbour every twenty minutes [2]. The bridge carries eight lanes of traffic [1].",
     ),
     (
         "Did the Harbour Bridge open in 1950?",
-        'Start the answer with "Yes" or "No", then give the evidence for it.',
         "No. The Harbour Bridge opened in 1932 [1].",
     ),
     (
         "Why were tolls introduced on the bridge?",
-        "Give every reason or step the passages state, not only one; do not repeat the question.",
         "Tolls were introduced for two reasons: to repay the loan that financed the bridge, and because traffic kept growing [1].",
     ),
     (
         "How do the sources describe the ferry and the bridge?",
-        "Say what each source says, citing each one, and whether they agree.",
         "The transport report calls the bridge the city's busiest crossing and says ferries cross every twenty minutes [2]. "
         "The visitor guide calls the ferry the most scenic way to cross but slower than the bridge [3]. "
         "They do not disagree: they describe different things.",
     ),
-    ("How much did the bridge cost to build?", "", NOT_FOUND),
+    ("How much did the bridge cost to build?", NOT_FOUND),
 ]
 
 
@@ -68,8 +66,11 @@ ANSWER = ChatPromptTemplate.from_messages(
     [("system", SYSTEM)]
     + [
         m
-        for q, shape, a in _EXAMPLES
-        for m in (("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(shape)))), ("ai", _literal(a)))
+        for q, a in _EXAMPLES  # each example's shape line is the one reading its question gives, as for a real question
+        for m in (
+            ("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(read(q).instructions())))),
+            ("ai", _literal(a)),
+        )
     ]
     + [("human", _HUMAN)]
 )
