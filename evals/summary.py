@@ -102,6 +102,15 @@ def _sections(records: list[dict], k: int) -> dict[str, Any]:
             for vals in [[t[key] for t in timings if key in t]]
         },
     }
+    read = [t for t in timings if t.get("prompt_tokens")]
+    if read:  # the runtime's own figures: how much prompt each answer read, and how fast this machine reads it
+        out["prompt"] = {
+            "answers": len(read),
+            "tokens_p50": _round(percentile([t["prompt_tokens"] for t in read], 50), 1),
+            "tokens_p95": _round(percentile([t["prompt_tokens"] for t in read], 95), 1),
+            "cached_tokens_p50": _round(percentile([t.get("cached_tokens", 0) for t in read], 50), 1),
+            "ms_per_token_p50": _round(percentile([t["prompt_read_ms"] / t["prompt_tokens"] for t in read], 50), 2),
+        }
     judged = [r["judge"] for r in records if r.get("judge")]
     if judged:
         out["judge"] = {

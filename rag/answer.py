@@ -11,7 +11,6 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
-from langchain_core.output_parsers import StrOutputParser
 
 from rag import cite, condense, context
 from rag import question as questions
@@ -116,10 +115,14 @@ def stream(
             yield Event("token", raw)
     else:
         parts = []
-        chain = ANSWER | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm) | StrOutputParser()
+        chain = ANSWER | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm)
         prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
         try:
-            for delta in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
+            for chunk in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
+                _count_prompt(chunk.response_metadata.get("timings"), timings)
+                delta = chunk.text
+                if not delta:
+                    continue
                 if not parts:
                     timings["first_token_ms"] = _ms(started)
                 parts.append(delta)
@@ -142,6 +145,15 @@ def stream(
             question, standalone, checked.text, False, checked.citations, timings, checked.unsupported, raw, checked.parts, reading.kind
         ),
     )
+
+
+def _count_prompt(runtime: dict[str, Any] | None, timings: dict[str, float]) -> None:
+    """The runtime's own prompt figures, where it reports them (llama.cpp does): tokens it had to read, tokens it
+    reused from its cache, and the milliseconds reading took. They tell prompt length from machine speed."""
+    if runtime and "prompt_n" in runtime:
+        timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + runtime["prompt_n"]
+        timings["cached_tokens"] = timings.get("cached_tokens", 0) + runtime.get("cache_n", 0)
+        timings["prompt_read_ms"] = round(timings.get("prompt_read_ms", 0) + runtime.get("prompt_ms", 0.0), 1)
 
 
 def warm_up(llm: BaseChatModel | None) -> None:

@@ -228,3 +228,22 @@ def test_question_limits(ready_engine):
         ready_engine.ask("x" * 5000)
     with pytest.raises(InputError, match="empty"):
         ready_engine.ask("   ")
+
+
+def test_the_runtime_prompt_figures_are_kept_with_the_timings(ready_engine):
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGenerationChunk
+
+    class Timed(ReplayChatModel):  # reports its prompt figures on the last chunk, as llama.cpp does
+        def _stream(self, messages, *args, **kwargs):
+            yield from super()._stream(messages, *args, **kwargs)
+            timings = {"prompt_n": 120, "cache_n": 900, "prompt_ms": 3000.0}
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"timings": timings}))
+
+    fake = Timed(["The Ottawa Convention was signed in 1997 [1]."])
+    engine = rag.Engine(ready_engine.settings.model_copy(update={"llm_backend": "local"}), embedder=ready_engine.embedder, llm=fake)
+    final = list(engine.ask_stream(Q, None))[-1].data
+    assert final.raw == "The Ottawa Convention was signed in 1997 [1]." and not final.refused
+    assert (final.timings["prompt_tokens"], final.timings["cached_tokens"], final.timings["prompt_read_ms"]) == (120, 900, 3000.0)
+    _, plain = ask(ready_engine, Q, ["The Ottawa Convention was signed in 1997 [1]."])  # a model that reports none
+    assert "prompt_tokens" not in plain[-1].data.timings

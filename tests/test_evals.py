@@ -359,6 +359,13 @@ def test_thresholds_name_real_metrics_and_come_from_three_runs(ci_run):
         assert all(bounds[m] < measured["worst"][m] or measured["worst"][m] == 0 for m in bounds), "a bound below the worst run"
 
 
+def test_the_stored_flip_list_of_the_local_full_suite_names_gold_cases():
+    flips = json.loads(gate.THRESHOLDS.read_text(encoding="utf-8"))["local"]["full"][gate.FLIPS]
+    keys = {c.key for c in suite.load(GOLD)}
+    assert flips["passed"] and set(flips["passed"]) <= keys, "a stored passed case is no longer in the gold suite"
+    assert 0 < flips["allowed"] <= len(flips["passed"]) // 20  # a few flips, not a blank cheque
+
+
 def test_bounds_sit_one_case_below_the_worst_of_three_runs():
     def run(accuracy, answerable=20):
         return {"retrieval": {"cases": answerable, "hit@k": 1.0, "mrr": 1.0}, "citations": {"recall": 1.0, "precision": 1.0},
@@ -429,6 +436,11 @@ def test_gate_on_the_embedded_defaults(ready_settings, tmp_path):
     print(proc.stdout)
     assert "backend=local" in proc.stdout
     assert proc.returncode == 0 and "gate: passed" in proc.stdout, proc.stdout + proc.stderr
+    (run_dir,) = (root / "out").iterdir()
+    prompt = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["prompt"]
+    # llama.cpp's own figures: every answer reads a prompt, and the fixed prefix (rules, worked examples) is reused
+    assert prompt["answers"] >= 15 and 50 < prompt["tokens_p50"] < 1500 and prompt["ms_per_token_p50"] > 0, prompt
+    assert prompt["cached_tokens_p50"] > 500, prompt
 
 
 def test_compare_prints_deltas_and_flipped_cases(ci_run, tmp_path, capsys):
