@@ -109,7 +109,9 @@ def _sections(records: list[dict], k: int) -> dict[str, Any]:
             "tokens_p50": _round(percentile([t["prompt_tokens"] for t in read], 50), 1),
             "tokens_p95": _round(percentile([t["prompt_tokens"] for t in read], 95), 1),
             "cached_tokens_p50": _round(percentile([t.get("cached_tokens", 0) for t in read], 50), 1),
-            "ms_per_token_p50": _round(percentile([t["prompt_read_ms"] / t["prompt_tokens"] for t in read], 50), 2),
+            "ms_per_token_p50": _round(
+                percentile([t["prompt_read_ms"] / t["prompt_tokens"] for t in read if "prompt_read_ms" in t], 50), 2
+            ),
         }
     judged = [r["judge"] for r in records if r.get("judge")]
     if judged:

@@ -119,7 +119,7 @@ def stream(
         prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
         try:
             for chunk in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
-                _count_prompt(chunk.response_metadata.get("timings"), timings)
+                _count_prompt(chunk, timings)
                 delta = chunk.text
                 if not delta:
                     continue
@@ -147,13 +147,17 @@ def stream(
     )
 
 
-def _count_prompt(runtime: dict[str, Any] | None, timings: dict[str, float]) -> None:
-    """The runtime's own prompt figures, where it reports them (llama.cpp does): tokens it had to read, tokens it
-    reused from its cache, and the milliseconds reading took. They tell prompt length from machine speed."""
-    if runtime and "prompt_n" in runtime:
-        timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + runtime["prompt_n"]
-        timings["cached_tokens"] = timings.get("cached_tokens", 0) + runtime.get("cache_n", 0)
-        timings["prompt_read_ms"] = round(timings.get("prompt_read_ms", 0) + runtime.get("prompt_ms", 0.0), 1)
+def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:
+    """The prompt figures a backend reports with its last chunk (LangChain's usage metadata; the embedded runtime also
+    gives the read time): tokens it had to read, tokens it reused from its cache. They tell prompt length from speed."""
+    usage = chunk.usage_metadata
+    if not usage or not usage.get("input_tokens"):
+        return
+    cached = (usage.get("input_token_details") or {}).get("cache_read", 0)
+    timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + usage["input_tokens"] - cached
+    timings["cached_tokens"] = timings.get("cached_tokens", 0) + cached
+    if chunk.response_metadata.get("prompt_read_ms") is not None:
+        timings["prompt_read_ms"] = round(timings.get("prompt_read_ms", 0) + chunk.response_metadata["prompt_read_ms"], 1)
 
 
 def warm_up(llm: BaseChatModel | None) -> None:

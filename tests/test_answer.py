@@ -234,11 +234,13 @@ def test_the_runtime_prompt_figures_are_kept_with_the_timings(ready_engine):
     from langchain_core.messages import AIMessageChunk
     from langchain_core.outputs import ChatGenerationChunk
 
-    class Timed(ReplayChatModel):  # reports its prompt figures on the last chunk, as llama.cpp does
+    class Timed(ReplayChatModel):  # reports its prompt figures on the last chunk, as the embedded backend does
         def _stream(self, messages, *args, **kwargs):
             yield from super()._stream(messages, *args, **kwargs)
-            timings = {"prompt_n": 120, "cache_n": 900, "prompt_ms": 3000.0}
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"timings": timings}))
+            usage = {"input_tokens": 1020, "output_tokens": 9, "total_tokens": 1029, "input_token_details": {"cache_read": 900}}
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content="", usage_metadata=usage, response_metadata={"prompt_read_ms": 3000.0})
+            )
 
     fake = Timed(["The Ottawa Convention was signed in 1997 [1]."])
     engine = rag.Engine(ready_engine.settings.model_copy(update={"llm_backend": "local"}), embedder=ready_engine.embedder, llm=fake)

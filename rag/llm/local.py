@@ -167,6 +167,7 @@ class LocalChatModel(BaseChatModel):
             usage = event.get("usage") or usage
             if event.get("timings"):
                 finish["timings"] = event["timings"]
+                finish["prompt_read_ms"] = event["timings"].get("prompt_ms")  # how long reading the uncached prompt took
             for choice in event.get("choices") or []:
                 if choice.get("finish_reason"):
                     finish["finish_reason"] = choice["finish_reason"]
