@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
+    api_keys: SecretStr | None = Field(
+        None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"
+    )
+    api_model: str = Field("rag", min_length=1, max_length=64, description="the model name the HTTP API lists and accepts")
+    api_max_body_kb: int = Field(256, ge=1, le=65536, description="largest request body the HTTP API reads")
 
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(60.0, gt=0, description="time limit for parsing one PDF or Word file")
@@ -118,6 +123,13 @@ class Settings(BaseSettings):
             return None
         user, _, password = self.ui_auth.get_secret_value().partition(":")
         return user, password
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The HTTP API's bearer keys (none: it answers on a loopback bind only)."""
+        if self.api_keys is None:
+            return ()
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
 
     @property
     def record_url(self) -> str:

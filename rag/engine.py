@@ -95,7 +95,7 @@ class Engine:
     ) -> Iterator[answer.Event]:
         """Stream one answer: an `evidence` event, `token` events, then the checked `answer`. The question and the
         conversation come from clients: they are normalised and bounded before any model work."""
-        question, history = self._checked(question, history or [])
+        question, history = self.check_input(question, history or [])
         params = params or QueryParams()
         yield from answer.stream(
             question,
@@ -106,7 +106,9 @@ class Engine:
             settings=self.settings,
         )
 
-    def _checked(self, question: str, history: condense.History) -> tuple[str, condense.History]:
+    def check_input(self, question: str, history: condense.History) -> tuple[str, condense.History]:
+        """The question and earlier turns normalised, or InputError saying what is wrong (empty, too long, too many
+        turns): the check `ask_stream` makes first, for callers that must refuse before queueing."""
         s = self.settings
         question = normalize(question)
         if not question:

@@ -11,6 +11,7 @@ import rag
 from ui.chat import respond
 from ui.corpus import OPEN_ADMIN, corpus_tab, listed
 from ui.feedback import record_feedback
+from ui.lanes import Lanes
 from ui.render import plain, sources_html, unplain
 
 
@@ -38,8 +39,9 @@ def plain_user_turns(chatbot: gr.Chatbot) -> gr.Chatbot:
     return chatbot
 
 
-def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
-    """The Blocks app: chat with a sources panel, a settings accordion, and a corpus tab."""
+def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None = None) -> gr.Blocks:
+    """The Blocks app: chat with a sources panel, a settings accordion, and a corpus tab; answers take a lane of
+    `lanes` when given (shared with the HTTP API)."""
     s = engine.settings
     admin = s.ui_admin if admin is None else admin
     docs = listed(engine)  # read once: listing reads every chunk's metadata
@@ -56,7 +58,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None) -> gr.Blocks:
                         gr.Chatbot(height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat")
                     )
                     gr.ChatInterface(
-                        functools.partial(respond, engine=engine),
+                        functools.partial(respond, engine=engine, lanes=lanes),
                         chatbot=chatbot,
                         additional_inputs=[k, backend],
                         additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import rag
 from ui.feedback import remember
+from ui.lanes import Busy, Lanes
 from ui.render import checked_answer, inert, sources_html, without_removed
 
 log = logging.getLogger(__name__)
@@ -17,25 +19,22 @@ SEARCHING = "Searching these passages…"
 
 
 def respond(
-    message: str, history: list[dict], k: int | None = None, backend: str | None = None, *, engine: rag.Engine
+    message: str,
+    history: list[dict],
+    k: int | None = None,
+    backend: str | None = None,
+    *,
+    engine: rag.Engine,
+    lanes: Lanes | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer."""
     try:
         valid = backend in rag.Settings.choices("llm_backend")
         params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None)
-        text, found = "", []
-        for event in engine.ask_stream(message, pairs(history), params):
-            if event.kind == "evidence":
-                found = [_shown(p) for p in event.data]
-                yield "", sources_html(found, SEARCHING)
-            elif event.kind == "token":
-                text += event.data
-                yield inert(text), sources_html(found, SEARCHING)
-            else:
-                final: rag.Answer = event.data
-                remember(final)
-                cited = [] if final.refused else [_cited(c) for c in final.citations]
-                yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, "Sources")
+        with lanes.lane() if lanes else nullcontext():
+            yield from _answer(engine, message, history, params)
+    except Busy as exc:
+        yield inert(f"The server is busy: {exc}."), ""
     except rag.RagError as exc:
         if not exc.for_user:
             log.warning("answer failed: %s", exc)
@@ -43,6 +42,22 @@ def respond(
     except Exception:  # never a stack trace in the chat
         log.exception("answer failed")
         yield ERROR, ""
+
+
+def _answer(engine: rag.Engine, message: str, history: list[dict], params: rag.QueryParams) -> Iterator[tuple[str, str]]:
+    text, found = "", []
+    for event in engine.ask_stream(message, pairs(history), params):
+        if event.kind == "evidence":
+            found = [_shown(p) for p in event.data]
+            yield "", sources_html(found, SEARCHING)
+        elif event.kind == "token":
+            text += event.data
+            yield inert(text), sources_html(found, SEARCHING)
+        else:
+            final: rag.Answer = event.data
+            remember(final)
+            cited = [] if final.refused else [_cited(c) for c in final.citations]
+            yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, "Sources")
 
 
 def pairs(history: list[dict]) -> list[tuple[str, str]]:

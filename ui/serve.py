@@ -1,5 +1,5 @@
-"""Serving the page with safe defaults: loopback, a bounded queue, queue-skipping REST closed, private paths blocked,
-uploads only for the corpus admin, and a login throttle."""
+"""Serving the page and the OpenAI-compatible API with safe defaults: loopback, one bounded set of answer lanes for
+both, queue-skipping REST closed, private paths blocked, uploads only for the corpus admin, and a login throttle."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 import rag
+from ui.api import ApiRoutes, build_api
 from ui.app import build_app
 from ui.corpus import OPEN_ADMIN
+from ui.lanes import Lanes
 from ui.login import Login, LoginThrottle
 from ui.render import CSS
 
@@ -30,13 +32,19 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         check_exposure(s, host)
     engine.hold_for_serving()
     _SERVED.append(engine)
-    demo = build_app(engine)
+    lanes = Lanes(s.ui_concurrency, s.ui_queue_size)  # the chat and the API take turns on the same model
+    demo = build_app(engine, lanes=lanes)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     login = s.login
     blocked = [str(s.index_dir.resolve()), str(Path(".env").resolve()), str(s.feedback_file.resolve())]
     if s.record_url.startswith("sqlite:///"):
         blocked.append(s.record_url.removeprefix("sqlite:///"))
-    middleware = [Middleware(ErrorShield), Middleware(UploadGate, open=s.ui_admin)]
+    api = build_api(engine, lanes, open_without_key=is_loopback(host))
+    middleware = [
+        Middleware(ApiRoutes, api=api, max_body=s.api_max_body_kb * 1024),
+        Middleware(ErrorShield),
+        Middleware(UploadGate, open=s.ui_admin),
+    ]
     if login:
         middleware.append(Middleware(LoginThrottle))
     return demo.launch(
@@ -57,8 +65,13 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
 
 
 def check_exposure(settings: rag.Settings, host: str) -> None:
-    """Refuse to open the corpus admin actions without a login on an address other machines can reach; on
-    loopback, warn."""
+    """Refuse to serve on an address other machines can reach with neither a login nor API keys, or with the corpus
+    admin actions open without a login; on loopback, warn about open admin actions."""
+    if not is_loopback(host) and settings.login is None and not settings.keys:
+        raise rag.RagError(
+            f"serving on {host} with neither a login nor API keys would open the chat and the API to anyone who reaches it; "
+            "set RAG_UI_AUTH=user:password and/or RAG_API_KEYS=key1,key2, or serve on 127.0.0.1"
+        )
     if settings.ui_admin and settings.login is None:
         if not is_loopback(host):
             raise rag.RagError(

@@ -64,29 +64,40 @@ def make_chat_model(name: str, settings: Settings) -> BaseChatModel | None:
 
 def with_deadline(stream: Iterator[str], timeout: float) -> Iterator[str]:
     """Yield from `stream` (run on a worker thread) until it ends, or fail once `timeout` seconds have passed,
-    so a hung or very slow backend frees the request instead of holding it forever."""
+    so a hung or very slow backend frees the request instead of holding it forever. Closing this generator (a client
+    went away) stops the worker at the stream's next item and closes the stream, which stops the model."""
     items: queue.Queue = queue.Queue()
     done = object()
+    cancelled = threading.Event()
 
     def pump() -> None:
         try:
             for item in stream:
+                if cancelled.is_set():
+                    break
                 items.put(item)
         except BaseException as exc:  # handed to the consumer
             items.put(exc)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         items.put(done)
 
     threading.Thread(target=pump, name="rag-answer-stream", daemon=True).start()
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            item = items.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise ModelTimeoutError(
-                f"the language model did not finish within {timeout:g} s; try again, or raise RAG_LLM_TIMEOUT_S"
-            ) from None
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            try:
+                item = items.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise ModelTimeoutError(
+                    f"the language model did not finish within {timeout:g} s; try again, or raise RAG_LLM_TIMEOUT_S"
+                ) from None
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancelled.set()

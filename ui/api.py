@@ -1,0 +1,449 @@
+"""The OpenAI-compatible HTTP API that `rag serve` serves beside the chat, through the same engine and lanes.
+
+`GET /v1/models`, `POST /v1/chat/completions` (streamed as server-sent events or not) and `POST /v1/search`. The last
+user message is the question and the earlier user/assistant turns are the conversation (follow-ups are rewritten
+from them); the reply's message is the checked answer, and the `rag` field carries what OpenAI's shape has no room
+for: the checked answer, whether it is a refusal, the citations (source, title, quote, character offsets), the
+sentences the check removed, and the timings. Errors are OpenAI-shaped JSON (`{"error": {...}}`) with 4xx codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+import rag
+from ui.lanes import Busy, Lanes
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v1"
+_DONE = object()
+_WAIT_S = 600.0  # longest a request waits for a lane before it is told the server is busy
+
+
+class ApiError(Exception):
+    """An error the API answers with, in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", code: str | None = None, param: str | None = None):  # noqa: A002
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+# -- what the API takes and gives (these models are also its OpenAPI description) ---------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request; sampling fields are accepted and ignored (answers are greedy and checked)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    n: int | None = None
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    k: int | None = Field(None, ge=1, le=20)
+    mode: Literal["hybrid", "dense", "lexical"] | None = None
+
+
+class CitationOut(BaseModel):
+    n: int
+    chunk_id: str
+    source: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+class RagExtension(BaseModel):
+    """The checked answer and what it rests on."""
+
+    answer: str
+    refused: bool
+    citations: list[CitationOut]
+    unsupported: list[str] = Field(description="sentences the model wrote that the citation check removed")
+    standalone_question: str
+    kind: str
+    timings: dict[str, float]
+
+
+class ReplyMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: ReplyMessage
+    finish_reason: str
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    rag: RagExtension
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class HitOut(BaseModel):
+    chunk_id: str
+    source: str
+    title: str
+    score: float | None
+    text: str
+    start: int
+    end: int
+
+
+class SearchResponse(BaseModel):
+    query: str
+    hits: list[HitOut]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "a malformed request",
+        401: "no or a wrong API key",
+        404: "an unknown model or path",
+        413: "a body over the size limit",
+        503: "every answer slot is busy",
+    }.items()
+}
+
+
+# -- the app ------------------------------------------------------------------------------------------------------
+
+
+def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> FastAPI:
+    """The API app over `engine`; answers take a lane of `lanes` (shared with the chat). Without configured keys it
+    answers only when `open_without_key` (the server is bound to loopback)."""
+    s = engine.settings
+    keys = [k.encode() for k in s.keys]
+    model = s.api_model
+    app = FastAPI(
+        title="rag",
+        version="1",
+        summary="Answers from the indexed documents, with checked citations (OpenAI-compatible).",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    def authorised(request: Request) -> None:
+        if not keys:
+            if open_without_key:
+                return
+            raise ApiError(401, "this server has no API keys: set RAG_API_KEYS to use the API on this address", code="invalid_api_key")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
+            raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key")
+
+    guarded = [Depends(authorised)]
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response({"Retry-After": "5"} if exc.status == 503 else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return ApiError(400, "the body is not valid JSON").response()
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where or 'body'}: {first.get('msg')}"
+        return ApiError(400, message, param=where or None).response()
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return ApiError(status, str(exc.detail), code="not_found" if status == 404 else None).response()
+
+    @app.get(f"{PREFIX}/models", response_model=ModelList, responses=_ERRORS, dependencies=guarded)
+    def models() -> dict:
+        return {"object": "list", "data": [_card(model)]}
+
+    @app.get(f"{PREFIX}/models/{{name}}", response_model=ModelCard, responses=_ERRORS, dependencies=guarded)
+    def model_card(name: str) -> dict:
+        if name != model:
+            raise _unknown_model(name, model)
+        return _card(model)
+
+    @app.post(f"{PREFIX}/search", response_model=SearchResponse, responses=_ERRORS, dependencies=guarded)
+    def search(body: SearchRequest) -> dict:
+        query = body.query.strip()
+        if not query:
+            raise ApiError(400, "the query is empty; send words to search for", param="query")
+        if len(query) > s.max_question_chars:
+            raise ApiError(400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query")
+        hits = engine.search(query, k=body.k, mode=body.mode)
+        return {"query": query, "hits": [h.to_dict() for h in hits]}
+
+    @app.post(
+        f"{PREFIX}/chat/completions",
+        response_model=ChatCompletion,
+        responses=_ERRORS | {200: {"content": {"text/event-stream": {}}, "description": "the answer, or its stream when `stream` is true"}},
+        dependencies=guarded,
+    )
+    async def chat_completions(body: ChatRequest):
+        if body.model != model:
+            raise _unknown_model(body.model, model)
+        if body.n not in (None, 1):
+            raise ApiError(400, "n must be 1: one checked answer per request", param="n")
+        question, history = _conversation(body.messages)
+        try:
+            question, history = engine.check_input(question, history)
+        except rag.RagError as exc:
+            raise ApiError(400, str(exc), param="messages") from None
+        try:
+            ticket = await anyio.to_thread.run_sync(lanes.acquire, _WAIT_S)
+        except Busy as exc:
+            raise ApiError(503, str(exc), type="server_error", code="busy") from None
+        answer = _Answering(engine, question, history, ticket, asyncio.get_running_loop())
+        if not body.stream:
+            try:
+                final = await answer.result()
+            finally:
+                answer.stop()
+            return _completion(final, model)
+        first = await answer.next()  # an error before the first event (the model failed to start) is still a status
+        if isinstance(first, Exception):
+            answer.stop()
+            raise _mapped(first)
+        return StreamingResponse(_sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _card(model: str) -> dict:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "rag"}
+
+
+def _unknown_model(name: str, model: str) -> ApiError:
+    return ApiError(404, f"the model {name!r} does not exist here; use {model!r}", code="model_not_found", param="model")
+
+
+def _conversation(messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
+    """The last user message, and the earlier (user, assistant) turns; system and tool messages are ignored (the
+    answering instructions are the server's)."""
+    turns = [m for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1].role != "user" or messages[-1].role != "user":
+        raise ApiError(400, "the last message must be the user's question", param="messages")
+    history, user = [], None
+    for m in turns[:-1]:
+        if m.role == "user":
+            user = m.text()
+        elif user is not None:
+            history.append((user, m.text()))
+            user = None
+    return turns[-1].text(), history
+
+
+def _mapped(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, rag.RagError) and exc.for_user:
+        return ApiError(
+            400 if exc.exit_code == 2 else 503, str(exc), type="invalid_request_error" if exc.exit_code == 2 else "server_error"
+        )
+    log.warning("answer failed: %s: %s", type(exc).__name__, exc)
+    return ApiError(503, "the language model could not answer this time; try again", type="server_error", code="model_error")
+
+
+class _Answering:
+    """One answer generated on a worker thread, its events handed to the event loop; `stop` ends it early (the
+    client went away): the model stops at its next token and the lane is given back."""
+
+    def __init__(self, engine: rag.Engine, question: str, history: list, ticket, loop: asyncio.AbstractEventLoop) -> None:
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._stop = threading.Event()
+        self._loop = loop
+
+        def work() -> None:
+            events: Iterator | None = None
+            try:
+                events = engine.ask_stream(question, history)
+                for event in events:
+                    if self._stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(self._events.put_nowait, event)
+            except Exception as exc:  # handed to the request
+                loop.call_soon_threadsafe(self._events.put_nowait, exc)
+            finally:
+                if events is not None:
+                    events.close()  # stops the model if it is still writing
+                ticket.release()
+                loop.call_soon_threadsafe(self._events.put_nowait, _DONE)
+
+        threading.Thread(target=work, name="rag-api-answer", daemon=True).start()
+
+    async def next(self) -> Any:
+        return await self._events.get()
+
+    async def result(self) -> rag.Answer:
+        while True:
+            event = await self.next()
+            if event is _DONE:
+                raise ApiError(503, "the answer ended early; try again", type="server_error")
+            if isinstance(event, Exception):
+                raise _mapped(event)
+            if event.kind == "answer":
+                return event.data
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _extension(final: rag.Answer) -> dict:
+    return {
+        "answer": final.answer,
+        "refused": final.refused,
+        "citations": [{k: v for k, v in c.to_dict().items() if k != "text"} for c in final.citations],
+        "unsupported": list(final.unsupported),
+        "standalone_question": final.standalone_question,
+        "kind": final.kind,
+        "timings": final.timings,
+    }
+
+
+def _completion(final: rag.Answer, model: str) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": final.answer}, "finish_reason": "stop"}],
+        "rag": _extension(final),
+    }
+
+
+async def _sse(answer: _Answering, first: Any, model: str) -> AsyncIterator[str]:
+    """The answer as OpenAI chunks: the role, the model's words as they come, then a last chunk whose `rag` field holds
+    the checked answer (show it in place of the streamed words: markers renumbered, unsupported sentences removed, or
+    the refusal), then `[DONE]`. An error after the stream started ends it with an `error` event."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        return "data: " + json.dumps(head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra) + "\n\n"
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        event = first
+        while event is not _DONE:
+            if isinstance(event, Exception):
+                error = _mapped(event)
+                yield "data: " + json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code}}) + "\n\n"
+                break
+            if event.kind == "token":
+                yield chunk({"content": event.data})
+            elif event.kind == "answer":
+                yield chunk({}, "stop", rag=_extension(event.data))
+            event = await answer.next()
+        yield "data: [DONE]\n\n"
+    finally:
+        answer.stop()
+
+
+class ApiRoutes:
+    """ASGI middleware: requests under /v1 go to the API (their body read first, up to `max_body` bytes: 413 past
+    it), everything else to the page."""
+
+    def __init__(self, app, api: FastAPI, max_body: int) -> None:
+        self.app, self.api, self.max_body = app, api, max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
+            await self.app(scope, receive, send)
+            return
+        too_big = ApiError(413, f"the request body is over {self.max_body // 1024} KB", code="body_too_large")
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body:
+            error = too_big if length.isdigit() else ApiError(400, "the Content-Length header is not a number")
+            await error.response()(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await too_big.response()(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.api(scope, replay, send)
