@@ -224,6 +224,11 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         status = exc.status_code if 400 <= exc.status_code < 500 else 400
         return ApiError(status, str(exc.detail), code="not_found" if status == 404 else None).response()
 
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("API request failed")
+        return ApiError(500, "the server failed on this request; see its log", type="server_error").response()
+
     @app.get(f"{PREFIX}/models", response_model=ModelList, responses=_ERRORS, dependencies=guarded)
     def models() -> dict:
         return {"object": "list", "data": [_card(model)]}
