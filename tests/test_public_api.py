@@ -66,7 +66,7 @@ LAYERS = [
     {"rag.errors", "rag._offline", "rag.question"},
     {"rag.config", "rag.text", "rag.prompt"},
     {"rag.load", "rag.chunk", "rag.onnx_query", "rag.lexical", "rag.store", "rag.llm.model_file"},
-    {"rag.embed", "rag.catalog", "rag.retrieve", "rag.context", "rag.llm.local"},
+    {"rag.embed", "rag.catalog", "rag.retrieve", "rag.context", "rag.llm.local", "rag.llm.remote"},
     {"rag.llm", "rag.cite"},
     {"rag.condense", "rag.index"},
     {"rag.answer"},

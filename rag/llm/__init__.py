@@ -29,11 +29,11 @@ def _local(settings: Settings) -> BaseChatModel:
 
 
 def _openai(settings: Settings) -> BaseChatModel:
-    from langchain_openai import ChatOpenAI
+    from rag.llm.remote import OpenAIChat
 
     if not settings.openai_base_url:
         raise ConfigError("the openai backend needs RAG_OPENAI_BASE_URL (e.g. http://127.0.0.1:8080/v1)")
-    return ChatOpenAI(
+    return OpenAIChat(
         base_url=settings.openai_base_url,
         model=settings.openai_model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed",
