@@ -147,6 +147,12 @@ def stream(
     )
 
 
+def looks_like_refusal(text: str) -> bool:
+    """Whether a reply (this system's or another's) says the documents do not answer, rather than answering."""
+    text = text.strip()
+    return not text or text == REFUSAL or bool(_REFUSAL_TEXT.search(text)) and not MARKER.search(text)
+
+
 def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:
     """The prompt figures a backend reports with its last chunk (LangChain's usage metadata; the embedded runtime also
     gives the read time): tokens it had to read, tokens it reused from its cache. They tell prompt length from speed."""
@@ -191,4 +197,4 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "REFUSAL", "extractive", "stream"]
+__all__ = ["Answer", "Event", "REFUSAL", "extractive", "looks_like_refusal", "stream"]

@@ -73,6 +73,11 @@ def _parser(plugins: dict[str, Command]) -> argparse.ArgumentParser:
     p.add_argument("--history", type=Path, metavar="FILE", help="JSON list of [user, assistant] pairs (earlier turns)")
     p.add_argument("--backend", help="one of: " + ", ".join(Settings.choices("llm_backend")) + " (default: RAG_LLM_BACKEND)")
     p.add_argument("-k", type=int, help="passages to retrieve")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server", metavar="URL", help="ask this running `rag serve` (default: RAG_SERVER_URL, or one answering on 127.0.0.1:7860)"
+    )
+    where.add_argument("--local", action="store_true", help="answer in this process even when a server runs")
 
     sub.add_parser("config", parents=[common], help="print the resolved settings")
     for name, command in sorted(plugins.items()):
@@ -104,6 +109,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "config":
         print(json.dumps(settings.model_dump(mode="json") | {"record_url": settings.record_url}, indent=2))
         return 0
+    if args.command == "ask":
+        client = _server(settings, args)
+        if client is not None:
+            return _print_answer(client.ask(args.question, _read_history(args.history) if args.history else []), args.json)
     engine = Engine(settings)
     if args.command == "ingest":
         return _ingest(engine, args)
@@ -134,8 +143,34 @@ def _ask(engine, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(f"--{first['loc'][0]}: {first['msg']}") from None
-    result = engine.ask(args.question, history, params)
-    if args.json:
+    return _print_answer(engine.ask(args.question, history, params), args.json)
+
+
+def _server(settings: Settings, args: argparse.Namespace):
+    """The running server `rag ask` should use: the one named (it must answer), else the default address when a server
+    answers there and nothing asks for this process's own index or model; None to answer here."""
+    from rag.client import DEFAULT_SERVER, Client
+
+    key = settings.server_key.get_secret_value() if settings.server_key else None
+    if args.local:
+        return None
+    named = args.server or settings.server_url
+    if named:
+        client = Client(named, key)
+        if not client.available(timeout=2.0):
+            raise InputError(f"no rag server answers at {client.base}; start `rag serve`, fix the address, or use --local")
+        return client
+    if getattr(args, "index", None) or args.backend or args.k:
+        return None
+    client = Client(DEFAULT_SERVER, key)
+    if client.available(timeout=0.3):
+        log.info("answering through the server at %s (--local answers here)", client.base)
+        return client
+    return None
+
+
+def _print_answer(result, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
     print(result.answer)

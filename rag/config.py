@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"
     )
+    server_url: str | None = Field(
+        None, description="a running `rag serve` that `rag ask` uses; unset = the default address when one answers there"
+    )
+    server_key: SecretStr | None = Field(None, description="the API key `rag ask` sends to that server")
     api_model: str = Field("rag", min_length=1, max_length=64, description="the model name the HTTP API lists and accepts")
     api_max_body_kb: int = Field(256, ge=1, le=65536, description="largest request body the HTTP API reads")
 

@@ -9,9 +9,9 @@ import httpx
 import openai
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
@@ -235,7 +235,10 @@ def test_search_returns_what_rag_search_json_returns(serve, ready_engine):
     base = serve(ScriptedChatModel())
     r = httpx.post(f"{base}/search", json={"query": "Ottawa Convention signed", "k": 3})
     assert r.status_code == 200
-    assert r.json() == {"query": "Ottawa Convention signed", "hits": [h.to_dict() for h in ready_engine.search("Ottawa Convention signed", k=3)]}
+    assert r.json() == {
+        "query": "Ottawa Convention signed",
+        "hits": [h.to_dict() for h in ready_engine.search("Ottawa Convention signed", k=3)],
+    }
     assert httpx.post(f"{base}/search", json={"query": "x", "k": 500}).status_code == 400
     assert httpx.post(f"{base}/search", json={"query": "   "}).status_code == 400
 
@@ -250,7 +253,10 @@ def test_fuzzed_requests_get_no_5xx_and_answers_on_their_schema(serve):
         operation = result.ok()
         labels.append(operation.label)
 
-        @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE) | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+        @given(
+            case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+            | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+        )
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
         def fuzz(case):
             case.call_and_validate(checks=[not_a_server_error, response_schema_conformance, content_type_conformance], timeout=60)

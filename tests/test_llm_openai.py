@@ -40,7 +40,9 @@ _SERVER = textwrap.dedent(
 def llama_server():
     """llama.cpp's OpenAI-compatible server on a free loopback port; its /v1 base URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(ensure_model()), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(ensure_model()), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120

@@ -70,7 +70,7 @@ LAYERS = [
     {"rag.llm", "rag.cite"},
     {"rag.condense", "rag.index"},
     {"rag.answer"},
-    {"rag.engine"},
+    {"rag.engine", "rag.client"},
     {"rag.cli", "rag"},
     {"rag.__main__"},
 ]

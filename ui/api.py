@@ -101,6 +101,7 @@ class CitationOut(BaseModel):
     chunk_id: str
     source: str
     title: str
+    text: str = Field(description="the cited passage")
     quote: str
     start: int
     end: int
@@ -368,7 +369,7 @@ def _extension(final: rag.Answer) -> dict:
     return {
         "answer": final.answer,
         "refused": final.refused,
-        "citations": [{k: v for k, v in c.to_dict().items() if k != "text"} for c in final.citations],
+        "citations": [c.to_dict() for c in final.citations],
         "unsupported": list(final.unsupported),
         "standalone_question": final.standalone_question,
         "kind": final.kind,
