@@ -115,6 +115,7 @@ def stream(
             yield Event("token", raw)
     else:
         parts = []
+        _prime(llm)
         chain = ANSWER | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm)
         prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
         try:
@@ -166,10 +167,24 @@ def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:
         timings["prompt_read_ms"] = round(timings.get("prompt_read_ms", 0) + chunk.response_metadata["prompt_read_ms"], 1)
 
 
+_WARM = {"passages": "[1] (Title) Text.", "question": "Why?", "shape": ""}  # a prompt holding the whole fixed prefix
+
+
 def warm_up(llm: BaseChatModel | None) -> None:
-    """Run the fixed prompt prefix once so the runtime caches it before the first real question."""
-    if llm is not None:
-        (ANSWER | llm.bind(max_tokens=1)).invoke({"passages": "[1] (Title) Text.", "question": "Why?", "shape": ""})
+    """Have the runtime hold the fixed prompt prefix before the first real question: a backend that can keep a prompt's
+    state (`prime`, the embedded one) restores it from an earlier process or reads and saves it; others read it once."""
+    if llm is None:
+        return
+    if hasattr(llm, "prime"):
+        llm.prime(ANSWER.invoke(_WARM).to_messages())
+    else:
+        (ANSWER | llm.bind(max_tokens=1)).invoke(_WARM)
+
+
+def _prime(llm: BaseChatModel) -> None:
+    """Before a question: the prefix state, for a backend that keeps one (at once when already held)."""
+    if hasattr(llm, "prime"):
+        llm.prime(ANSWER.invoke(_WARM).to_messages())
 
 
 def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:

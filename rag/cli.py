@@ -143,7 +143,18 @@ def _ask(engine, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(f"--{first['loc'][0]}: {first['msg']}") from None
+    import threading
+
+    # The model loads (and restores its saved prompt prefix) while the question is embedded and the index searched.
+    threading.Thread(target=_quietly, args=(engine.warm_up_model,), name="rag-warm-up", daemon=True).start()
     return _print_answer(engine.ask(args.question, history, params), args.json)
+
+
+def _quietly(step: Callable[[], None]) -> None:
+    try:
+        step()
+    except Exception as exc:  # the answer itself will fail with the clear error; this only ran ahead of it
+        log.debug("warm-up failed: %s", exc)
 
 
 def _server(settings: Settings, args: argparse.Namespace):

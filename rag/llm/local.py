@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import queue
@@ -18,6 +20,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
+from rag._offline import cache_dir
 from rag.config import Settings
 from rag.errors import ModelError, ModelTimeoutError
 from rag.llm.model_file import ensure_model
@@ -44,7 +47,13 @@ class _Engine:
         import xllamacpp as xlc
 
         self.name = model_path.name
+        self.identity = f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}"
+        self.states = cache_dir() / "llm-states"
+        self.states.mkdir(parents=True, exist_ok=True)
+        self.primed: set[str] = set()
+        self.priming = threading.Lock()
         self._sock_dir = tempfile.TemporaryDirectory(prefix="rag-llm-")
+        self.socket = str(Path(self._sock_dir.name) / "llm.sock")
         params = xlc.CommonParams()
         params.model.path = str(model_path)
         params.n_ctx = n_ctx
@@ -54,7 +63,9 @@ class _Engine:
         params.cpuparams.n_threads = n_threads
         params.cpuparams_batch.n_threads = n_threads
         params.verbosity = 1  # llama.cpp writes to stderr itself: errors only
-        params.hostnames = [str(Path(self._sock_dir.name) / "llm.sock")]  # the server always listens; never on TCP
+        params.hostnames = [self.socket]  # the server always listens; never on TCP
+        params.endpoint_slots = True  # saving and restoring the slot's state (see LocalChatModel.prime)
+        params.slot_save_path = f"{self.states}/"
         started = time.monotonic()
         try:
             self.server = xlc.Server(params)
@@ -62,6 +73,16 @@ class _Engine:
             self._sock_dir.cleanup()
             raise ModelError(f"could not load {model_path}: {exc}; check the file with `python -m rag.llm.model_file`") from exc
         log.info("loaded %s (n_ctx=%d, n_threads=%d) in %.1f s", model_path.name, n_ctx, n_threads, time.monotonic() - started)
+
+    def slot(self, action: str, filename: str) -> dict[str, Any]:
+        """Save or restore the one slot's state to/from `filename` in `states` (llama.cpp's /slots endpoint)."""
+        import httpx
+
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.socket), base_url="http://llm", timeout=60) as http:
+            r = http.post(f"/slots/0?action={action}", json={"filename": filename})
+        if r.status_code != 200:
+            raise ModelError(f"llama.cpp could not {action} its state {filename}: {r.text[:200]}")
+        return r.json()
 
 
 _ENGINES: dict[tuple[str, int, int], _Engine] = {}
@@ -131,6 +152,34 @@ class LocalChatModel(BaseChatModel):
         if not path.is_file():
             raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
         return _engine(path, self.n_ctx, self.n_threads)
+
+    def prime(self, messages: list[BaseMessage]) -> str:
+        """Make the runtime hold the state of reading `messages`, so later prompts that start the same way skip reading
+        that part: restored from the file an earlier process saved (milliseconds), or read once and saved for the next
+        process. Once per process; returns how: "primed" (already), "restored" or "read"."""
+        engine = self._engine()
+        request = self._request(messages, None, max_tokens=1)
+        key = hashlib.sha256(json.dumps([engine.identity, request["messages"]]).encode()).hexdigest()[:20]
+        name = f"prompt-{key}.bin"
+        with engine.priming:
+            if key in engine.primed:
+                return "primed"
+            how = "read"
+            if (engine.states / name).is_file():
+                try:
+                    engine.slot("restore", name)
+                    how = "restored"
+                except ModelError as exc:
+                    log.warning("%s; reading the prompt instead", exc)
+                    (engine.states / name).unlink(missing_ok=True)
+            for _ in _events(engine.server, request, self.timeout):  # restored: reads only the last token or so
+                pass
+            if how == "read":
+                partial = f".{name}.{os.getpid()}"
+                engine.slot("save", partial)
+                os.replace(engine.states / partial, engine.states / name)  # whole or absent for another process
+            engine.primed.add(key)
+            return how
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
         request: dict[str, Any] = {
