@@ -237,6 +237,113 @@ def bench_answers(questions: list, backend: str, work: Path) -> dict:
     }
 
 
+def bench_serving(questions: list[str], work: Path) -> dict:
+    """The embedded model served: cold `rag ask` (nothing saved, then the saved prompt prefix), `rag ask` through a
+    running server, `rag search` cold, first token and total through the API and through the chat, and requests per
+    minute through the API at concurrency 1 and 4 (one model: answers take turns)."""
+    import concurrent.futures as cf
+
+    import httpx
+    from gradio_client import Client
+
+    corpus, index = ROOT / "corpus", work / "index-real"
+    env = {**os.environ, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(index), "RAG_LLM_THREADS": "2"}
+    subprocess.run([sys.executable, "-m", "rag", "ingest"], env=env, cwd=ROOT, check=True, capture_output=True)
+    q = questions[0]
+
+    def cold(*args: str, state: Path | None = None) -> dict:
+        extra = {"RAG_LLM_STATE_DIR": str(state)} if state else {}
+        t = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-m", "rag", *args], env=env | extra, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+        )
+        wall = (time.perf_counter() - t) * 1000
+        out = json.loads(run.stdout) if "--json" in args and "ask" in args else {}
+        timings = out.get("timings", {})
+        after_first = timings.get("total_ms", 0) - timings.get("first_token_ms", 0)  # writing the rest, checking, exiting
+        return {"wall_ms": wall, "first_token_from_start_ms": wall - after_first, "prompt_tokens": timings.get("prompt_tokens")}
+
+    state = work / "llm-states"
+    out: dict = {"question": q}
+    out["ask_cold_nothing_saved"] = cold("ask", "--local", "--json", q, state=state)
+    out["ask_cold_saved_prefix"] = cold("ask", "--local", "--json", q, state=state)
+    out["search_cold"] = cold("search", "--json", q)
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port)],
+        env=env | {"RAG_UI_QUEUE_SIZE": "16", "RAG_LLM_STATE_DIR": str(state)},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{base}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("rag serve did not come up")
+            time.sleep(0.5)
+        out["ask_through_server"] = cold("ask", "--server", base, "--json", q)
+
+        def api(question: str) -> tuple[float, float]:
+            body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True}
+            t, first = time.perf_counter(), None
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as r:
+                for line in r.iter_lines():
+                    if first is None and '"content": "' in line and '"content": ""' not in line:
+                        first = time.perf_counter()
+            end = time.perf_counter()
+            return ((first or end) - t) * 1000, (end - t) * 1000
+
+        def chat(client: Client, question: str) -> tuple[float, float]:
+            t, first = time.perf_counter(), None
+            job = client.submit(question, 4, "local", api_name="/respond")
+            while not job.done():
+                outputs = job.outputs()
+                if first is None and outputs and outputs[-1][0]:
+                    first = time.perf_counter()
+                time.sleep(0.02)
+            end = time.perf_counter()
+            return ((first or end) - t) * 1000, (end - t) * 1000
+
+        api(q)  # warm: the prefix is held from here on
+        api_t = [api(x) for x in questions]
+        client = Client(base + "/", verbose=False)
+        chat_t = [chat(client, x) for x in questions]
+        for name, times in (("api", api_t), ("chat", chat_t)):
+            out[name] = {
+                "first_token_p50_ms": pct([a for a, _ in times], 50),
+                "first_token_p95_ms": pct([a for a, _ in times], 95),
+                "total_p50_ms": pct([b for _, b in times], 50),
+            }
+        for workers in (1, 4):
+            t = time.perf_counter()
+            with cf.ThreadPoolExecutor(workers) as pool:
+                list(pool.map(api, questions))
+            out[f"rpm_concurrency_{workers}"] = len(questions) / (time.perf_counter() - t) * 60
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _latency(figures: dict, n: int) -> dict:
     """p50/p95 of each timed stage that was recorded, and the share of correct answers."""
     out = {f"{stage}_p50_ms": pct(figures[f"{stage}_ms"], 50) for stage in ("evidence", "retrieve") if f"{stage}_ms" in figures}
@@ -287,6 +394,23 @@ def markdown(result: dict) -> str:
             f"| total p50 / p95 ms | {o['total_p50_ms']:.0f} / {o['total_p95_ms']:.0f} | {b['total_p50_ms']:.0f} / {b['total_p95_ms']:.0f} | {o['total_p50_ms'] / b['total_p50_ms']:.2f} |",
             f"| accuracy (key facts / refusals) | {o['accuracy']:.2f} | {b['accuracy']:.2f} | {o['accuracy'] / max(b['accuracy'], 1e-9):.2f} |",
         ]
+    v = result.get("serving")
+    if v:
+        lines += [
+            "",
+            f"Serving the embedded model ({len(v.get('questions', [])) or 'suite'} questions; first token from process start = wall time less what follows the first token):",
+            "",
+            "| | first token ms | total ms |",
+            "| --- | ---: | ---: |",
+            f"| cold `rag ask`, nothing saved | {v['ask_cold_nothing_saved']['first_token_from_start_ms']:.0f} | {v['ask_cold_nothing_saved']['wall_ms']:.0f} |",
+            f"| cold `rag ask`, saved prompt prefix | {v['ask_cold_saved_prefix']['first_token_from_start_ms']:.0f} | {v['ask_cold_saved_prefix']['wall_ms']:.0f} |",
+            f"| `rag ask` through a running server | {v['ask_through_server']['first_token_from_start_ms']:.0f} | {v['ask_through_server']['wall_ms']:.0f} |",
+            f"| cold `rag search` | – | {v['search_cold']['wall_ms']:.0f} |",
+            f"| API p50 (p95 first token) | {v['api']['first_token_p50_ms']:.0f} ({v['api']['first_token_p95_ms']:.0f}) | {v['api']['total_p50_ms']:.0f} |",
+            f"| chat p50 (p95 first token) | {v['chat']['first_token_p50_ms']:.0f} ({v['chat']['first_token_p95_ms']:.0f}) | {v['chat']['total_p50_ms']:.0f} |",
+            "",
+            f"API requests per minute: {v['rpm_concurrency_1']:.1f} at concurrency 1, {v['rpm_concurrency_4']:.1f} at concurrency 4 (one model, answers take turns).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -302,6 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--answers", type=int, default=12, metavar="N", help="suite questions for the answering benchmark (0 = skip)")
     p.add_argument("--backend", default="local", help="answering backend (default: the embedded model)")
+    p.add_argument(
+        "--serving",
+        type=int,
+        default=8,
+        metavar="N",
+        help="questions for the serving benchmark: cold and served rag ask, API, chat (0 = skip)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
     from evals.suite import DEFAULT_SUITE, load
@@ -319,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         "scales": [],
     }
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        for name in args.scales.split(","):
+        for name in filter(None, args.scales.split(",")):
             print(f"scale {name}…", file=sys.stderr, flush=True)
             result["scales"].append(bench_scale(name.strip(), Path(tmp), queries, args.backend))
             save(result, out)
@@ -332,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
             picked = [c for c in cases if not c.history]
             picked = picked[:: max(1, len(picked) // args.answers)][: args.answers]  # spread over every category
             result["answers"] = bench_answers(picked, args.backend, Path(tmp))
+            save(result, out)
+        if args.serving:
+            print("serving…", file=sys.stderr, flush=True)
+            picked = [c.question for c in cases if not c.history]
+            picked = picked[1 :: max(1, len(picked) // args.serving)][: args.serving]
+            result["serving"] = bench_serving(picked, Path(tmp)) | {"questions": picked}
     print(save(result, out))
     print(f"written to {out}", file=sys.stderr)
     return 0

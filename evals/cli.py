@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gate", action="store_true", help="exit 1 when a metric is below its threshold in evals/thresholds.json")
     p.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)")
+    p.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="ask an OpenAI-compatible chat endpoint (a served `rag serve`, or another product) instead of this process; key: RAG_SERVER_KEY",
+    )
+    p.add_argument("--endpoint-model", metavar="NAME", help="model name for --endpoint (default: the first it lists)")
     p.add_argument("--judge", metavar="URL", help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)")
     p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: the judge_api_key setting)")
     p.add_argument(
@@ -91,6 +97,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.endpoint and (args.gate or args.matrix or args.baseline):
+        parser.error("--endpoint scores what another server answers: drop --gate, --matrix and --baseline")
     if args.gate and (args.limit or args.matrix):
         parser.error("--gate compares a whole suite or subset with its thresholds: drop --limit and --matrix")
     if args.gate and not args.thresholds and any(p.resolve() != suite.DEFAULT_SUITE.resolve() for p in args.suite or []):
@@ -100,6 +108,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     overrides = _overrides(args.set, parser)
     overrides.setdefault("llm_threads", "2")  # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
+    if args.endpoint:
+        overrides["llm_backend"] = "extractive"  # no model here: the answers come from the endpoint
     settings = rag.load_settings(**overrides)
     paths = args.suite or [suite.DEFAULT_SUITE]
     cases = [c for path in paths for c in suite.load(path)]
@@ -125,6 +135,17 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.model_dump().items() if k in _RUN_SETTINGS},
         "commit": _commit(),
     }
+    endpoint = None
+    if args.endpoint:
+        key = settings.server_key.get_secret_value() if settings.server_key else None
+        endpoint = rag.Client(args.endpoint, key, model=args.endpoint_model)
+        if not endpoint.available(timeout=5):
+            print(
+                f"error: no OpenAI-compatible API answers at {endpoint.base} (GET /models); check the URL and RAG_SERVER_KEY",
+                file=sys.stderr,
+            )
+            return 2
+        meta["endpoint"] = {"url": endpoint.base, "model": endpoint.model}
     progress = sys.stderr.isatty()
     if args.matrix:
         return _matrix(engine, cases, args.matrix, run_dir, meta, progress)
@@ -139,7 +160,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         key = settings.judge_api_key or settings.openai_api_key
         judge = Judge(args.judge, args.judge_model, key.get_secret_value() if key else None)
         meta["judge"] = {"url": args.judge, "model": args.judge_model}
-    records = run.run(engine, cases, progress=progress, judge=judge)
+    records = run.run(engine, cases, progress=progress, judge=judge, endpoint=endpoint)
     summary = summarize(records, engine.settings.retrieve_k, meta)
     if args.baseline:
         from evals.comparison import run_baseline

@@ -25,8 +25,11 @@ def run(
     progress: bool = False,
     judge: Callable[..., dict] | None = None,
     label: str = "",
+    endpoint: rag.Client | None = None,
 ) -> list[dict]:
-    """Ask every case with the engine's settings and score it; an error in one case is recorded and the run goes on."""
+    """Ask every case with the engine's settings and score it; an error in one case is recorded and the run goes on.
+    With `endpoint`, the answers come from that OpenAI-compatible chat endpoint instead (another deployment or
+    product), scored the same way; retrieval figures are still the engine's own index."""
     from tqdm import tqdm
 
     k = k or engine.settings.retrieve_k
@@ -35,7 +38,7 @@ def run(
     records = []
     with tqdm(total=len(cases), disable=not progress, unit="case", desc=label or "eval", leave=False, dynamic_ncols=True) as bar:
         for case in cases:
-            records.append(_run_case(engine, case, relevant[case.key], k, judge))
+            records.append(_run_case(engine, case, relevant[case.key], k, judge, endpoint))
             bar.update(1)
     return records
 
@@ -62,7 +65,9 @@ def relevant_chunks(engine: rag.Engine, cases: list[Case]) -> dict[str, list[set
     return out
 
 
-def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, judge: Callable[..., dict] | None) -> dict:
+def _run_case(
+    engine: rag.Engine, case: Case, groups: list[set[str]], k: int, judge: Callable[..., dict] | None, endpoint: rag.Client | None = None
+) -> dict:
     record: dict[str, Any] = {
         "key": case.key,
         "suite": case.suite,
@@ -79,7 +84,10 @@ def _run_case(engine: rag.Engine, case: Case, groups: list[set[str]], k: int, ju
     passages, final = [], None
     started = time.perf_counter()
     try:
-        for event in engine.ask_stream(case.question, list(case.history), rag.QueryParams()):
+        events = (
+            endpoint.ask_stream(case.question, list(case.history)) if endpoint else engine.ask_stream(case.question, list(case.history))
+        )
+        for event in events:
             if event.kind == "evidence":
                 passages = event.data
             elif event.kind == "answer":

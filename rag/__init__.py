@@ -1,19 +1,66 @@
 """Offline question answering over a document corpus, with citations.
 
 load -> chunk -> embed -> index -> retrieve -> answer -> cite
+
+The public names load their modules on first use, so a command imports only what it needs (`rag search` never
+imports the answering chain).
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from rag._offline import set_offline_env
 
 set_offline_env()
 
-from rag.answer import Answer  # noqa: E402
-from rag.cite import Citation  # noqa: E402
-from rag.config import QueryParams, Settings, load_settings  # noqa: E402
-from rag.context import Passage  # noqa: E402
-from rag.engine import Engine  # noqa: E402
-from rag.errors import RagError  # noqa: E402
-from rag.index import IngestReport  # noqa: E402
-from rag.retrieve import Hit  # noqa: E402
+_WHERE = {
+    "Answer": "rag.answer",
+    "Citation": "rag.cite",
+    "Client": "rag.client",
+    "QueryParams": "rag.config",
+    "Settings": "rag.config",
+    "load_settings": "rag.config",
+    "Passage": "rag.context",
+    "Engine": "rag.engine",
+    "RagError": "rag.errors",
+    "IngestReport": "rag.index",
+    "Hit": "rag.retrieve",
+}
+__all__ = [
+    "Answer",
+    "Citation",
+    "Client",
+    "Engine",
+    "Hit",
+    "IngestReport",
+    "Passage",
+    "QueryParams",
+    "RagError",
+    "Settings",
+    "load_settings",
+]
+if set(__all__) != set(_WHERE):
+    raise ImportError("rag.__all__ and its lazy table disagree")
 
-__all__ = ["Answer", "Citation", "Engine", "Hit", "IngestReport", "Passage", "QueryParams", "RagError", "Settings", "load_settings"]
+if TYPE_CHECKING:
+    from rag.answer import Answer
+    from rag.cite import Citation
+    from rag.client import Client
+    from rag.config import QueryParams, Settings, load_settings
+    from rag.context import Passage
+    from rag.engine import Engine
+    from rag.errors import RagError
+    from rag.index import IngestReport
+    from rag.retrieve import Hit
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rag' has no attribute {name!r}")
+    value = getattr(import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -146,8 +146,13 @@ def _ask(engine, args: argparse.Namespace) -> int:
     import threading
 
     # The model loads (and restores its saved prompt prefix) while the question is embedded and the index searched.
-    threading.Thread(target=_quietly, args=(engine.warm_up_model,), name="rag-warm-up", daemon=True).start()
-    return _print_answer(engine.ask(args.question, history, params), args.json)
+    warm = threading.Thread(target=_quietly, args=(lambda: engine.warm_up_model(params.backend),), name="rag-warm-up")
+    warm.start()
+    try:
+        result = engine.ask(args.question, history, params)
+    finally:
+        warm.join()  # never leave the runtime loading while the process exits
+    return _print_answer(result, args.json)
 
 
 def _quietly(step: Callable[[], None]) -> None:

@@ -26,13 +26,15 @@ class Client:
     def __init__(self, url: str, key: str | None = None, model: str | None = None, timeout: float = 300.0) -> None:
         base = url.rstrip("/")
         self.base = base if base.endswith("/v1") else f"{base}/v1"
+        host = httpx.URL(self.base).host
+        self._http = {"trust_env": host not in ("127.0.0.1", "localhost", "::1")}  # no proxy for a server on this machine
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._model, self.timeout = model, timeout
 
     def available(self, timeout: float = 0.5) -> bool:
         """Whether an OpenAI-compatible API answers at this address."""
         try:
-            r = httpx.get(f"{self.base}/models", headers=self._headers, timeout=timeout)
+            r = httpx.get(f"{self.base}/models", headers=self._headers, timeout=timeout, **self._http)
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -54,7 +56,9 @@ class Client:
         started = time.perf_counter()
         words, extension, first = [], None, None
         try:
-            with httpx.stream("POST", f"{self.base}/chat/completions", json=body, headers=self._headers, timeout=self.timeout) as r:
+            with httpx.stream(
+                "POST", f"{self.base}/chat/completions", json=body, headers=self._headers, timeout=self.timeout, **self._http
+            ) as r:
                 if r.status_code != 200:
                     r.read()
                     raise self._refused(r)
@@ -93,7 +97,7 @@ class Client:
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            r = httpx.request(method, f"{self.base}{path}", headers=self._headers, timeout=self.timeout, **kw)
+            r = httpx.request(method, f"{self.base}{path}", headers=self._headers, timeout=self.timeout, **self._http, **kw)
         except httpx.HTTPError as exc:
             raise ModelError(f"could not reach the server at {self.base} ({exc}); start `rag serve`, or leave out --server") from None
         if r.status_code != 200:

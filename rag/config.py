@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(200, ge=16, le=4096)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_timeout_s: float = Field(120.0, gt=0)
+    llm_state_dir: Path | None = Field(None, description="where the embedded runtime keeps saved prompt states; unset = the user cache")
     openai_base_url: str | None = None
     openai_model: str = "default"
     openai_api_key: SecretStr | None = None

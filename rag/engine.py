@@ -135,9 +135,10 @@ class Engine:
         docs = self.retriever(k=k, mode=mode).invoke(query)
         return [retrieve.Hit.from_document(d) for d in docs]
 
-    def warm_up_model(self) -> None:
-        """Load the answering model and its cached prompt prefix (a command runs this beside retrieval)."""
-        answer.warm_up(self.llm())
+    def warm_up_model(self, backend: LLMBackend | None = None) -> None:
+        """Load the answering model of `backend` (default: settings) and its cached prompt prefix (a command runs this
+        beside retrieval)."""
+        answer.warm_up(self.llm(backend))
 
     def warm_up(self) -> None:
         """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""

@@ -51,3 +51,40 @@ def test_follow_up_is_answered_from_the_history(local_engine):
     assert "ottawa" in second.standalone_question.lower(), second.standalone_question
     assert not second.refused and "164" in second.answer
     assert any("164" in c.quote for c in second.citations)
+
+
+def test_a_later_process_restores_the_saved_prompt_prefix_instead_of_reading_it(ready_settings, tmp_path):
+    """Cold `rag ask`: the first process reads the fixed prompt prefix and saves the runtime's state; the next one
+    restores it (reading only the question and its passages) and writes the same answer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_INDEX_DIR=str(ready_settings.index_dir),
+        RAG_CORPUS_DIR=str(ready_settings.corpus_dir),
+        RAG_LLM_STATE_DIR=str(tmp_path / "states"),
+        RAG_LLM_THREADS="2",
+        HF_HUB_OFFLINE="1",
+    )
+    runs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "rag", "ask", "--local", "--json", "When was the Ottawa Convention signed?"],
+            env=env,
+            cwd=ready_settings.corpus_dir.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+    first, second = runs
+    assert len(list((tmp_path / "states").glob("prompt-*.bin"))) == 1  # saved once, by the first process
+    for run in runs:  # the question reads only its own part: the prefix is held before it (read, then restored)
+        assert run["timings"]["cached_tokens"] > 1000 and run["timings"]["prompt_tokens"] < 500, run["timings"]
+    # The first process waited for the prefix to be read (about 1,200 tokens at ~30 ms); the second restored it.
+    assert second["timings"]["first_token_ms"] < first["timings"]["first_token_ms"] / 2, (first["timings"], second["timings"])
+    assert second["answer"] == first["answer"] and not second["refused"]

@@ -265,6 +265,56 @@ def test_fuzzed_requests_get_no_5xx_and_answers_on_their_schema(serve):
     assert sorted(labels) == ["GET /v1/models", "GET /v1/models/{name}", "POST /v1/chat/completions", "POST /v1/search"]
 
 
+def test_rag_ask_answers_through_a_running_server(serve, ready_settings, monkeypatch, capsys):
+    from rag import cli
+
+    model = ScriptedChatModel()
+    server = serve(model).removesuffix("/v1")
+    assert cli.main(["ask", "--server", server, "--json", Q]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "1997" in out["answer"] and out["citations"] and out["citations"][0]["text"]
+    assert len(model.calls) == 1  # the server's model answered
+    assert out["timings"]["first_token_ms"] <= out["timings"]["total_ms"] and out["timings"]["server_total_ms"] > 0
+
+    # Found on the default address without --server; --local answers in this process instead.
+    monkeypatch.setattr("rag.client.DEFAULT_SERVER", server)
+    for name, value in {
+        "RAG_INDEX_DIR": ready_settings.index_dir,
+        "RAG_CORPUS_DIR": ready_settings.corpus_dir,
+        "RAG_LLM_BACKEND": "extractive",
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    assert cli.main(["ask", Q]) == 0 and len(model.calls) == 2
+    assert cli.main(["ask", "--local", Q]) == 0 and len(model.calls) == 2
+    assert "1997" in capsys.readouterr().out
+
+    # A named server that does not answer: one line, the fix named, nothing answered here.
+    assert cli.main(["ask", "--server", f"http://127.0.0.1:{free_port()}", Q]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no rag server answers at" in err[0] and "--local" in err[0]
+
+
+def test_rag_eval_scores_a_served_endpoint(serve, ready_settings, tmp_path, monkeypatch):
+    """`rag eval --endpoint` asks the served API instead of a model of its own, and scores what comes back."""
+    from evals import cli as eval_cli
+
+    model = ScriptedChatModel()
+    base = serve(model)
+    monkeypatch.chdir(ready_settings.corpus_dir.parent)  # source ids read "corpus/…" from here
+    out = tmp_path / "runs"
+    args = ["--endpoint", base, "--limit", "4", "--split", "test", "--out", str(out)]
+    args += ["--set", f"index_dir={ready_settings.index_dir}", "--set", f"corpus_dir={ready_settings.corpus_dir}"]
+    assert eval_cli.main(args) == 0
+    (run,) = list(out.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    records = [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
+    assert summary["run"]["endpoint"] == {"url": base, "model": "rag"}
+    assert len(records) == 4 and not any(r["error"] for r in records)
+    answered = [r for r in records if not r["refused"]]
+    assert len(model.calls) >= len(answered) > 0  # the served model wrote them
+    assert all(r["citations"] and r["timings"]["server_total_ms"] > 0 for r in answered)
+
+
 @pytest.mark.slow
 def test_the_real_model_through_the_api_streams_follows_up_and_refuses(serve, ready_settings):
     """The embedded model (llama.cpp), through the live API and the official client: a streamed answer, a follow-up

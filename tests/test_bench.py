@@ -26,7 +26,7 @@ def test_percentiles_are_the_eval_metrics_ones():
 
 
 def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
-    cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--backend", "extractive",
+    cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--serving", "0", "--backend", "extractive",
            "--out", str(tmp_path)]  # fmt: skip
     had_index = (ROOT / "index").exists()
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)

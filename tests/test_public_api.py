@@ -7,7 +7,7 @@ import rag
 
 def test_public_api_is_small_and_stable():
     assert sorted(rag.__all__) == [
-        "Answer", "Citation", "Engine", "Hit", "IngestReport", "Passage", "QueryParams", "RagError", "Settings", "load_settings",
+        "Answer", "Citation", "Client", "Engine", "Hit", "IngestReport", "Passage", "QueryParams", "RagError", "Settings", "load_settings",
     ]  # fmt: skip
     for name in rag.__all__:
         assert getattr(rag, name) is not None

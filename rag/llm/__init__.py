@@ -24,6 +24,7 @@ def _local(settings: Settings) -> BaseChatModel:
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
         timeout=settings.llm_timeout_s,
+        state_dir=str(settings.llm_state_dir) if settings.llm_state_dir else None,
         **({"n_threads": settings.llm_threads} if settings.llm_threads else {}),
     )
 

@@ -43,12 +43,12 @@ def _default_threads() -> int:
 class _Engine:
     """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix socket only."""
 
-    def __init__(self, model_path: Path, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, model_path: Path, n_ctx: int, n_threads: int, states: Path) -> None:
         import xllamacpp as xlc
 
         self.name = model_path.name
         self.identity = f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}"
-        self.states = cache_dir() / "llm-states"
+        self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
         self.primed: set[str] = set()
         self.priming = threading.Lock()
@@ -85,16 +85,16 @@ class _Engine:
         return r.json()
 
 
-_ENGINES: dict[tuple[str, int, int], _Engine] = {}
+_ENGINES: dict[tuple[str, int, int, str], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engine(model_path: Path, n_ctx: int, n_threads: int) -> _Engine:
-    key = (str(model_path.resolve()), n_ctx, n_threads)
+def _engine(model_path: Path, n_ctx: int, n_threads: int, states: Path) -> _Engine:
+    key = (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()))
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads)
+            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states)
         return engine
 
 
@@ -125,6 +125,8 @@ class LocalChatModel(BaseChatModel):
     temperature: float = _DEFAULTS["llm_temperature"].default
     max_tokens: int = _DEFAULTS["llm_max_tokens"].default
     seed: int | None = None
+    state_dir: str | None = None
+    """Where saved prompt states go (`prime`); None = `llm-states` in the user cache."""
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
@@ -151,7 +153,7 @@ class LocalChatModel(BaseChatModel):
         path = Path(self.model_path) if self.model_path else ensure_model()
         if not path.is_file():
             raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
-        return _engine(path, self.n_ctx, self.n_threads)
+        return _engine(path, self.n_ctx, self.n_threads, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states")
 
     def prime(self, messages: list[BaseMessage]) -> str:
         """Make the runtime hold the state of reading `messages`, so later prompts that start the same way skip reading
