@@ -301,7 +301,8 @@ def bench_serving(questions: list[str], work: Path) -> dict:
             end = time.perf_counter()
             return ((first or end) - t) * 1000, (end - t) * 1000
 
-        def chat(client: Client, question: str) -> tuple[float, float]:
+        def chat(question: str) -> tuple[float, float]:
+            client = Client(base + "/", verbose=False)  # a new session: a new chat, not a follow-up of the last question
             t, first = time.perf_counter(), None
             job = client.submit(question, 4, "local", api_name="/respond")
             while not job.done():
@@ -314,8 +315,7 @@ def bench_serving(questions: list[str], work: Path) -> dict:
 
         api(q)  # warm: the prefix is held from here on
         api_t = [api(x) for x in questions]
-        client = Client(base + "/", verbose=False)
-        chat_t = [chat(client, x) for x in questions]
+        chat_t = [chat(x) for x in questions]
         for name, times in (("api", api_t), ("chat", chat_t)):
             out[name] = {
                 "first_token_p50_ms": pct([a for a, _ in times], 50),

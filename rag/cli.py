@@ -119,7 +119,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "search":
         if args.k is not None and not 1 <= args.k <= 100:
             raise InputError("-k must be between 1 and 100")
-        hits = engine.search(args.query, k=args.k)
+        import threading
+
+        # The query encoder loads while the index opens; the search then embeds with it.
+        warm = threading.Thread(target=_quietly, args=(lambda: engine.embedder.embed_query(args.query),), name="rag-warm-up")
+        warm.start()
+        try:
+            hits = engine.search(args.query, k=args.k)
+        finally:
+            warm.join()
         if args.json:
             print(json.dumps({"query": args.query, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
         else:

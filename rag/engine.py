@@ -7,17 +7,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
-
-from rag import answer, cite, condense, context, embed, index, lexical, load, retrieve, store
+from rag import embed, lexical, retrieve, store
 from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
 from rag.errors import InputError
 from rag.llm import make_chat_model
 from rag.text import normalize
+
+if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag search` never imports them
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+
+    from rag import answer, condense, index
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class Engine:
     ) -> Iterator[answer.Event]:
         """Stream one answer: an `evidence` event, `token` events, then the checked `answer`. The question and the
         conversation come from clients: they are normalised and bounded before any model work."""
+        from rag import answer
+
         question, history = self.check_input(question, history or [])
         params = params or QueryParams()
         yield from answer.stream(
@@ -138,10 +143,14 @@ class Engine:
     def warm_up_model(self, backend: LLMBackend | None = None) -> None:
         """Load the answering model of `backend` (default: settings) and its cached prompt prefix (a command runs this
         beside retrieval)."""
+        from rag import answer
+
         answer.warm_up(self.llm(backend))
 
     def warm_up(self) -> None:
         """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
+        from rag import answer
+
         self.embedder.embed_query("warm up")
         _ = self.lexical
         answer.warm_up(self.llm())
@@ -151,6 +160,8 @@ class Engine:
         return self.catalog.manifest() is not None
 
     def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
+        from rag import index
+
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
         for cached in ("store", "lexical"):  # the live collection or its chunks may have changed
             self.__dict__.pop(cached, None)
@@ -160,6 +171,8 @@ class Engine:
         """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use), as an
         answer to `question`."""
         from langchain_core.documents import Document as LCDocument
+
+        from rag import cite, context
 
         shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
         return bool(cite.check(f"{claim} [1]", [shown], self.embedder, question).citations)
@@ -171,6 +184,8 @@ class Engine:
 
     def document_text(self, source: str) -> str:
         """The whole text of an indexed document as ingestion read it (chunk offsets point into it)."""
+        from rag import load
+
         return load.load(Path(source), source=source, timeout=self.settings.parse_timeout_s).text
 
     def documents(self) -> list[dict]:
@@ -184,10 +199,16 @@ class Engine:
             entry["indexed_at"] = datetime.fromtimestamp(stamps.get(src, 0), UTC).isoformat(timespec="seconds")
         return sorted(docs.values(), key=lambda d: d["source"])
 
-    supported_types = tuple(sorted(load.SUPPORTED_EXTS))
+    @property
+    def supported_types(self) -> tuple[str, ...]:
+        from rag import load
+
+        return tuple(sorted(load.SUPPORTED_EXTS))
 
     def add_file(self, name: str, data: bytes) -> index.IngestReport:
         """Save an uploaded file into the corpus and index it."""
+        from rag import load
+
         target = self._corpus_path(name)
         if Path(name).suffix.lower() not in load.SUPPORTED_EXTS:
             raise InputError(f"cannot index {Path(name).name}: supported types are {', '.join(sorted(load.SUPPORTED_EXTS))}")
@@ -209,6 +230,8 @@ class Engine:
         return self.ingest()
 
     def _corpus_path(self, name: str) -> Path:
+        from rag import load
+
         clean = Path(name).name
         if not clean or clean.startswith(".") or clean.endswith(load.SIDECAR_SUFFIX):
             raise InputError(f"{name!r} is not an acceptable file name")

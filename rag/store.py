@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,15 +25,25 @@ class Store:
     (`vectorstore`, for LangChain's incremental `index()`), and the SQL record manager of what was written."""
 
     def __init__(self, settings: Settings, embedder: Embeddings | None, name: str) -> None:
+        self.name = name
+        self._settings, self._embedder = settings, embedder
+        self.client = _client(settings)
+        # Created here when missing, as LangChain's Chroma would; the LangChain wrappers load only for writing.
+        self.collection = self.client.get_or_create_collection(name=name, embedding_function=None, configuration=_SPACE)
+
+    @cached_property
+    def vectorstore(self) -> Any:
         from langchain_chroma import Chroma
+
+        return Chroma(collection_name=self.name, embedding_function=self._embedder, client=self.client, collection_configuration=_SPACE)
+
+    @cached_property
+    def records(self) -> Any:
         from langchain_classic.indexes import SQLRecordManager
 
-        self.name = name
-        self.client = _client(settings)
-        self.vectorstore = Chroma(collection_name=name, embedding_function=embedder, client=self.client, collection_configuration=_SPACE)
-        self.collection = self.client.get_collection(name)
-        self.records = SQLRecordManager(f"chroma/{name}", db_url=settings.record_url)
-        self.records.create_schema()
+        records = SQLRecordManager(f"chroma/{self.name}", db_url=self._settings.record_url)
+        records.create_schema()
+        return records
 
     # -- reading -------------------------------------------------------------------------------
     def count(self) -> int:
