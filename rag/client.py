@@ -46,13 +46,13 @@ class Client:
             self._model = data[0].get("id") or "default"
         return self._model
 
-    def ask_stream(self, question: str, history: list[tuple[str, str]] | None = None) -> Iterator[Event]:
+    def ask_stream(self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None) -> Iterator[Event]:
         """`token` events as the server streams them, then the `answer` (timings measured here, as a user waits)."""
         messages: list[dict[str, str]] = []
         for user, reply in history or []:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         messages.append({"role": "user", "content": question})
-        body = {"model": self.model, "messages": messages, "stream": True}
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True} | ({"sources": list(sources)} if sources else {})
         started = time.perf_counter()
         words, extension, first = [], None, None
         try:
@@ -83,16 +83,16 @@ class Client:
         timings = {"first_token_ms": round(((first or ended) - started) * 1000, 1), "total_ms": round((ended - started) * 1000, 1)}
         yield Event("answer", _answer(question, "".join(words), extension, timings))
 
-    def ask(self, question: str, history: list[tuple[str, str]] | None = None) -> Answer:
+    def ask(self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None) -> Answer:
         final = None
-        for event in self.ask_stream(question, history):
+        for event in self.ask_stream(question, history, sources):
             if event.kind == "answer":
                 final = event.data
         assert final is not None
         return final
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        body: dict[str, Any] = {"query": query} | ({"k": k} if k else {})
+    def search(self, query: str, k: int | None = None, sources: list[str] | None = None) -> list[Hit]:
+        body: dict[str, Any] = {"query": query} | ({"k": k} if k else {}) | ({"sources": list(sources)} if sources else {})
         return [Hit(**h) for h in self._call("POST", "/search", json=body).json()["hits"]]
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:

@@ -159,6 +159,7 @@ class QueryParams(BaseModel):
     k: int | None = Field(None, ge=1, le=10)
     backend: LLMBackend | None = None
     mode: RetrieveMode | None = None
+    sources: tuple[str, ...] | None = Field(None, max_length=100, description="answer only from these documents")
 
 
 def load_settings(**overrides: Any) -> Settings:

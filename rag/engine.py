@@ -68,10 +68,13 @@ class Engine:
         """The saved BM25 index when it matches the manifest; otherwise one built in memory from the store."""
         return self.catalog.lexical(self.store)
 
-    def retriever(self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None) -> retrieve.HybridRetriever:
-        """The retriever passed in, or the hybrid one over this index; unset arguments come from the settings."""
+    def retriever(
+        self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None, sources: tuple[str, ...] | None = None
+    ) -> retrieve.HybridRetriever:
+        """The retriever passed in, or the hybrid one over this index; unset arguments come from the settings;
+        `sources` (checked with `check_sources`) keeps it to those documents."""
         if self._retriever is not None:
-            return self._retriever
+            return self._retriever.model_copy(update={"sources": sources}) if sources else self._retriever
         s = self.settings
         k, mode = k or s.retrieve_k, mode or s.retrieve_mode
         return retrieve.HybridRetriever(
@@ -83,6 +86,7 @@ class Engine:
             rrf_k=s.rrf_k,
             mode=mode,
             mmr=s.retrieve_mmr if mmr is None else mmr,
+            sources=sources or None,
         )
 
     def llm(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
@@ -102,10 +106,11 @@ class Engine:
 
         question, history = self.check_input(question, history or [])
         params = params or QueryParams()
+        sources = self.check_sources(params.sources)
         yield from answer.stream(
             question,
             history,
-            retriever=self.retriever(k=params.k, mode=params.mode),
+            retriever=self.retriever(k=params.k, mode=params.mode, sources=sources),
             embedder=self.embedder,
             llm=self.llm(params.backend),
             settings=self.settings,
@@ -136,8 +141,31 @@ class Engine:
         assert final is not None
         return final
 
-    def search(self, query: str, k: int | None = None, mode: RetrieveMode | None = None) -> list[retrieve.Hit]:
-        docs = self.retriever(k=k, mode=mode).invoke(query)
+    def check_sources(self, names: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
+        """The indexed documents `names` point at (a source as `rag search` shows it, or a unique file name), or
+        InputError naming the one that is not indexed; None or empty = every document."""
+        if not names:
+            return None
+        known = sorted(self.store.sources())
+        by_name: dict[str, list[str]] = {}
+        for src in known:
+            by_name.setdefault(Path(src).name, []).append(src)
+        out = []
+        for name in names:
+            name = name.strip()
+            found = [name] if name in known else by_name.get(name, [])
+            if len(found) != 1:
+                shown = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+                why = "names several documents" if found else "is not an indexed document"
+                raise InputError(f"{name!r} {why}; give one of: {shown}")
+            out.append(found[0])
+        return tuple(dict.fromkeys(out))
+
+    def search(
+        self, query: str, k: int | None = None, mode: RetrieveMode | None = None, sources: tuple[str, ...] | list[str] | None = None
+    ) -> list[retrieve.Hit]:
+        """The top chunks for `query` (only of `sources` when given)."""
+        docs = self.retriever(k=k, mode=mode, sources=self.check_sources(sources)).invoke(query)
         return [retrieve.Hit.from_document(d) for d in docs]
 
     def warm_up_model(self, backend: LLMBackend | None = None) -> None:

@@ -59,10 +59,17 @@ class LexicalIndex:
             return None
         return cls(meta["ids"], bm25, meta["stamp"])
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """(chunk id, BM25 score) for chunks sharing a term with the query, best first."""
+    def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) for chunks sharing a term with the query, best first; only the ids in `allowed` when
+        given (the others are masked out before ranking, so a filter never empties the top k)."""
         tokens = [t for t in tokenize(query) if t in self.bm25.vocab_dict] if self.ids else []
-        if not tokens:
+        if not tokens or allowed is not None and not allowed:
             return []
-        docs, scores = self.bm25.retrieve([tokens], k=min(k, len(self.ids)), show_progress=False, n_threads=1)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        mask = None
+        if allowed is not None:
+            import numpy as np
+
+            mask = np.fromiter((i in allowed for i in self.ids), dtype=np.float32, count=len(self.ids))
+        docs, scores = self.bm25.retrieve([tokens], k=min(k, len(self.ids)), show_progress=False, n_threads=1, weight_mask=mask)
+        hits = [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return [h for h in hits if h[0] in allowed] if allowed is not None else hits

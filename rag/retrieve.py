@@ -70,6 +70,8 @@ class HybridRetriever(BaseRetriever):
     mode: RetrieveMode
     mmr: bool = False
     mmr_lambda: float = 0.7
+    sources: tuple[str, ...] | None = None
+    """Only chunks of these documents (dense and lexical search both); None = every document."""
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
         return self.retrieve(query)
@@ -92,14 +94,16 @@ class HybridRetriever(BaseRetriever):
         dense_scores: dict[str, float] = {}
         lexical_scores: dict[str, float] = {}
         need_vector = self.mode in ("hybrid", "dense") or self.mmr
+        where = {"source": {"$in": list(self.sources)}} if self.sources else None
+        allowed = {d.id for d in self.store.get(where=where, with_text=False)} if self.sources else None
         vectors = [self.embedder.embed_query(q) if v is None and need_vector else v for q, v in zip(queries, vectors, strict=True)]
         for query, vector in zip(queries, vectors, strict=True):
             if self.mode in ("hybrid", "dense"):
-                dense = self.store.search(list(vector), self.candidates)
+                dense = self.store.search(list(vector), self.candidates, where=where)
                 rankings.append([i for i, _ in dense])
                 dense_scores = dict(dense) | dense_scores  # the first query's score wins
             if self.mode in ("hybrid", "lexical") and self.lexical is not None:
-                lexical = self.lexical.search(query, self.candidates)
+                lexical = self.lexical.search(query, self.candidates, allowed=allowed)
                 rankings.append([i for i, _ in lexical])
                 lexical_scores = dict(lexical) | lexical_scores
         fused = rrf(rankings, self.rrf_k)

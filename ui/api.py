@@ -87,6 +87,9 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     n: int | None = None
+    sources: list[str] | None = Field(
+        None, max_length=100, description="extension: answer only from these documents (sources as /v1/search gives them)"
+    )
 
 
 class SearchRequest(BaseModel):
@@ -94,6 +97,7 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1)
     k: int | None = Field(None, ge=1, le=20)
     mode: Literal["hybrid", "dense", "lexical"] | None = None
+    sources: list[str] | None = Field(None, max_length=100, description="only chunks of these documents")
 
 
 class CitationOut(BaseModel):
@@ -247,7 +251,10 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
             raise ApiError(400, "the query is empty; send words to search for", param="query")
         if len(query) > s.max_question_chars:
             raise ApiError(400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query")
-        hits = engine.search(query, k=body.k, mode=body.mode)
+        try:
+            hits = engine.search(query, k=body.k, mode=body.mode, sources=body.sources)
+        except rag.RagError as exc:
+            raise ApiError(400, str(exc), param="sources") from None
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
     @app.post(
@@ -267,10 +274,14 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         except rag.RagError as exc:
             raise ApiError(400, str(exc), param="messages") from None
         try:
+            sources = engine.check_sources(body.sources)
+        except rag.RagError as exc:
+            raise ApiError(400, str(exc), param="sources") from None
+        try:
             ticket = await anyio.to_thread.run_sync(lanes.acquire, _WAIT_S)
         except Busy as exc:
             raise ApiError(503, str(exc), type="server_error", code="busy") from None
-        answer = _Answering(engine, question, history, ticket, asyncio.get_running_loop())
+        answer = _Answering(engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop())
         if not body.stream:
             try:
                 final = await answer.result()
@@ -325,7 +336,9 @@ class _Answering:
     """One answer generated on a worker thread, its events handed to the event loop; `stop` ends it early (the
     client went away): the model stops at its next token and the lane is given back."""
 
-    def __init__(self, engine: rag.Engine, question: str, history: list, ticket, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, engine: rag.Engine, question: str, history: list, params: rag.QueryParams, ticket, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._events: asyncio.Queue = asyncio.Queue()
         self._stop = threading.Event()
         self._loop = loop
@@ -333,7 +346,7 @@ class _Answering:
         def work() -> None:
             events: Iterator | None = None
             try:
-                events = engine.ask_stream(question, history)
+                events = engine.ask_stream(question, history, params)
                 for event in events:
                     if self._stop.is_set():
                         break

@@ -52,6 +52,14 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
             sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
             k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
             backend = gr.Dropdown(list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False)
+            only = gr.Dropdown(
+                [(d["title"] or d["source"], d["source"]) for d in docs],
+                value=[],
+                multiselect=True,
+                label="Only these documents (none chosen: all)",
+                elem_id="only-docs",
+                render=False,
+            )
             with gr.Row():
                 with gr.Column(scale=3):
                     chatbot = plain_user_turns(
@@ -60,7 +68,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
                     gr.ChatInterface(
                         functools.partial(respond, engine=engine, lanes=lanes),
                         chatbot=chatbot,
-                        additional_inputs=[k, backend],
+                        additional_inputs=[k, backend, only],
                         additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
                         additional_outputs=[sources],
                         examples=[[q] for q in _examples(docs)] or None,

@@ -23,14 +23,17 @@ def respond(
     history: list[dict],
     k: int | None = None,
     backend: str | None = None,
+    sources: list[str] | None = None,
     *,
     engine: rag.Engine,
     lanes: Lanes | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer."""
+    """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer; with
+    `sources` chosen, only those documents are searched."""
     try:
         valid = backend in rag.Settings.choices("llm_backend")
-        params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None)
+        chosen = tuple(x for x in sources or [] if isinstance(x, str)) or None
+        params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None, sources=chosen)
         with lanes.lane() if lanes else nullcontext():
             yield from _answer(engine, message, history, params)
     except Busy as exc:
