@@ -30,11 +30,9 @@ def test_bm25_ranks_only_the_allowed_chunks():
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
 def test_retrieval_sees_only_the_chosen_documents(ready_engine, mode):
     everything = ready_engine.search(Q, k=6, mode=mode)
-    assert everything[0].source == EXPERTS and {h.source for h in everything} == {EXPERTS, BALTIC}
-    only = ready_engine.search(Q, k=6, mode=mode, sources=[BALTIC])
-    assert only and {h.source for h in only} == {BALTIC}
-    if mode != "dense":
-        assert any(h.text and "Finland" in h.text for h in only)  # BM25 still finds the other document's matches
+    other = BALTIC if everything[0].source == EXPERTS else EXPERTS  # not the best-ranked document: the filter must bite
+    only = ready_engine.search(Q, k=6, mode=mode, sources=[other])
+    assert len(only) >= 3 and {h.source for h in only} == {other}  # the chosen document's best, not what is left over
     assert ready_engine.search(Q, k=6, mode=mode, sources=[EXPERTS, BALTIC]) == everything
 
 
@@ -56,10 +54,9 @@ def test_an_answer_from_chosen_documents_cites_only_them(ready_settings, embedde
         engine.ask(Q, [], rag.QueryParams(sources=("nope.md",)))
     # The chat's handler passes the picker's choice through.
     titles = {d["source"]: d["title"] for d in engine.documents()}
-    html = list(respond(Q, [], 4, "local", [BALTIC], engine=engine))[-1][1]
-    assert titles[BALTIC] in html and titles[EXPERTS] not in html
-    html = list(respond(Q, [], 4, "local", [], engine=engine))[-1][1]  # nothing chosen: every document
-    assert titles[EXPERTS] in html
+    for chosen, left_out in ((BALTIC, EXPERTS), (EXPERTS, BALTIC)):
+        html = list(respond(Q, [], 4, "local", [chosen], engine=engine))[-1][1]
+        assert titles[chosen] in html and titles[left_out] not in html
 
 
 def test_cli_search_and_ask_take_source(ready_settings, monkeypatch, capsys):
