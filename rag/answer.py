@@ -45,6 +45,7 @@ class Answer:
     raw: str = ""
     checked: list[tuple[str, bool]] = field(default_factory=list)  # every sentence the model wrote, and whether it stands
     kind: str = "fact"  # how the question was read: fact, yes_no, why, compare or multi_part
+    support: str = ""  # how strong the evidence is, in words (`strength`); empty for a refusal
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,9 +144,32 @@ def stream(
     yield Event(
         "answer",
         Answer(
-            question, standalone, checked.text, False, checked.citations, timings, checked.unsupported, raw, checked.parts, reading.kind
+            question,
+            standalone,
+            checked.text,
+            False,
+            checked.citations,
+            timings,
+            checked.unsupported,
+            raw,
+            checked.parts,
+            reading.kind,
+            strength(checked.parts, evidence),
         ),
     )
+
+
+WELL, PARTLY, WEAK = "well supported", "partly supported", "weak evidence"
+
+
+def strength(parts: list[tuple[str, bool]], evidence: context.Evidence) -> str:
+    """A coarse label from the citation check, never a raw score: every sentence standing on evidence close to the
+    question is well supported; a sentence removed makes it partly supported; most sentences removed, or no retrieved
+    sentence close in meaning to the question, is weak evidence."""
+    kept = sum(1 for _, ok in parts if ok)
+    if not parts or evidence.weak or 2 * kept < len(parts):
+        return WEAK
+    return PARTLY if kept < len(parts) else WELL
 
 
 def looks_like_refusal(text: str) -> bool:
@@ -212,4 +236,4 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "REFUSAL", "extractive", "looks_like_refusal", "stream"]
+__all__ = ["Answer", "Event", "REFUSAL", "extractive", "looks_like_refusal", "strength", "stream"]

@@ -132,4 +132,5 @@ def _answer(question: str, text: str, extension: dict | None, timings: dict[str,
         list(extension.get("unsupported") or []),
         raw=text,
         kind=extension.get("kind") or "fact",
+        support=extension.get("support") or "",
     )

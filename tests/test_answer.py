@@ -249,3 +249,26 @@ def test_the_runtime_prompt_figures_are_kept_with_the_timings(ready_engine):
     assert (final.timings["prompt_tokens"], final.timings["cached_tokens"], final.timings["prompt_read_ms"]) == (120, 900, 3000.0)
     _, plain = ask(ready_engine, Q, ["The Ottawa Convention was signed in 1997 [1]."])  # a model that reports none
     assert "prompt_tokens" not in plain[-1].data.timings
+
+
+def test_the_evidence_label_follows_the_citation_check():
+    from rag.answer import PARTLY, WEAK, WELL, strength
+    from rag.context import Evidence
+
+    close, far = Evidence(best_similarity=0.7, term_coverage=0.8), Evidence(best_similarity=0.2, term_coverage=0.5)
+    assert strength([("a", True), ("b", True)], close) == WELL
+    assert strength([("a", True), ("b", False), ("c", True)], close) == PARTLY
+    assert strength([("a", True), ("b", False), ("c", False)], close) == WEAK  # most of it removed
+    assert strength([("a", True)], far) == WEAK  # nothing retrieved close in meaning to the question
+
+
+def test_answers_carry_their_evidence_label(ready_engine):
+    from rag.answer import PARTLY, WELL
+
+    _, events = ask(ready_engine, Q, ["The Ottawa Convention was signed in 1997 [1]."])
+    assert events[-1].data.support == WELL
+    reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
+    _, events = ask(ready_engine, Q, [reply])
+    assert events[-1].data.support == PARTLY and events[-1].data.to_dict()["support"] == PARTLY
+    _, events = ask(ready_engine, "What is the capital of Australia?", ["NOT FOUND"])
+    assert events[-1].data.refused and events[-1].data.support == ""

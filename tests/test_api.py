@@ -77,7 +77,7 @@ def test_the_openai_client_gets_the_checked_answer_streamed_and_not(serve, ready
     assert reply.choices[0].message.content == ext["answer"]
     assert [c["n"] for c in ext["citations"]] == [1] and "[1]" in ext["answer"]
     _quotes_hold(ready_settings, ext["citations"])
-    assert ext["timings"]["total_ms"] > 0 and reply.choices[0].finish_reason == "stop"
+    assert ext["timings"]["total_ms"] > 0 and reply.choices[0].finish_reason == "stop" and ext["support"] == "well supported"
 
     stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": Q}], stream=True)
     chunks = list(stream)

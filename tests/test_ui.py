@@ -30,7 +30,7 @@ def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
     assert len(growing) > 3 and all(a and b.startswith(a.rstrip()) for a, b in zip(growing, growing[1:], strict=False))
     final_text, final_sources = outputs[-1]
     assert final_text.endswith("[1].")
-    assert "<mark>" in final_sources and "id='source-1'" in final_sources and "<h3>Sources</h3>" in final_sources
+    assert "<mark>" in final_sources and "id='source-1'" in final_sources and "<h3>Sources · well supported</h3>" in final_sources
 
 
 def test_respond_refuses_out_of_corpus_and_reports_errors_in_one_line(scripted_engine):
@@ -61,6 +61,7 @@ def test_a_sentence_the_check_removed_is_shown_struck_through_in_its_place(ready
     first, struck, last = final.split(" ~~")[0], final.split("~~")[1], final.split("*")[-1]
     assert "1997" in first and struck == "It was signed by 300 countries." and "anti-personnel" in last
     assert f"*{render.REMOVED_NOTE}*" in final and final.index("1997") < final.index("300") < final.index("anti-personnel")
+    assert "<h3>Sources · partly supported</h3>" in outputs[-1][1]  # the evidence label, from the same check
     # the conversation carries the answer forward without what was removed
     history = [{"role": "user", "content": Q}, {"role": "assistant", "content": final}]
     assert "300" not in pairs(history)[0][1] and "1997" in pairs(history)[0][1] and "anti-personnel" in pairs(history)[0][1]

@@ -120,6 +120,7 @@ class RagExtension(BaseModel):
     unsupported: list[str] = Field(description="sentences the model wrote that the citation check removed")
     standalone_question: str
     kind: str
+    support: str = Field(description="well supported, partly supported or weak evidence (from the citation check); empty for a refusal")
     timings: dict[str, float]
 
 
@@ -386,6 +387,7 @@ def _extension(final: rag.Answer) -> dict:
         "unsupported": list(final.unsupported),
         "standalone_question": final.standalone_question,
         "kind": final.kind,
+        "support": final.support,
         "timings": final.timings,
     }
 

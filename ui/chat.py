@@ -60,7 +60,8 @@ def _answer(engine: rag.Engine, message: str, history: list[dict], params: rag.Q
             final: rag.Answer = event.data
             remember(final)
             cited = [] if final.refused else [_cited(c) for c in final.citations]
-            yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, "Sources")
+            heading = f"Sources · {final.support}" if final.support and not final.refused else "Sources"
+            yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, heading)
 
 
 def pairs(history: list[dict]) -> list[tuple[str, str]]:
