@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ class _Engine:
         import xllamacpp as xlc
 
         self.name = model_path.name
-        self.identity = f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}"
+        # What a saved state depends on: the model file, the context size and the runtime's own state format.
+        self.identity = f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}"
         self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
         self.primed: set[str] = set()
