@@ -200,7 +200,7 @@ def warm_up(llm: BaseChatModel | None) -> None:
     if llm is None:
         return
     if hasattr(llm, "prime"):
-        llm.prime(ANSWER.invoke(_WARM).to_messages())
+        _prime(llm)
     else:
         (ANSWER | llm.bind(max_tokens=1)).invoke(_WARM)
 
@@ -209,6 +209,16 @@ def _prime(llm: BaseChatModel) -> None:
     """Before a question: the prefix state, for a backend that keeps one (at once when already held)."""
     if hasattr(llm, "prime"):
         llm.prime(ANSWER.invoke(_WARM).to_messages())
+
+
+def final(events: Iterator[Event]) -> Answer:
+    """The answer a stream of events ends with (its evidence and tokens consumed)."""
+    last = None
+    for event in events:
+        if event.kind == "answer":
+            last = event.data
+    assert last is not None
+    return last
 
 
 def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
@@ -236,4 +246,4 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "REFUSAL", "extractive", "looks_like_refusal", "strength", "stream"]
+__all__ = ["Answer", "Event", "REFUSAL", "extractive", "final", "looks_like_refusal", "strength", "stream"]

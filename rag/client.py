@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from rag.answer import Answer, Event, looks_like_refusal
+from rag.answer import Answer, Event, final, looks_like_refusal
 from rag.cite import Citation
 from rag.errors import InputError, ModelError, RagError
 from rag.retrieve import Hit
@@ -84,12 +84,7 @@ class Client:
         yield Event("answer", _answer(question, "".join(words), extension, timings))
 
     def ask(self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None) -> Answer:
-        final = None
-        for event in self.ask_stream(question, history, sources):
-            if event.kind == "answer":
-                final = event.data
-        assert final is not None
-        return final
+        return final(self.ask_stream(question, history, sources))
 
     def search(self, query: str, k: int | None = None, sources: list[str] | None = None) -> list[Hit]:
         body: dict[str, Any] = {"query": query} | ({"k": k} if k else {}) | ({"sources": list(sources)} if sources else {})

@@ -134,12 +134,9 @@ class Engine:
         return question, turns
 
     def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
-        final = None
-        for event in self.ask_stream(question, history, params):
-            if event.kind == "answer":
-                final = event.data
-        assert final is not None
-        return final
+        from rag import answer
+
+        return answer.final(self.ask_stream(question, history, params))
 
     def check_sources(self, names: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
         """The indexed documents `names` point at (a source as `rag search` shows it, or a unique file name), or

@@ -13,7 +13,7 @@ import rag
 from rag.errors import ModelError
 from rag.llm.model_file import ensure_model
 
-from .conftest import free_port
+from .conftest import free_port, stop
 
 pytestmark = pytest.mark.slow
 Q = "When was the Ottawa Convention signed?"
@@ -57,11 +57,7 @@ def llama_server():
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def _engine(ready_settings, embedder, url, **overrides):

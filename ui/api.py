@@ -100,23 +100,12 @@ class SearchRequest(BaseModel):
     sources: list[str] | None = Field(None, max_length=100, description="only chunks of these documents")
 
 
-class CitationOut(BaseModel):
-    n: int
-    chunk_id: str
-    source: str
-    title: str
-    text: str = Field(description="the cited passage")
-    quote: str
-    start: int
-    end: int
-
-
 class RagExtension(BaseModel):
     """The checked answer and what it rests on."""
 
     answer: str
     refused: bool
-    citations: list[CitationOut]
+    citations: list[rag.Citation]
     unsupported: list[str] = Field(description="sentences the model wrote that the citation check removed")
     standalone_question: str
     kind: str
@@ -156,19 +145,9 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class HitOut(BaseModel):
-    chunk_id: str
-    source: str
-    title: str
-    score: float | None
-    text: str
-    start: int
-    end: int
-
-
 class SearchResponse(BaseModel):
     query: str
-    hits: list[HitOut]
+    hits: list[rag.Hit]
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -45,11 +45,6 @@ class Lanes:
         finally:
             ticket.release()
 
-    def state(self) -> dict[str, int]:
-        """Lanes in use and requests waiting (for tests and logs)."""
-        with self._lock:
-            return {"busy": self.limit - self._free._value, "waiting": self._queued}  # noqa: SLF001 (a semaphore's count)
-
 
 class Ticket:
     """One lane held; `release` gives it back once, whichever thread calls it."""
