@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m rag.llm.model_file
+	$(PY) -m compileall -q rag ui evals >/dev/null  # the sandbox sets PYTHONDONTWRITEBYTECODE: a cold `rag search` compiled ours every time
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned packages (quick when nothing changed)

@@ -87,6 +87,18 @@ class SentenceTransformerEmbedder(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
 
+    def query_encoder_cached(self) -> bool:
+        """Whether queries will run on an already cached ONNX copy (loading it needs no PyTorch, and is safe beside
+        other work); it imports that copy's runtime first."""
+        if self._onnx is not _UNBUILT:
+            return self._onnx is not None
+        from rag import onnx_query
+
+        if not onnx_query.is_cached(_resolve(self.model_name)):
+            return False
+        onnx_query.import_runtime()
+        return True
+
     def _onnx_encoder(self) -> Any:
         """The cached copy if there is one (no PyTorch needed), else one exported from the PyTorch model; made on
         first use, so processes that only embed large sets (ingestion) never pay for it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
@@ -74,7 +75,7 @@ class Engine:
         """The retriever passed in, or the hybrid one over this index; unset arguments come from the settings;
         `sources` (checked with `check_sources`) keeps it to those documents."""
         if self._retriever is not None:
-            return self._retriever.model_copy(update={"sources": sources}) if sources else self._retriever
+            return self._retriever.only(sources) if sources else self._retriever
         s = self.settings
         k, mode = k or s.retrieve_k, mode or s.retrieve_mode
         return retrieve.HybridRetriever(
@@ -164,6 +165,25 @@ class Engine:
         """The top chunks for `query` (only of `sources` when given)."""
         docs = self.retriever(k=k, mode=mode, sources=self.check_sources(sources)).invoke(query)
         return [retrieve.Hit.from_document(d) for d in docs]
+
+    def open_for_search(self) -> None:
+        """Open the index and load the query encoder, side by side when the encoder is a cached ONNX copy (a cold
+        `rag search` measured ~0.4 s sooner); otherwise the encoder first (its session starts slower once the Chroma
+        client runs, and PyTorch is not imported beside other modules). Nothing happens without an index."""
+        if not self.has_index():
+            return
+        cached = getattr(self.embedder, "query_encoder_cached", None)
+        loading = None
+        if cached is not None and cached():
+            loading = threading.Thread(target=self.embedder.embed_query, args=("warm up",), name="query-encoder", daemon=True)
+            loading.start()
+        else:
+            self.embedder.embed_query("warm up")
+        try:
+            _ = self.lexical  # opens the store too
+        finally:
+            if loading is not None:
+                loading.join()
 
     def warm_up_model(self, backend: LLMBackend | None = None) -> None:
         """Load the answering model of `backend` (default: settings) and its cached prompt prefix (a command runs this

@@ -83,6 +83,18 @@ def open_cached(model_dir: Path) -> OnnxEncoder | None:
     return encoder
 
 
+def is_cached(model_dir: Path) -> bool:
+    """Whether a checked copy of the model in `model_dir` is cached (`open_cached` would not need PyTorch)."""
+    return _cached_path(model_dir).with_suffix(".json").is_file()
+
+
+def import_runtime() -> None:
+    """Import what `open_cached` imports, so another thread can open a copy while this one imports other modules
+    (two threads importing the same extension module at once crashed)."""
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
+
+
 def build(model: Any, model_dir: Path) -> OnnxEncoder | None:
     """Export the loaded SentenceTransformer (once), check the copy against it and cache it; None when it cannot
     stand in for PyTorch."""

@@ -123,3 +123,21 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
         assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: --history {history}:") and "[user, assistant] pairs" in lines[0], lines
+
+
+def test_search_into_a_reader_that_left_is_quiet(ready_settings, offline_env):
+    """`rag search ... | head`: the reader closing the pipe is no error of ours (before: a BrokenPipeError traceback)."""
+    env = {**offline_env, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
+    env = {k: v for k, v in env.items() if k not in ("XDG_CACHE_HOME", "HF_HOME")}  # the ONNX copy already made
+    for extra in ([], ["--json"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag", "search", QUESTION, *extra],
+            env=env,
+            cwd=ready_settings.corpus_dir.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        proc.stdout.close()  # gone before the first hit is written
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "Error" not in err, err

@@ -97,3 +97,48 @@ def test_dense_top_k_equals_brute_force_cosine(settings):
         exact = [ids[i] for i in np.argsort(-(matrix @ np.array(embedder.embed_query(q))))[:10]]
         assert [i for i, _ in store.search(embedder.embed_query(q), 10)] == exact
         assert [h.chunk_id for h in engine.search(q, k=10, mode="dense")] == exact
+
+
+class _Watched:
+    """The real embedder, noting which thread loads it and whether the index was open by then."""
+
+    def __init__(self, inner, cached: bool, engine_box: list) -> None:
+        self.inner, self.cached, self.engine_box, self.calls = inner, cached, engine_box, []
+
+    def query_encoder_cached(self) -> bool:
+        return self.cached
+
+    def embed_query(self, text: str):
+        import threading
+
+        self.calls.append((threading.current_thread().name, "store" in vars(self.engine_box[0])))
+        return self.inner.embed_query(text)
+
+    def embed_documents(self, texts):
+        return self.inner.embed_documents(texts)
+
+
+def test_open_for_search_loads_a_cached_encoder_beside_the_index_and_any_other_first(ready_settings, embedder):
+    import rag
+
+    for cached, expected in ((True, "query-encoder"), (False, "MainThread")):
+        box: list = []
+        watched = _Watched(embedder, cached, box)
+        engine = rag.Engine(ready_settings, embedder=watched)
+        box.append(engine)
+        engine.open_for_search()
+        assert [name for name, _ in watched.calls] == [expected]
+        assert "store" in vars(engine) and "lexical" in vars(engine)  # the index is open either way
+        if not cached:
+            assert watched.calls == [("MainThread", False)]  # an uncached encoder (PyTorch) loads alone, first
+        assert [h.source for h in engine.search("When was the Ottawa Convention signed?", k=2)]
+
+
+def test_the_library_retriever_is_also_a_langchain_retriever(ready_engine):
+    from langchain_core.retrievers import BaseRetriever
+
+    ours = ready_engine.retriever(k=3)
+    theirs = ours.as_langchain()
+    assert isinstance(theirs, BaseRetriever)
+    query = "When was the Ottawa Convention signed?"
+    assert [d.id for d in theirs.invoke(query)] == [d.id for d in ours.invoke(query)] and len(ours.invoke(query)) == 3
