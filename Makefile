@@ -31,7 +31,12 @@ run: index  ## set up, index the corpus, then start the chat at http://127.0.0.1
 ask: index  ## answer one sample question from the command line
 	$(VENV)/bin/rag ask "When was the Ottawa Convention signed?"
 
-test: install  ## run every test CI runs
+AXE := tests/a11y/node_modules/axe-core/axe.min.js
+$(AXE): tests/a11y/package.json tests/a11y/package-lock.json
+	npm ci --prefix tests/a11y --no-audit --no-fund --silent
+	touch $(AXE)
+
+test: install $(AXE)  ## run every test CI runs
 	$(PY) -m pytest
 
 eval: install  ## the gold suite and the Python-docs suite on their test splits, beside the plain LangChain recipe

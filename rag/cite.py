@@ -19,7 +19,8 @@ WEAK = 0.35  # below this for every passage: the sentence is not grounded anywhe
 
 @dataclass
 class Citation:
-    """Passage `n` as cited in the answer; `quote` is source_text[start:end]."""
+    """Passage `n` as cited in the answer; `quote` is source_text[start:end], on page `page` of a paged document
+    (PDF; None for others)."""
 
     n: int
     chunk_id: str
@@ -29,6 +30,7 @@ class Citation:
     quote: str
     start: int
     end: int
+    page: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,7 +108,15 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
         _, s, e = best_quote[n]
         citations.append(
             Citation(
-                n=n, chunk_id=p.chunk_id, source=p.source, title=p.title, text=p.text, quote=p.text[s:e], start=p.start + s, end=p.start + e
+                n=n,
+                chunk_id=p.chunk_id,
+                source=p.source,
+                title=p.title,
+                text=p.text,
+                quote=p.text[s:e],
+                start=p.start + s,
+                end=p.start + e,
+                page=p.page_at(p.start + s),
             )
         )
     return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts)

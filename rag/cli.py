@@ -203,7 +203,8 @@ def _print_answer(result, as_json: bool) -> int:
         return 0
     print(result.answer)
     for c in result.citations:
-        print(f"  [{c.n}] {c.title} ({c.source}, chars {c.start}-{c.end}): “{c.quote}”")
+        where = f"p. {c.page}, " if c.page else ""
+        print(f"  [{c.n}] {c.title} ({c.source}, {where}chars {c.start}-{c.end}): “{c.quote}”")
     return 0
 
 

@@ -79,8 +79,13 @@ class Settings(BaseSettings):
     max_history_chars: int = Field(20_000, ge=0, description="characters of all earlier turns together; more is refused")
 
     feedback_file: Path = Path("feedback/feedback.jsonl")
+    conversations_db_url: str | None = Field(
+        None, description="SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite"
+    )
     ui_admin: bool = Field(False, description="turn on the Corpus tab's upload, re-index and remove actions")
-    ui_auth: SecretStr | None = Field(None, description="user:password; the web chat asks for this login")
+    ui_auth: SecretStr | None = Field(
+        None, description="user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats"
+    )
     judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
@@ -105,9 +110,11 @@ class Settings(BaseSettings):
     @classmethod
     def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            user, _, password = value.get_secret_value().partition(":")
-            if not user or not password:
-                raise ValueError("must be user:password")
+            pairs = [p.partition(":") for p in value.get_secret_value().split(",")]
+            if not all(user.strip() and password for user, _, password in pairs):
+                raise ValueError("must be user:password (several: comma-separated)")
+            if len({user.strip() for user, _, _ in pairs}) != len(pairs):
+                raise ValueError("names a user twice")
         return value
 
     @model_validator(mode="after")
@@ -122,12 +129,11 @@ class Settings(BaseSettings):
         return get_args(cls.model_fields[name].annotation)
 
     @property
-    def login(self) -> tuple[str, str] | None:
-        """(user, password) of the web chat's login, or None when it has none."""
+    def login(self) -> dict[str, str] | None:
+        """The web chat's logins, user -> password, or None when it has none."""
         if self.ui_auth is None:
             return None
-        user, _, password = self.ui_auth.get_secret_value().partition(":")
-        return user, password
+        return {user.strip(): password for user, _, password in (p.partition(":") for p in self.ui_auth.get_secret_value().split(","))}
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -135,6 +141,10 @@ class Settings(BaseSettings):
         if self.api_keys is None:
             return ()
         return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def conversations_url(self) -> str:
+        return self.conversations_db_url or f"sqlite:///{Path('conversations/conversations.sqlite').resolve()}"
 
     @property
     def record_url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,8 @@ from rag.text import count_tokens, sentences, tokenize
 @dataclass
 class Passage:
     """A retrieved chunk shown to the model as `[n]`. `text` is the whole chunk, `start`/`end` its offsets in the
-    source, and `highlights` the offsets (within `text`) of the sentences the model was shown."""
+    source, and `highlights` the offsets (within `text`) of the sentences the model was shown. For a paged source
+    (PDF), `page` is the page the chunk starts on and `page_breaks` the source offsets where later pages start."""
 
     n: int
     chunk_id: str
@@ -30,6 +32,8 @@ class Passage:
     scores: list[float] = field(default_factory=list, repr=False)  # per highlight: how well it matches the question
     sentences: list[tuple[int, int]] = field(default_factory=list, repr=False)  # every sentence of `text`
     vectors: Any = field(default=None, repr=False)  # their embeddings, one row per sentence (None: not embedded yet)
+    page: int | None = None
+    page_breaks: tuple[int, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_document(cls, n: int, doc: LCDocument) -> Passage:
@@ -45,7 +49,14 @@ class Passage:
             start=start,
             end=int(m.get("end", start + len(text))),
             sentences=[(s, e) for s, e, _ in sentences(text)],
+            page=int(m["page"]) if m.get("page") is not None else None,
+            page_breaks=tuple(int(x) for x in str(m.get("page_breaks") or "").split(",") if x.strip().isdigit()),
         )
+
+    def page_at(self, offset: int) -> int | None:
+        """The page (from 1) of character `offset` of the source, when it falls in this chunk of a paged document;
+        None for a document without pages."""
+        return None if self.page is None else self.page + bisect_right(self.page_breaks, offset)
 
     @property
     def excerpt(self) -> str:

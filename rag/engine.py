@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rag import embed, lexical, retrieve, store
 from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
-from rag.errors import InputError
+from rag.errors import InputError, LoadError
 from rag.llm import make_chat_model
 from rag.text import normalize
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag se
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-    from rag import answer, condense, index
+    from rag import answer, condense, conversations, index, load
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,13 @@ class Engine:
     @cached_property
     def store(self) -> store.Store:
         return self.catalog.open(self.embedder)
+
+    @cached_property
+    def conversations(self) -> conversations.Conversations:
+        """The saved chat conversations (`settings.conversations_url`)."""
+        from rag.conversations import Conversations
+
+        return Conversations(self.settings.conversations_url)
 
     @cached_property
     def lexical(self) -> lexical.LexicalIndex:
@@ -232,6 +239,29 @@ class Engine:
         from rag import load
 
         return load.load(Path(source), source=source, timeout=self.settings.parse_timeout_s).text
+
+    def document(self, source: str) -> load.Document:
+        """An indexed document whole, as ingestion read it: `title`, `text` (citation and chunk offsets point into it),
+        `source_url` (None without one) and, for a PDF, `pages` (where each starts; `page_at(offset)`). `source` as
+        `rag search` shows it, or a unique file name; InputError for one that is not indexed, LoadError when its file
+        no longer holds the text that was indexed (the offsets would point at the wrong words)."""
+        import hashlib
+
+        from rag import load
+
+        (source,) = self.check_sources([source])
+        stored = self.store.get(where={"source": source}, with_text=False)
+        digest = next((d.metadata["doc_hash"] for d in stored if d.metadata.get("doc_hash")), None)
+        path = Path(source)
+        # A source id is relative to where ingestion ran: the corpus directory's parent, when not the current one.
+        for candidate in dict.fromkeys([path] if path.is_absolute() else [path, self.settings.corpus_dir.parent / path]):
+            try:
+                doc = load.load(candidate, source=source, timeout=self.settings.parse_timeout_s)
+            except LoadError:
+                continue
+            if digest is None or hashlib.sha256(doc.text.encode()).hexdigest() == digest:
+                return doc
+        raise LoadError(f"{source} has changed, moved or gone since it was indexed; run `rag ingest` to index it again")
 
     def documents(self) -> list[dict]:
         """The indexed documents: title, source, chunk count and when each was indexed, by source."""

@@ -206,10 +206,19 @@ def _to_documents(doc: load.Document, digest: str, settings: Settings) -> list[L
     return [
         LCDocument(
             page_content=c.text,
-            metadata={**base, "position": c.position, "start": c.start, "end": c.end, "tokens": c.tokens},
+            metadata={**base, "position": c.position, "start": c.start, "end": c.end, "tokens": c.tokens, **_pages(doc, c)},
         )
         for c in chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap, settings.tokenizer)
     ]
+
+
+def _pages(doc: load.Document, c: chunk.Chunk) -> dict:
+    """For a paged document (PDF): the page the chunk starts on and where later pages start inside it, so a quote's
+    page is known from its offset (`Passage.page_at`)."""
+    if not doc.pages:
+        return {}
+    breaks = [s for s in doc.pages if c.start < s < c.end]
+    return {"page": doc.page_at(c.start)} | ({"page_breaks": ",".join(map(str, breaks))} if breaks else {})
 
 
 def _whole_documents(chunks: list[LCDocument], size: int) -> Iterable[list[LCDocument]]:

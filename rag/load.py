@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import zipfile
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +32,30 @@ _HIDDEN_STYLE = re.compile(
 
 @dataclass
 class Document:
-    """One source file as normalised text; `text` is what chunk offsets point into."""
+    """One source file as normalised text; `text` is what chunk offsets point into. `pages` (PDF only) says where
+    each page starts in `text`: page n at `pages[n - 1]`."""
 
     source: str
     title: str
     text: str
     format: str
     meta: dict[str, str] = field(default_factory=dict)
+    pages: list[int] = field(default_factory=list)
+
+    @property
+    def source_url(self) -> str | None:
+        """The original address the front matter or sidecar gives (`source_url`), if any."""
+        return self.meta.get("source_url") or None
+
+    def page_at(self, offset: int) -> int | None:
+        """The page (from 1) that character `offset` of `text` is on; None for a document without pages."""
+        return page_at(self.pages, offset)
+
+
+def page_at(starts: list[int], offset: int) -> int | None:
+    """The page (from 1) of character `offset`, given where each page starts; None without pages. An empty page
+    starts where the next one does, so an offset there belongs to the later page, the one that holds the text."""
+    return max(1, bisect_right(starts, offset)) if starts else None
 
 
 def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Document:
@@ -52,9 +70,12 @@ def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Docume
         raise LoadError(f"cannot read: {exc.strerror or exc}") from None
     fmt = sniff(path, data)
     meta = _sidecar(path)
-    title = ""
-    if fmt in ("pdf", "docx"):
-        title, text = _isolated(_pdf if fmt == "pdf" else _docx, data, timeout)
+    title, pages = "", []
+    if fmt == "pdf":
+        title, pages = _isolated(_pdf, data, timeout)
+        text = "\n\n".join(p.strip() for p in pages if p.strip())
+    elif fmt == "docx":
+        title, text = _isolated(_docx, data, timeout)
     elif fmt == "html":
         title, text = _html(_decode(data))
     else:
@@ -65,7 +86,27 @@ def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Docume
     if not text:
         raise LoadError("no text found (empty, whitespace-only, or an image-only file)")
     title = meta.pop("title", "") or title or _first_line_title(text) or path.stem
-    return Document(source=source or str(path), title=normalize(title)[:300], text=text, format=fmt, meta=meta)
+    return Document(
+        source=source or str(path), title=normalize(title)[:300], text=text, format=fmt, meta=meta, pages=_page_starts(pages, text)
+    )
+
+
+def _page_starts(pages: list[str], text: str) -> list[int]:
+    """Where each page's text starts in the normalised `text` the pages were joined into; an empty page starts where
+    the next page does (or at the end)."""
+    starts, pos = [], 0
+    for page in pages:
+        body = normalize(page)
+        if not body:
+            starts.append(-1)  # filled in below
+            continue
+        found = text.find(body, pos)
+        starts.append(found if found >= 0 else pos)  # not found: normalising the joined text changed this page's edge
+        pos = starts[-1] + len(body)
+    following = len(text)
+    for i in reversed(range(len(starts))):
+        starts[i] = following = following if starts[i] < 0 else starts[i]
+    return starts
 
 
 def sniff(path: Path, data: bytes) -> str:
@@ -170,7 +211,7 @@ def _is_docx(data: bytes) -> bool:
         return False
 
 
-def _pdf(data: bytes) -> tuple[str, str]:
+def _pdf(data: bytes) -> tuple[str, list[str]]:
     import io
 
     from pypdf import PdfReader
@@ -182,7 +223,7 @@ def _pdf(data: bytes) -> tuple[str, str]:
         title = str((reader.metadata or {}).get("/Title") or "")
     except (PdfReadError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise LoadError(f"malformed PDF: {exc}") from None
-    return title, "\n\n".join(p.strip() for p in pages if p.strip())
+    return title, pages
 
 
 # Caps on a .docx archive, checked before anything is decompressed.

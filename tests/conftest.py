@@ -95,7 +95,12 @@ def ready_settings(tmp_path_factory, embedder):
     """The real corpus ingested once per session, for tests that only read the index."""
     root = tmp_path_factory.mktemp("ready")
     shutil.copytree(CORPUS, root / "corpus")
-    settings = rag.Settings(corpus_dir=root / "corpus", index_dir=root / "index", llm_backend="extractive")
+    settings = rag.Settings(
+        corpus_dir=root / "corpus",
+        index_dir=root / "index",
+        llm_backend="extractive",
+        conversations_db_url=f"sqlite:///{root / 'chats.sqlite'}",
+    )
     cwd = os.getcwd()
     os.chdir(root)  # source ids read "corpus/…", as in a real checkout
     try:

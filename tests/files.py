@@ -7,14 +7,21 @@ from pathlib import Path
 
 def make_pdf(path: Path, lines: list[str], title: str = "") -> Path:
     """A minimal valid one-page PDF with a Helvetica text stream and a correct xref table."""
-    body = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({_esc(line)}) Tj T*" for line in lines) + " ET"
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(body)} >>\nstream\n{body}\nendstream",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+    return make_paged_pdf(path, [lines], title)
+
+
+def make_paged_pdf(path: Path, pages: list[list[str]], title: str = "") -> Path:
+    """A minimal valid PDF with one page per list of lines (an empty list: a page without text)."""
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    kids = []
+    for lines in pages:
+        body = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({_esc(line)}) Tj T*" for line in lines) + " ET"
+        kids.append(f"{len(objects) + 1} 0 R")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects) + 2} 0 R /Resources << /Font << /F1 3 0 R >> >> >>"
+        )
+        objects.append(f"<< /Length {len(body)} >>\nstream\n{body}\nendstream")
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
     info = f"<< /Title ({_esc(title)}) >>" if title else None
     if info:
         objects.append(info)

@@ -144,8 +144,8 @@ def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, re
     question = "How long is Finland's border with Russia?"
     url = serve(engine)
     try:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        for chosen in titles:
+        for chosen in titles:  # a fresh browser each time: a page opened again resumes its last conversation
+            page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.goto(url, wait_until="load")
             page.get_by_text("Settings", exact=True).first.click()
             picker = page.locator("#only-docs input").first

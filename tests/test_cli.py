@@ -82,7 +82,7 @@ def test_config_file_and_env_resolve(workdir, offline_env):
 
 
 ASK_KEYS = {"question", "standalone_question", "answer", "refused", "citations", "timings"}
-CITATION_KEYS = {"n", "chunk_id", "source", "title", "text", "quote", "start", "end"}
+CITATION_KEYS = {"n", "chunk_id", "source", "title", "text", "quote", "start", "end", "page"}
 
 
 def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):

@@ -70,6 +70,7 @@ LAYERS = [
     {"rag.llm", "rag.cite"},
     {"rag.condense", "rag.index"},
     {"rag.answer"},
+    {"rag.conversations"},
     {"rag.engine", "rag.client"},
     {"rag.cli", "rag"},
     {"rag.__main__"},

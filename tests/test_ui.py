@@ -18,8 +18,9 @@ Q = "When was the Ottawa Convention signed?"
 
 
 @pytest.fixture
-def scripted_engine(ready_settings, embedder):
-    return rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
+def scripted_engine(ready_settings, embedder, tmp_path):
+    settings = ready_settings.model_copy(update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}"})
+    return rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
 
 
 def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
@@ -114,7 +115,9 @@ def test_served_app_through_gradio_client(served, scripted_engine):
     assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/respond"]
     job = client.submit(Q, 4, "local", api_name="/respond")
     updates = list(job)
-    text, sources = job.result()
+    text, sources, *_ = job.result()
+    (saved,) = scripted_engine.conversations.list("")  # the session's conversation, saved
+    assert saved.title == Q and saved.turns == 1
     assert len(updates) > 2 and text.endswith("[1].")
     chunk_texts = {d.page_content for d in scripted_engine.store.get()}
     cited = sources.split("<p class='chunk'>")[1].split("</p>")[0]
@@ -124,10 +127,11 @@ def test_served_app_through_gradio_client(served, scripted_engine):
 
     # A follow-up in the same session resolves against the history kept by the server.
     client.predict("How many countries have joined it?", 4, "local", api_name="/respond")
+    assert scripted_engine.conversations.get("", saved.id).turns[1].question == "How many countries have joined it?"
     rewrite_request = scripted_engine.llm("local").calls[-2][-1].content
     assert "User: " + Q in rewrite_request
 
-    text, sources = Client(served, verbose=False).predict("What is the best recipe for banana bread?", 4, "local", api_name="/respond")
+    text, *_ = Client(served, verbose=False).predict("What is the best recipe for banana bread?", 4, "local", api_name="/respond")
     assert text == inert(rag.answer.REFUSAL)
 
 
@@ -217,7 +221,7 @@ def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):
         big = http.post("gradio_api/upload", files={"files": ("big.txt", b"a" * (2 * 1024 * 1024), "text/plain")})
         assert big.status_code == 413, big.status_code
     client = Client(served_with_auth, auth=("alice", "s3cret-pass"), verbose=False)
-    text, _ = client.predict(Q, 4, "local", api_name="/respond")
+    text, *_ = client.predict(Q, 4, "local", api_name="/respond")
     assert "[1]" in text
 
 

@@ -3,7 +3,7 @@
 `GET /v1/models`, `POST /v1/chat/completions` (streamed as server-sent events or not) and `POST /v1/search`. The last
 user message is the question and the earlier user/assistant turns are the conversation (follow-ups are rewritten
 from them); the reply's message is the checked answer, and the `rag` field carries what OpenAI's shape has no room
-for: the checked answer, whether it is a refusal, the citations (source, title, quote, character offsets), the
+for: the checked answer, whether it is a refusal, the citations (source, title, quote, character offsets, page of a PDF), the
 sentences the check removed, and the timings. Errors are OpenAI-shaped JSON (`{"error": {...}}`) with 4xx codes.
 """
 

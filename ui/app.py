@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import json
-
 import gradio as gr
 
 import rag
-from ui.chat import respond
 from ui.corpus import OPEN_ADMIN, corpus_tab, listed
 from ui.feedback import record_feedback
+from ui.history import History
 from ui.lanes import Lanes
 from ui.render import plain, sources_html, unplain
+from ui.viewer import document_viewer
 
 
 def plain_user_turns(chatbot: gr.Chatbot) -> gr.Chatbot:
@@ -48,6 +46,8 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
     # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check.")
+        saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved
+        sidebar_box = gr.Sidebar(label="Conversations", open=True, elem_id="sidebar")
         with gr.Tab("Chat"):
             sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
             k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
@@ -63,14 +63,22 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
             with gr.Row():
                 with gr.Column(scale=3):
                     chatbot = plain_user_turns(
-                        gr.Chatbot(height=480, sanitize_html=True, render_markdown=True, allow_tags=False, label="Chat", elem_id="chat")
+                        gr.Chatbot(
+                            height=480,
+                            sanitize_html=True,
+                            render_markdown=True,
+                            allow_tags=False,
+                            label="Chat",
+                            elem_id="chat",
+                            buttons=["copy", "copy_all"],  # no "share" (to Hugging Face: nothing here goes online)
+                        )
                     )
-                    gr.ChatInterface(
-                        functools.partial(respond, engine=engine, lanes=lanes),
+                    chat = gr.ChatInterface(
+                        saved.answering(),
                         chatbot=chatbot,
-                        additional_inputs=[k, backend, only],
+                        additional_inputs=[k, backend, only, saved.session],
                         additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
-                        additional_outputs=[sources],
+                        additional_outputs=[sources, *saved.shown_outputs],
                         examples=[[q] for q in _examples(docs)] or None,
                         run_examples_on_click=False,
                         api_name="respond",
@@ -79,14 +87,13 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
                 with gr.Column(scale=2):
                     new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
                     sources.render()
+                    document_viewer(engine)  # opens above the page when a source's button is pressed
+            with sidebar_box:
+                saved.render_sidebar(chatbot, chat.chatbot_state, sources, new_chat, demo)
             chatbot.clear(lambda: sources_html([], "Sources"), outputs=[sources], api_visibility="private")
-            new_chat.click(lambda: ([], sources_html([], "Sources")), outputs=[chatbot, sources], api_visibility="private")
 
             def on_like(data: gr.LikeData) -> None:
-                value = data.value if isinstance(data.value, str) else json.dumps(data.value)
-                if isinstance(data.value, dict):
-                    value = data.value.get("value") or data.value.get("content") or value
-                record_feedback(s.feedback_file, bool(data.liked), value if isinstance(value, str) else str(value))
+                record_feedback(s.feedback_file, data.liked is True, data.value)
 
             chatbot.like(on_like, api_visibility="private")
 
@@ -98,7 +105,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
 def _describe(docs: list[dict]) -> str:
     if not docs:
         return "No documents are indexed yet."
-    titles = "; ".join(d["title"] for d in docs[:3]) + ("; …" if len(docs) > 3 else "")
+    titles = "; ".join(plain(d["title"]) for d in docs[:3]) + ("; …" if len(docs) > 3 else "")  # titles as text
     return f"{len(docs)} documents ({titles})."
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import rag
@@ -27,15 +27,17 @@ def respond(
     *,
     engine: rag.Engine,
     lanes: Lanes | None = None,
+    on_answer: Callable[[rag.Answer], None] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer; with
-    `sources` chosen, only those documents are searched."""
+    `sources` chosen, only those documents are searched. `on_answer` gets the checked answer (to save it) before
+    it is shown."""
     try:
         valid = backend in rag.Settings.choices("llm_backend")
         chosen = tuple(x for x in sources or [] if isinstance(x, str)) or None
         params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None, sources=chosen)
         with lanes.lane() if lanes else nullcontext():
-            yield from _answer(engine, message, history, params)
+            yield from _answer(engine, message, history, params, on_answer)
     except Busy as exc:
         yield inert(f"The server is busy: {exc}."), ""
     except rag.RagError as exc:
@@ -47,7 +49,9 @@ def respond(
         yield ERROR, ""
 
 
-def _answer(engine: rag.Engine, message: str, history: list[dict], params: rag.QueryParams) -> Iterator[tuple[str, str]]:
+def _answer(
+    engine: rag.Engine, message: str, history: list[dict], params: rag.QueryParams, on_answer: Callable[[rag.Answer], None] | None
+) -> Iterator[tuple[str, str]]:
     text, found = "", []
     for event in engine.ask_stream(message, pairs(history), params):
         if event.kind == "evidence":
@@ -58,10 +62,13 @@ def _answer(engine: rag.Engine, message: str, history: list[dict], params: rag.Q
             yield inert(text), sources_html(found, SEARCHING)
         else:
             final: rag.Answer = event.data
-            remember(final)
-            cited = [] if final.refused else [_cited(c) for c in final.citations]
+            shown = checked_answer(final.answer, final.refused, final.checked)
+            remember(final, shown)
+            if on_answer is not None:
+                on_answer(final)
+            cards = [] if final.refused else [cited(c) for c in final.citations]
             heading = f"Sources · {final.support}" if final.support and not final.refused else "Sources"
-            yield checked_answer(final.answer, final.refused, final.checked), sources_html(cited, heading)
+            yield shown, sources_html(cards, heading)
 
 
 def pairs(history: list[dict]) -> list[tuple[str, str]]:
@@ -86,7 +93,9 @@ def _shown(p: rag.Passage) -> dict:
     return {"n": p.n, "title": p.title, "source": p.source, "text": p.text, "marks": sorted(p.highlights)}
 
 
-def _cited(c: rag.Citation) -> dict:
-    """A citation, with its supporting quote marked in the passage."""
+def cited(c: rag.Citation) -> dict:
+    """A citation, with its supporting quote marked in the passage, its page (PDF) and where the quote is in the
+    whole document (for the viewer)."""
     at = c.text.find(c.quote) if c.quote else -1
-    return {"n": c.n, "title": c.title, "source": c.source, "text": c.text, "marks": [(at, at + len(c.quote))] if at >= 0 else []}
+    marks = [(at, at + len(c.quote))] if at >= 0 else []
+    return {"n": c.n, "title": c.title, "source": c.source, "text": c.text, "marks": marks, "page": c.page, "open": (c.start, c.end)}

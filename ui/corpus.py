@@ -25,14 +25,22 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
     """Lay out the tab's components inside the current Blocks and wire the admin actions."""
     if warning:
         gr.Markdown(warning, elem_id="admin-warning")
-    table = gr.Dataframe(_rows(docs), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents")
-    status = gr.Markdown("" if admin else OFF)
-    with gr.Row(visible=admin):
-        upload = gr.File(label="Add documents", file_count="multiple", file_types=list(engine.supported_types), interactive=admin)
+    table = gr.Dataframe(
+        _rows(docs), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents", elem_id="corpus-table"
+    )
+    status = gr.Markdown("" if admin else OFF, elem_id="corpus-status")
+    with gr.Row(visible=admin, elem_id="corpus-admin"):
+        upload = gr.File(
+            label="Add documents",
+            file_count="multiple",
+            file_types=list(engine.supported_types),
+            interactive=admin,
+            elem_id="corpus-upload",
+        )
         with gr.Column():
-            reindex = gr.Button("Re-index the corpus", interactive=admin)
-            remove_choice = gr.Dropdown([d["source"] for d in docs], label="Document")
-            remove = gr.Button("Remove document", variant="stop", interactive=admin)
+            reindex = gr.Button("Re-index the corpus", interactive=admin, elem_id="corpus-reindex")
+            remove_choice = gr.Dropdown([d["source"] for d in docs], label="Document", elem_id="corpus-document")
+            remove = gr.Button("Remove document", variant="stop", interactive=admin, elem_id="corpus-remove")
 
     def refreshed(message: str):
         now = listed(engine)

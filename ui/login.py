@@ -23,13 +23,16 @@ _FORM_LIMIT = 16 * 1024  # a login form is a few hundred bytes
 
 
 class Login:
-    """Checks the one configured login (constant-time comparison)."""
+    """Checks a login against the configured ones (constant-time comparison of the password; an unknown user is
+    compared against a dummy, so the time does not tell which names exist)."""
 
-    def __init__(self, user: str, password: str) -> None:
-        self._user, self._password = user.encode(), password.encode()
+    def __init__(self, logins: dict[str, str]) -> None:
+        self._logins = {user.encode(): password.encode() for user, password in logins.items()}
 
     def __call__(self, user: str, password: str) -> bool:
-        return bool(hmac.compare_digest(user.encode(), self._user) & hmac.compare_digest(password.encode(), self._password))
+        expected = self._logins.get(user.encode())
+        matched = hmac.compare_digest(password.encode(), expected if expected is not None else b"\0" * 32)
+        return expected is not None and matched
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ui.app import build_app
 from ui.corpus import OPEN_ADMIN
 from ui.lanes import Lanes
 from ui.login import Login, LoginThrottle
-from ui.render import CSS
+from ui.render import CSS, PAGE_JS
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     login = s.login
     blocked = [str(s.index_dir.resolve()), str(Path(".env").resolve()), str(s.feedback_file.resolve())]
-    if s.record_url.startswith("sqlite:///"):
-        blocked.append(s.record_url.removeprefix("sqlite:///"))
+    for url in (s.record_url, s.conversations_url):  # the record store and the saved conversations, with their logs
+        if url.startswith("sqlite:///"):
+            blocked += [url.removeprefix("sqlite:///") + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     api = build_api(engine, lanes, open_without_key=is_loopback(host))
     middleware = [
         Middleware(ApiRoutes, api=api, max_body=s.api_max_body_kb * 1024),
@@ -50,7 +51,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     return demo.launch(
         server_name=host,
         server_port=port,
-        auth=Login(*login) if login else None,
+        auth=Login(login) if login else None,
         app_kwargs={"middleware": middleware},
         max_file_size=f"{int(s.max_file_mb)}mb",
         blocked_paths=blocked,
@@ -59,6 +60,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         quiet=True,
         footer_links=[],
         css=CSS,
+        js=PAGE_JS,
         ssr_mode=False,
         mcp_server=False,
     )
