@@ -144,6 +144,13 @@ def test_phone_width_layout_is_usable(browser, served):  # noqa: F811
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (selector, box)
     textbox = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
     assert textbox.is_visible() and textbox.bounding_box()["width"] > width * 0.6
+    for part in (textbox, page.locator("#chat .message.bot").last):  # on top where it is: nothing covers it
+        part.scroll_into_view_if_needed()
+        on_top = part.evaluate(
+            "el => { const r = el.getBoundingClientRect(); const at = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+            " return el === at || el.contains(at); }"
+        )
+        assert on_top, "covered (by the conversation list?)"
     assert "1997" in page.locator("#chat .message.bot").last.inner_text()
     SHOTS.mkdir(exist_ok=True)
     page.locator("#chat .message.bot").last.scroll_into_view_if_needed()

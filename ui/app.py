@@ -83,6 +83,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
                         run_examples_on_click=False,
                         api_name="respond",
                         fill_height=False,
+                        show_progress="hidden",  # the answer streams into the chat; no timer over the sidebar's list
                     )
                 with gr.Column(scale=2):
                     new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")

@@ -155,5 +155,19 @@ PAGE_JS = """
   };
   mend();
   new MutationObserver(mend).observe(document.body, {childList: true, subtree: true});
+  // On a phone the conversation list would cover the chat: it starts closed there (its toggle opens it).
+  if (window.matchMedia('(max-width: 768px)').matches) {
+    const close = () => {
+      const toggle = document.querySelector('button.toggle-button[aria-label="Toggle Sidebar"]');
+      const bar = toggle && toggle.closest('.sidebar');
+      if (!bar) return false;
+      if (bar.classList.contains('open')) toggle.click();
+      return true;
+    };
+    if (!close()) {
+      const watch = new MutationObserver(() => close() && watch.disconnect());
+      watch.observe(document.body, {childList: true, subtree: true});
+    }
+  }
 }
 """
