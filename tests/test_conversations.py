@@ -185,3 +185,20 @@ def test_a_conversation_of_another_user_is_never_continued_or_shown(chat_engine)
     assert last[2] != alices and chat_engine.conversations.get("bob", last[2]).turns[0].question == Q
     assert chat_engine.conversations.get("alice", alices).turns == []
     assert messages(chat_engine.conversations.get("bob", last[2]))[0] == {"role": "user", "content": Q}
+
+
+def test_exports_are_replaced_not_piled_up(store):
+    from pathlib import Path
+
+    from ui.history import export_files
+
+    cid = store.start("", "first title")
+    store.add("", cid, _answer("q"))
+    md, js = export_files(store.get("", cid))
+    store.rename("", cid, "second title")
+    md2, js2 = export_files(store.get("", cid))
+    folder = Path(md2).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["second-title.json", "second-title.md"]  # the old pair went
+    assert Path(md2).read_text().startswith("# second title") and json.loads(Path(js2).read_text())["title"] == "second title"
+    other = store.start("", "other")
+    assert Path(export_files(store.get("", other))[0]).parent.parent == folder.parent  # one folder per conversation
