@@ -63,7 +63,7 @@ def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine):
     def one(i):
         started = time.monotonic()
         try:
-            text, _ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
+            text, *_ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
             return "ok", time.monotonic() - started, text
         except Exception as exc:  # the client's error for a full queue
             return "busy" if re.search(r"queue is full|too many|busy", str(exc), re.I) else f"error: {exc}", time.monotonic() - started, ""
@@ -90,7 +90,7 @@ def test_a_megabyte_question_is_refused_before_any_work(make_engine):
     engine.embedder.embed_query = lambda text: calls.append(len(text)) or original(text)
     url = _serve(engine)
     started = time.monotonic()
-    text, sources = Client(url, verbose=False).predict("x" * 1_000_000, 4, "local", api_name="/respond")
+    text, sources, *_ = Client(url, verbose=False).predict("x" * 1_000_000, 4, "local", api_name="/respond")
     assert "limit" in text and sources == "" and time.monotonic() - started < 30
     assert calls == [] and engine.llm("local").calls == []
 
@@ -99,9 +99,9 @@ def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine
     url = _serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1))
     client = Client(url, verbose=False)
     started = time.monotonic()
-    text, _ = client.predict(Q, 4, "local", api_name="/respond")
+    text, *_ = client.predict(Q, 4, "local", api_name="/respond")
     assert "did not finish within 3 s" in text and time.monotonic() - started < 20
-    text, _ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
+    text, *_ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
     assert text.endswith("[1]."), "the next request is served"
 
 
@@ -152,7 +152,7 @@ def test_serving_and_answering_make_no_outbound_connection(ready_settings, tmp_p
     )
     try:
         wait_for_port(port, timeout=300, proc=proc)
-        text, _ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(Q, 4, "local", api_name="/respond")
+        text, *_ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(Q, 4, "local", api_name="/respond")
         assert "1997" in text
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # strace and the server with it
