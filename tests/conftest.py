@@ -81,6 +81,41 @@ def chroma_server(tmp_path_factory):
         stop(proc)
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL 15 (Debian's) on loopback, in a temporary directory, run as the `postgres` user when the
+    tests run as root (PostgreSQL refuses root); its SQLAlchemy URL."""
+    import tempfile
+
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("Debian's postgresql is missing: apt-get install postgresql (.ci/run does)")
+    as_user = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+    root = Path(tempfile.mkdtemp(prefix="rag-postgres-"))  # not under pytest's root-only directory
+    try:
+        if as_user:
+            shutil.chown(root, "postgres", "postgres")
+        subprocess.run(
+            [str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres"], check=True, capture_output=True, **as_user
+        )
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(PG_BIN / "postgres"), "-D", str(root / "data"), "-p", str(port), "-k", str(root), "-c", "listen_addresses=127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **as_user,
+        )
+        try:
+            wait_for_port(port, proc=proc)
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """End a server process the tests started: terminate, then kill if it lingers."""
     proc.terminate()
