@@ -2,6 +2,7 @@
 
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,27 @@ def serve(engine):
     return f"http://127.0.0.1:{port}/"
 
 
+@contextmanager
+def served_scripted(ready_settings, embedder, tmp_path, **overrides):
+    """(engine, url): the app served on the ready index with the scripted model, its conversations in `tmp_path`."""
+    from .fakes import ScriptedChatModel
+
+    update = {"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}", **overrides}
+    engine = rag.Engine(ready_settings.model_copy(update=update), embedder=embedder, llm=ScriptedChatModel())
+    try:
+        yield engine, serve(engine)
+    finally:
+        ui_serve.close_all()
+
+
+def question_box(page):
+    """The chat's own question box (not the sidebar's title box)."""
+    return page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+
+
 def ask_in_browser(page, url, question):
     page.goto(url, wait_until="load")
-    box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    box = question_box(page)
     box.fill(question)
     box.press("Enter")
 
@@ -123,7 +142,7 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
         user = page.locator("#chat .message.user").last
         assert user.inner_text().strip() == question
         assert user.locator("img, strong, a[href*='attacker']").count() == 0
-        box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+        box = question_box(page)
         box.fill("And how many joined it?")
         box.press("Enter")
         page.wait_for_function("document.querySelectorAll('#chat .message.user').length >= 2")
@@ -152,7 +171,7 @@ def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, re
             picker.click()
             page.get_by_role("option", name=titles[chosen]).click()
             page.keyboard.press("Escape")
-            box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+            box = question_box(page)
             box.fill(question)
             box.press("Enter")
             page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)

@@ -7,37 +7,22 @@ from pathlib import Path
 
 import pytest
 
-import rag
-from ui import serve as ui_serve
-
-from .fakes import ScriptedChatModel
-from .test_browser import SHOTS, browser, serve  # noqa: F401 (the module's browser fixture)
+from .test_browser import SHOTS, browser, question_box, served_scripted  # noqa: F401 (the module's browser fixture)
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 Q = "When was the Ottawa Convention signed?"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.fixture
 def served(ready_settings, embedder, tmp_path):
-    settings = ready_settings.model_copy(
-        update={
-            "llm_backend": "local",
-            "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}",
-            "feedback_file": tmp_path / "feedback.jsonl",
-            "ui_admin": True,  # the corpus page with its upload, re-index and remove controls (loopback: allowed)
-        }
-    )
-    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
-    try:
-        yield engine, serve(engine)
-    finally:
-        ui_serve.close_all()
+    # ui_admin: the corpus page with its upload, re-index and remove controls (loopback: allowed)
+    with served_scripted(ready_settings, embedder, tmp_path, feedback_file=tmp_path / "feedback.jsonl", ui_admin=True) as both:
+        yield both
 
 
 def _ask(page, question: str) -> None:
-    box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    box = question_box(page)
     box.fill(question)
     box.press("Enter")
     page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
@@ -142,7 +127,7 @@ def test_phone_width_layout_is_usable(browser, served):  # noqa: F811
     for selector in ("#chat", "#sources"):
         box = page.locator(selector).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (selector, box)
-    textbox = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    textbox = question_box(page)
     assert textbox.is_visible() and textbox.bounding_box()["width"] > width * 0.6
     for part in (textbox, page.locator("#chat .message.bot").last):  # on top where it is: nothing covers it
         part.scroll_into_view_if_needed()

@@ -14,7 +14,7 @@ from ui.corpus import OFF, OPEN_ADMIN
 
 from .conftest import CORPUS
 from .fakes import ReplayChatModel, ScriptedChatModel
-from .test_browser import ask_in_browser, browser, serve  # noqa: F401 (`browser` is a fixture)
+from .test_browser import ask_in_browser, browser, question_box, serve  # noqa: F401 (`browser` is a fixture)
 
 pytestmark = pytest.mark.browser
 Q = "When was the Ottawa Convention signed?"
@@ -105,7 +105,7 @@ def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browse
         assert (tmp_path / NEW).read_text() == NOTES and _sources(engine) == before | {NEW}
 
         page.get_by_role("tab", name="Chat").click()
-        box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+        box = question_box(page)
         box.fill("How many days did the team take to clear one hectare of minefield?")
         box.press("Enter")
         page.wait_for_selector(FINAL, timeout=60_000)

@@ -5,11 +5,7 @@ import json
 import pytest
 from pydantic import SecretStr
 
-import rag
-from ui import serve as ui_serve
-
-from .fakes import ScriptedChatModel
-from .test_browser import browser, serve  # noqa: F401 (the module's browser fixture)
+from .test_browser import browser, question_box, served_scripted  # noqa: F401 (the module's browser fixture)
 
 pytestmark = pytest.mark.browser
 Q1 = "When was the Ottawa Convention signed?"
@@ -25,7 +21,7 @@ def _login(page, url: str, user: str, password: str) -> None:
 
 
 def _ask(page, question: str) -> None:
-    box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    box = question_box(page)
     box.fill(question)
     box.press("Enter")
     page.wait_for_selector(f"#conversations label:has-text({json.dumps(question)})", timeout=60_000)  # saved, listed
@@ -37,18 +33,8 @@ def _listed(page) -> list[str]:
 
 @pytest.fixture
 def served(ready_settings, embedder, tmp_path):
-    settings = ready_settings.model_copy(
-        update={
-            "llm_backend": "local",
-            "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}",
-            "ui_auth": SecretStr("alice:alice-pass-1,bob:bob-pass-2"),
-        }
-    )
-    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
-    try:
-        yield engine, serve(engine)
-    finally:
-        ui_serve.close_all()
+    with served_scripted(ready_settings, embedder, tmp_path, ui_auth=SecretStr("alice:alice-pass-1,bob:bob-pass-2")) as both:
+        yield both
 
 
 def test_resume_choose_rename_export_delete(browser, served, tmp_path):  # noqa: F811
