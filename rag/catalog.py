@@ -1,5 +1,6 @@
 """The index's lifecycle, in one place: the manifest (which collection is live and the settings it was built with),
-a rebuild in progress and the switch to it, the lexical index files, and the locks that keep writers apart.
+a rebuild in progress and the switch to it, the saved lexical index, and the locks that keep writers apart
+(all kept by a ledger: files beside an embedded index, or the shared database; rag/ledger.py).
 
 Opening an index built with other settings fails and names the command that rebuilds it. A rebuild writes a new
 collection beside the live one and switches only when it is complete; one that died half-way is removed next time.
@@ -10,30 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from rag.config import Settings
 from rag.errors import IndexBusyError, IndexMismatchError
+from rag.ledger import Ledger, ledger_for
 from rag.lexical import LexicalIndex
 from rag.store import Store
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-_PENDING = "rebuilding.json"
-_LOCK = ".write.lock"
 _SERVE_LOCK = ".serve.lock"
 _BUILD_KEYS = ("schema_version", "embed_backend", "embed_model", "chunk_size", "chunk_overlap", "tokenizer")
 
@@ -57,28 +53,24 @@ class Build:
 
 
 class Catalog:
-    """The index directory of one `Settings`: read the manifest, open the live collection, begin and commit builds."""
+    """The index of one `Settings`: read the manifest, open the live collection, begin and commit builds. Its state
+    is kept by a ledger: files in the index directory, or the shared database (see rag/ledger.py)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.dir = settings.index_dir
+        self.ledger = ledger or ledger_for(settings)
 
     # -- reading -------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any] | None:
-        path = self.dir / MANIFEST
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise IndexMismatchError(f"{path} is unreadable; run `rag ingest --rebuild`") from None
+        return self.ledger.manifest()
 
     def check(self, manifest: dict[str, Any]) -> None:
         wanted = build_settings(self.settings)
         diffs = [f"{k}: index has {manifest.get(k)!r}, settings say {wanted[k]!r}" for k in _BUILD_KEYS if manifest.get(k) != wanted[k]]
         if diffs:
             raise IndexMismatchError(
-                f"index at {self.dir} was built with other settings ({'; '.join(diffs)}); "
+                f"index at {self.ledger.where} was built with other settings ({'; '.join(diffs)}); "
                 "run `rag ingest --rebuild` to rebuild it with the current ones"
             )
 
@@ -86,17 +78,21 @@ class Catalog:
         """The live collection, for reading; fails clearly when there is none or it was built otherwise."""
         manifest = self.manifest()
         if manifest is None:
-            raise IndexMismatchError(f"no index at {self.dir}; run `rag ingest` first")
+            raise IndexMismatchError(f"no index at {self.ledger.where}; run `rag ingest` first")
         self.check(manifest)
         return Store(self.settings, embedder, manifest["collection"])
 
     def lexical(self, store: Store) -> LexicalIndex:
-        """The saved BM25 index of `store` when it matches the manifest; otherwise one built in memory."""
-        saved = LexicalIndex.load(self._lexical_dir(store.name))
-        if saved is not None and saved.stamp == (self.manifest() or {}).get("lexical_stamp"):
-            return saved
+        """The saved BM25 index of `store` when it matches the manifest; otherwise one built in memory. The manifest
+        is read after the index, so one committed in between (by another process) is not taken for stale."""
+        for _ in range(3):
+            saved = self.ledger.load_lexical(store.name)
+            if saved is None:
+                break
+            if saved.stamp == (self.manifest() or {}).get("lexical_stamp"):
+                return saved
         log.warning("lexical index missing or stale; building it in memory (run `rag ingest` to save it)")
-        return _build_lexical(store)
+        return _build_lexical(store, stamp=(self.manifest() or {}).get("lexical_stamp"))
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
@@ -106,25 +102,13 @@ class Catalog:
         An embedded index that a chat server holds (see `hold_for_serving`) is not written by another process:
         Chroma's embedded store is not safe across processes. `in_server` is the chat server's own re-index.
         """
-        from filelock import FileLock, Timeout
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.dir / _LOCK))
-        try:
-            lock.acquire(timeout=self.settings.lock_timeout_s)
-        except Timeout:
-            raise IndexBusyError(
-                f"another process is writing to {self.dir}; wait for it to finish (or set RAG_LOCK_TIMEOUT_S to wait longer)"
-            ) from None
-        try:
+        with self.ledger.locked(self.settings.lock_timeout_s):
             if not in_server and not self.settings.chroma_url and self._served():
                 raise IndexBusyError(
                     f"a chat server is using {self.dir}; stop it, re-index from its Corpus tab (RAG_UI_ADMIN=1), "
                     "or run a Chroma server (RAG_CHROMA_URL) so several processes can share the index"
                 )
             yield
-        finally:
-            lock.release()
 
     def begin(self, embedder: Embeddings, rebuild: bool) -> Build:
         """Start writing: into the live collection, or into a new one for a first build or a rebuild (marked as
@@ -135,8 +119,7 @@ class Catalog:
         self._drop_abandoned_build(embedder, previous)
         if previous is None or rebuild:
             name = self._new_collection_name()
-            self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / _PENDING).write_text(json.dumps({"collection": name}))
+            self.ledger.set_pending(name)
         else:
             name = previous["collection"]
         return Build(Store(self.settings, embedder, name), previous)
@@ -145,9 +128,11 @@ class Catalog:
         """Make the build live: save its lexical index if its chunks changed, write the manifest, drop what it replaced."""
         previous, name = build.previous, build.store.name
         stamp = None if changed or build.switching else previous.get("lexical_stamp")
-        if stamp is None or LexicalIndex.load(self._lexical_dir(name)) is None:
-            stamp = _build_lexical(build.store, self._lexical_dir(name)).stamp
-        self._write_manifest(
+        if stamp is None or self.ledger.load_lexical(name) is None:
+            lexical = _build_lexical(build.store)
+            self.ledger.save_lexical(name, lexical)
+            stamp = lexical.stamp
+        self.ledger.write_manifest(
             {
                 **build_settings(self.settings),
                 "collection": name,
@@ -156,7 +141,7 @@ class Catalog:
                 "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        (self.dir / _PENDING).unlink(missing_ok=True)
+        self.ledger.set_pending(None)
         if previous is not None and build.switching:
             self._drop(embedder, previous["collection"])
 
@@ -184,48 +169,32 @@ class Catalog:
             fcntl.flock(probe, fcntl.LOCK_UN)
             return False
 
-    def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Replace the manifest atomically: readers see the old one or the new one, never half of either."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{MANIFEST}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / MANIFEST)
-
     def _new_collection_name(self) -> str:
         digest = hashlib.sha256(json.dumps(build_settings(self.settings), sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.settings.collection_prefix}_{digest}_{int(time.time() * 1000):x}"
 
-    def _lexical_dir(self, collection: str) -> Path:
-        return self.dir / "lexical" / collection
-
     def _drop(self, embedder: Embeddings, collection: str) -> None:
         Store(self.settings, embedder, collection).drop()
-        shutil.rmtree(self._lexical_dir(collection), ignore_errors=True)
+        self.ledger.drop_lexical(collection)
 
     def _drop_abandoned_build(self, embedder: Embeddings, manifest: dict[str, Any] | None) -> None:
         """A rebuild that died before its switch left a half-built collection: remove it (the live one is untouched)."""
-        try:
-            pending = json.loads((self.dir / _PENDING).read_text())["collection"]
-        except (OSError, ValueError, KeyError):
+        pending = self.ledger.pending()
+        if pending is None:
             return
         if manifest is None or pending != manifest.get("collection"):
             log.warning("removing %s, left by a rebuild that did not finish", pending)
             self._drop(embedder, pending)
-        (self.dir / _PENDING).unlink(missing_ok=True)
+        self.ledger.set_pending(None)
 
 
-def _build_lexical(store: Store, directory: Path | None = None) -> LexicalIndex:
-    """BM25 over every chunk of the collection; saved into `directory` (beside the manifest) when given."""
+def _build_lexical(store: Store, stamp: str | None = None) -> LexicalIndex:
+    """BM25 over every chunk of the collection; `stamp` names the state it stands for (default: a new one)."""
     ids, texts = [], []
     for doc in store.iter_chunks():
         ids.append(doc.id or "")
         texts.append(doc.page_content)
-    index = LexicalIndex.build(ids, texts, stamp=uuid.uuid4().hex)
-    if directory is not None:
-        index.save(directory)
-    return index
+    return LexicalIndex.build(ids, texts, stamp=stamp or uuid.uuid4().hex)
 
 
 def _dimension(embedder: Embeddings, manifest: dict[str, Any] | None) -> int | None:

@@ -220,7 +220,7 @@ def _read_history(path: Path) -> list[tuple[str, str]]:
 
 def _ingest(engine, args: argparse.Namespace) -> int:
     if args.if_needed and not args.rebuild and engine.has_index():
-        print(f"index at {engine.settings.index_dir} exists; skipping ingestion (run `rag ingest` to update it)")
+        print(f"index at {engine.catalog.ledger.where} exists; skipping ingestion (run `rag ingest` to update it)")
         return 0
     report = engine.ingest(args.paths or None, rebuild=args.rebuild, progress=sys.stderr.isatty())
     for src, reason in sorted(report.failed.items()):

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         2048, ge=1, description="chunks embedded and written per step (whole documents); larger sorts lengths better"
     )
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
+    index_refresh_s: float = Field(
+        1.0, ge=0, le=3600, description="how often a serving process checks for changes other processes committed to the index"
+    )
 
     @field_validator("ui_auth")
     @classmethod

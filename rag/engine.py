@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
@@ -15,6 +16,7 @@ from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
 from rag.errors import InputError, LoadError
 from rag.llm import make_chat_model
+from rag.store import reaching_services
 from rag.text import normalize
 
 if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag search` never imports them
@@ -54,6 +56,8 @@ class Engine:
             self.store = store
         self._retriever = retriever
         self._serving = None
+        self._follows = store is None and retriever is None  # parts passed in are kept as they are
+        self._checked = time.monotonic()
 
     # -- the parts -------------------------------------------------------------------------------
     @cached_property
@@ -83,6 +87,7 @@ class Engine:
         `sources` (checked with `check_sources`) keeps it to those documents."""
         if self._retriever is not None:
             return self._retriever.only(sources) if sources else self._retriever
+        self.follow()
         s = self.settings
         k, mode = k or s.retrieve_k, mode or s.retrieve_mode
         return retrieve.HybridRetriever(
@@ -105,6 +110,7 @@ class Engine:
         return self._llms[name]
 
     # -- answering -------------------------------------------------------------------------------
+    @reaching_services
     def ask_stream(
         self, question: str, history: condense.History | None = None, params: QueryParams | None = None
     ) -> Iterator[answer.Event]:
@@ -114,15 +120,26 @@ class Engine:
 
         question, history = self.check_input(question, history or [])
         params = params or QueryParams()
-        sources = self.check_sources(params.sources)
-        yield from answer.stream(
-            question,
-            history,
-            retriever=self.retriever(k=params.k, mode=params.mode, sources=sources),
-            embedder=self.embedder,
-            llm=self.llm(params.backend),
-            settings=self.settings,
-        )
+        for again in (False, True):
+            sources = self.check_sources(params.sources)
+            events = answer.stream(
+                question,
+                history,
+                retriever=self.retriever(k=params.k, mode=params.mode, sources=sources),
+                embedder=self.embedder,
+                llm=self.llm(params.backend),
+                settings=self.settings,
+            )
+            try:
+                first = next(events, None)  # the evidence: retrieval is done
+            except Exception as exc:
+                if again or not self._reopened_after(exc):
+                    raise
+                continue
+            if first is not None:
+                yield first
+                yield from events
+            return
 
     def check_input(self, question: str, history: condense.History) -> tuple[str, condense.History]:
         """The question and earlier turns normalised, or InputError saying what is wrong (empty, too long, too many
@@ -146,11 +163,13 @@ class Engine:
 
         return answer.final(self.ask_stream(question, history, params))
 
+    @reaching_services
     def check_sources(self, names: tuple[str, ...] | list[str] | None) -> tuple[str, ...] | None:
         """The indexed documents `names` point at (a source as `rag search` shows it, or a unique file name), or
         InputError naming the one that is not indexed; None or empty = every document."""
         if not names:
             return None
+        self.follow()
         known = sorted(self.store.sources())
         by_name: dict[str, list[str]] = {}
         for src in known:
@@ -166,13 +185,20 @@ class Engine:
             out.append(found[0])
         return tuple(dict.fromkeys(out))
 
+    @reaching_services
     def search(
         self, query: str, k: int | None = None, mode: RetrieveMode | None = None, sources: tuple[str, ...] | list[str] | None = None
     ) -> list[retrieve.Hit]:
         """The top chunks for `query` (only of `sources` when given)."""
-        docs = self.retriever(k=k, mode=mode, sources=self.check_sources(sources)).invoke(query)
+        try:
+            docs = self.retriever(k=k, mode=mode, sources=self.check_sources(sources)).invoke(query)
+        except Exception as exc:
+            if not self._reopened_after(exc):
+                raise
+            docs = self.retriever(k=k, mode=mode, sources=self.check_sources(sources)).invoke(query)
         return [retrieve.Hit.from_document(d) for d in docs]
 
+    @reaching_services
     def open_for_search(self) -> None:
         """Open the index and load the query encoder, side by side when the encoder is a cached ONNX copy (a cold
         `rag search` measured ~0.4 s sooner); otherwise the encoder first (its session starts slower once the Chroma
@@ -199,6 +225,7 @@ class Engine:
 
         answer.warm_up(self.llm(backend))
 
+    @reaching_services
     def warm_up(self) -> None:
         """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
         from rag import answer
@@ -208,9 +235,46 @@ class Engine:
         answer.warm_up(self.llm())
 
     # -- the index -------------------------------------------------------------------------------
+    def follow(self) -> None:
+        """Take in what other processes committed (other replicas' or ingest workers' changes to a shared index):
+        at most every `index_refresh_s`, compare the manifest with what is open and reopen the live collection or
+        reload its lexical index when either changed. Searching and answering call this; vectors on a Chroma server
+        are current anyway, the lexical index is what goes stale. When the database does not answer, what is open
+        keeps serving (a warning is logged)."""
+        if not self._follows or "lexical" not in self.__dict__ or time.monotonic() - self._checked < self.settings.index_refresh_s:
+            return
+        self._checked = time.monotonic()
+        try:
+            manifest = self.catalog.manifest()
+            if manifest is None:
+                return
+            if manifest["collection"] != self.store.name:
+                log.info("the index was rebuilt elsewhere; opening %s", manifest["collection"])
+                self.__dict__.pop("store", None)
+                self.__dict__.pop("lexical", None)
+            elif manifest.get("lexical_stamp") != self.lexical.stamp:
+                self.lexical = self.catalog.lexical(self.store)  # swapped in whole, once loaded
+        except Exception as exc:
+            error = store.unavailable(exc, self.settings)
+            if error is None:
+                raise
+            log.warning("could not check the index for changes; answering from what is open: %s", error)
+
+    def _reopened_after(self, exc: Exception) -> bool:
+        """Whether `exc` says the open collection is gone (a rebuild elsewhere switched to a new one and dropped it
+        between two looks at the manifest) and the live one is now open: then the read is worth one more try."""
+        if not self._follows or not store.collection_gone(exc):
+            return False
+        old = self.store.name
+        self._checked = float("-inf")
+        self.follow()
+        return self.store.name != old
+
+    @reaching_services
     def has_index(self) -> bool:
         return self.catalog.manifest() is not None
 
+    @reaching_services
     def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
         from rag import index
 
@@ -229,6 +293,7 @@ class Engine:
         shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
         return bool(cite.check(f"{claim} [1]", [shown], self.embedder, question).citations)
 
+    @reaching_services
     def chunks(self, source: str | None = None) -> list[retrieve.Hit]:
         """Every stored chunk (of one source, when given), as hits without a score."""
         docs = self.store.get(where={"source": source} if source else None)
@@ -240,6 +305,7 @@ class Engine:
 
         return load.load(Path(source), source=source, timeout=self.settings.parse_timeout_s).text
 
+    @reaching_services
     def document(self, source: str) -> load.Document:
         """An indexed document whole, as ingestion read it: `title`, `text` (citation and chunk offsets point into it),
         `source_url` (None without one) and, for a PDF, `pages` (where each starts; `page_at(offset)`). `source` as
@@ -263,6 +329,7 @@ class Engine:
                 return doc
         raise LoadError(f"{source} has changed, moved or gone since it was indexed; run `rag ingest` to index it again")
 
+    @reaching_services
     def documents(self) -> list[dict]:
         """The indexed documents: title, source, chunk count and when each was indexed, by source."""
         docs: dict[str, dict] = {}

@@ -6,6 +6,7 @@ class RagError(Exception):
 
     exit_code = 1
     for_user = True  # whether the message may be shown to a chat user as it is
+    told_user: str | None = None  # what a chat user is told instead, when not
 
 
 class ConfigError(RagError):
@@ -47,3 +48,12 @@ class InputError(RagError):
     """Input from a user that cannot be taken as given: an empty or over-long question, a bad upload."""
 
     exit_code = 2
+
+
+class StoreUnavailableError(RagError):
+    """A service holding the index (a Chroma server, the record database) does not answer; nothing was changed
+    that a later run cannot finish."""
+
+    exit_code = 6
+    for_user = False  # names internal addresses: logged for the operator
+    told_user = "The document index is unavailable right now (a server it needs does not answer). Please try again in a moment."

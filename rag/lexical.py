@@ -7,9 +7,11 @@ its terms. Loading and searching need only numpy: importing bm25s (and SciPy wit
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +75,40 @@ class LexicalIndex:
             if not meta["ids"]:
                 return cls.build([], [], meta["stamp"])
             params = json.loads((directory / "params.index.json").read_text())
-            if params.get("method") not in _PLAIN_METHODS:
-                raise ValueError(f"BM25 method {params.get('method')!r} is not read here")
             vocab = json.loads((directory / "vocab.index.json").read_text())
             arrays = {name: np.load(directory / f"{name}.csc.index.npy", allow_pickle=False) for name in _ARRAYS}
-            if not 0 < len(arrays["indptr"]) <= len(vocab) + 1 or int(params["num_docs"]) != len(meta["ids"]):
-                raise ValueError("its vocabulary, matrix and chunk ids disagree")
+            return cls._checked(meta, vocab, arrays, params)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.debug("no usable lexical index at %s: %s", directory, exc)
             return None
+
+    def to_bytes(self) -> bytes:
+        """The whole index as one blob (numpy's .npz, no pickles), for a shared database (`from_bytes` reads it)."""
+        header = json.dumps({"stamp": self.stamp, "ids": self.ids, "vocab": self.vocab, "params": self.params})
+        out = io.BytesIO()
+        np.savez(out, header=np.array(header), **{name: getattr(self, name) for name in _ARRAYS})
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> LexicalIndex | None:
+        """The index `to_bytes` wrote; None when the blob is damaged (the same checks as `load`)."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                head = json.loads(str(npz["header"]))
+                if not head["ids"]:
+                    return cls.build([], [], head["stamp"])
+                arrays = {name: npz[name] for name in _ARRAYS}
+            return cls._checked({"stamp": head["stamp"], "ids": head["ids"]}, head["vocab"], arrays, head["params"])
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            log.debug("no usable lexical index in the blob: %s", exc)
+            return None
+
+    @classmethod
+    def _checked(cls, meta: dict, vocab: dict, arrays: dict[str, np.ndarray], params: dict) -> LexicalIndex:
+        if params.get("method") not in _PLAIN_METHODS:
+            raise ValueError(f"BM25 method {params.get('method')!r} is not read here")
+        if not 0 < len(arrays["indptr"]) <= len(vocab) + 1 or int(params["num_docs"]) != len(meta["ids"]):
+            raise ValueError("its vocabulary, matrix and chunk ids disagree")
         return cls(meta["ids"], vocab, arrays, params, meta["stamp"])
 
     def scores(self, query: str) -> np.ndarray:

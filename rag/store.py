@@ -3,17 +3,19 @@ wrote into it. Only this module talks to chromadb; which collection is live is t
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.embeddings import Embeddings
 
 from rag.config import Settings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, RagError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +162,77 @@ def _client(settings: Settings) -> Any:
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     # An absolute path: chromadb caches clients by the path string, so a relative one could reach another directory.
     return chromadb.PersistentClient(path=str((settings.index_dir / "chroma").resolve()), settings=chroma_settings)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reaching_services(method: F) -> F:
+    """Turn "the Chroma server / the record database does not answer" inside an `Engine` method (a generator too)
+    into one StoreUnavailableError that names the service and what to do; other errors pass unchanged."""
+
+    def translated(self: Any, exc: Exception) -> Exception:
+        return unavailable(exc, self.settings) or exc
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return (yield from method(self, *args, **kwargs))
+            except RagError:
+                raise
+            except Exception as exc:
+                error = translated(self, exc)
+                if error is exc:
+                    raise
+                raise error from None
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RagError:
+            raise
+        except Exception as exc:
+            error = translated(self, exc)
+            if error is exc:
+                raise
+            raise error from None
+
+    return call  # type: ignore[return-value]
+
+
+def unavailable(exc: BaseException, settings: Settings) -> StoreUnavailableError | None:
+    """The clear error for `exc` when it says a service of the index cannot be reached; None otherwise."""
+    import httpx
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    then = "nothing is lost: try again once it is back (an ingestion resumes where it stopped)"
+    if settings.chroma_url and (
+        isinstance(exc, httpx.TransportError) or isinstance(exc, ValueError) and "Could not connect to a Chroma server" in str(exc)
+    ):
+        return StoreUnavailableError(
+            f"the Chroma server at {settings.chroma_url} does not answer ({_reason(exc)}); start it or check RAG_CHROMA_URL; {then}"
+        )
+    if isinstance(exc, OperationalError | InterfaceError):
+        where = urlparse(settings.record_url)
+        name = f"{where.hostname}:{where.port or 5432}" if where.hostname else settings.record_url
+        return StoreUnavailableError(
+            f"the record database at {name} does not answer ({_reason(exc)}); start it or check RAG_RECORD_DB_URL; {then}"
+        )
+    return None
+
+
+def collection_gone(exc: BaseException) -> bool:
+    """Whether `exc` is Chroma saying the collection asked for no longer exists."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(exc, NotFoundError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import rag
 from rag.embed import SentenceTransformerEmbedder
+from tests.servers import Chroma, Postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -45,84 +42,27 @@ def engine(settings, embedder):
     return rag.Engine(settings, embedder=embedder)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory):
     """A real `chroma run` on loopback, for server mode."""
-    chroma = Path(sys.executable).with_name("chroma")
-    port = free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = Chroma(tmp_path_factory.mktemp("chroma-server")).start()
     try:
-        wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        stop(proc)
-
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A real PostgreSQL 15 (Debian's) on loopback, in a temporary directory, run as the `postgres` user when the
-    tests run as root (PostgreSQL refuses root); its SQLAlchemy URL."""
-    import tempfile
-
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail("Debian's postgresql is missing: apt-get install postgresql (.ci/run does)")
-    as_user = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-    root = Path(tempfile.mkdtemp(prefix="rag-postgres-"))  # not under pytest's root-only directory
+    """A real PostgreSQL 15 (Debian's) on loopback, in a temporary directory; its SQLAlchemy URL."""
     try:
-        if as_user:
-            shutil.chown(root, "postgres", "postgres")
-        subprocess.run(
-            [str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres"], check=True, capture_output=True, **as_user
-        )
-        port = free_port()
-        proc = subprocess.Popen(
-            [str(PG_BIN / "postgres"), "-D", str(root / "data"), "-p", str(port), "-k", str(root), "-c", "listen_addresses=127.0.0.1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            **as_user,
-        )
-        try:
-            wait_for_port(port, proc=proc)
-            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            stop(proc)
+        server = Postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.start().url
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """End a server process the tests started: terminate, then kill if it lingers."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from rag.answer import REFUSAL
 from rag.load import load
 from ui import serve as ui_serve
 
-from .conftest import free_port, wait_for_port
 from .fakes import ScriptedChatModel
+from .servers import free_port, wait_for_port
 
 Q = "When was the Ottawa Convention signed?"
 

@@ -10,8 +10,9 @@ import pytest
 import rag
 from ui import serve as ui_serve
 
-from .conftest import CORPUS, free_port
+from .conftest import CORPUS
 from .fakes import ReplayChatModel
+from .servers import free_port
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import free_port
+from .servers import free_port
 
 QUESTION = "When was the Ottawa Convention signed?"
 

@@ -13,8 +13,8 @@ from ui import serve as ui_serve
 from ui.chat import MODEL_ERROR, respond
 from ui.login import Throttle
 
-from .conftest import free_port
 from .fakes import ReplayChatModel, ScriptedChatModel
+from .servers import free_port
 
 Q = "When was the Ottawa Convention signed?"
 

@@ -13,7 +13,7 @@ import rag
 from rag.errors import ModelError
 from rag.llm.model_file import ensure_model
 
-from .conftest import free_port, stop
+from .servers import free_port, stop
 
 pytestmark = pytest.mark.slow
 Q = "When was the Ottawa Convention signed?"

@@ -12,8 +12,8 @@ from rag.lexical import LexicalIndex
 from ui import serve as ui_serve
 from ui.chat import respond
 
-from .conftest import free_port, wait_for_port
 from .fakes import ScriptedChatModel
+from .servers import free_port, wait_for_port
 
 EXPERTS = "corpus/experts-urge-britain-reconsider-landmines.md"
 BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"

@@ -11,8 +11,8 @@ from ui import corpus, feedback, render, serve
 from ui.chat import pairs, respond
 from ui.render import inert, sources_html
 
-from .conftest import free_port
 from .fakes import ScriptedChatModel
+from .servers import free_port
 
 Q = "When was the Ottawa Convention signed?"
 

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 import rag
 from ui import serve as ui_serve
 
-from .conftest import free_port, wait_for_port
 from .fakes import ScriptedChatModel
+from .servers import free_port, wait_for_port
 
 Q = "When was the Ottawa Convention signed?"
 

@@ -233,8 +233,8 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
             raise ApiError(400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query")
         try:
             hits = engine.search(query, k=body.k, mode=body.mode, sources=body.sources)
-        except rag.RagError as exc:
-            raise ApiError(400, str(exc), param="sources") from None
+        except rag.RagError as exc:  # a source that is not indexed is the client's; a server that is down is ours
+            raise (ApiError(400, str(exc), param="sources") if exc.exit_code == 2 else _mapped(exc)) from None
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
     @app.post(
@@ -309,6 +309,8 @@ def _mapped(exc: Exception) -> ApiError:
             400 if exc.exit_code == 2 else 503, str(exc), type="invalid_request_error" if exc.exit_code == 2 else "server_error"
         )
     log.warning("answer failed: %s: %s", type(exc).__name__, exc)
+    if isinstance(exc, rag.RagError) and exc.told_user:
+        return ApiError(503, exc.told_user, type="server_error", code="index_unavailable")
     return ApiError(503, "the language model could not answer this time; try again", type="server_error", code="model_error")
 
 

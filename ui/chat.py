@@ -43,7 +43,7 @@ def respond(
     except rag.RagError as exc:
         if not exc.for_user:
             log.warning("answer failed: %s", exc)
-        yield inert(str(exc)) if exc.for_user else MODEL_ERROR, ""
+        yield inert(str(exc)) if exc.for_user else exc.told_user or MODEL_ERROR, ""
     except Exception:  # never a stack trace in the chat
         log.exception("answer failed")
         yield ERROR, ""

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
 
     engine = rag.Engine(rag.load_settings(index_dir=getattr(args, "index", None)))
     if not engine.has_index():
-        print(f"error: no index at {engine.settings.index_dir}; run `rag ingest` first", file=sys.stderr)
+        print(f"error: no index at {engine.catalog.ledger.where}; run `rag ingest` first", file=sys.stderr)
         return 3
     check_exposure(engine.settings, args.host)  # before loading anything: a refused exposure fails at once
     print("loading the models…", flush=True)
