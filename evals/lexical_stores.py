@@ -1,0 +1,158 @@
+"""Which lexical index a shared deployment keeps, measured on the large corpus (the whole Python documentation that
+Debian's python3.11-doc installs): our BM25, saved as one blob in PostgreSQL and reloaded by each replica when the
+manifest's stamp changes, against PostgreSQL's own full-text search (a tsvector column under a GIN index, always
+current). Lexical retrieval alone, for the questions of the pydocs suite: hit@1, hit@4, hit@20 and MRR of the chunks
+holding their evidence, the latency of one query, and what keeping each current costs (build, blob size, reload).
+
+    python -m evals.lexical_stores --db postgresql+psycopg://user@host:port/db [--out FILE]
+
+Chunks are made exactly as ingestion makes them (rag.load + rag.chunk with the default settings); nothing is
+embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import rag
+from evals import metrics
+from evals.suite import load as load_suite
+from rag import chunk, load
+from rag.lexical import LexicalIndex
+
+ROOT = Path("/usr/share/doc/python3.11/html")
+SUITE = Path(__file__).parent / "suites" / "pydocs.jsonl"
+TABLE = "lexical_stores_probe"
+CANDIDATES = 20  # what each retriever hands to the fusion (RAG_RETRIEVE_CANDIDATES)
+
+
+def corpus(root: Path, settings: rag.Settings) -> tuple[list[str], list[str], dict[str, list[tuple[str, int, int]]], dict[str, str]]:
+    """ids and texts of every chunk, each source's (id, start, end) chunks, and each source's text."""
+    ids, texts, spans, docs = [], [], {}, {}
+    for path in sorted(root.rglob("*.html")):
+        src = path.relative_to(root).as_posix()
+        try:
+            doc = load.load(path, source=src, timeout=settings.parse_timeout_s)
+        except rag.RagError:
+            continue
+        docs[src] = doc.text
+        for n, c in enumerate(chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap, settings.tokenizer)):
+            ids.append(f"{src}#{n}")
+            texts.append(c.text)
+            spans.setdefault(src, []).append((ids[-1], c.start, c.end))
+    return ids, texts, spans, docs
+
+
+def relevant(case, spans, docs, text_of) -> set[str]:
+    """The chunks holding an evidence quote whole; for a quote that straddles chunks, those overlapping it."""
+    out: set[str] = set()
+    for ev in case.evidence:
+        mine = spans.get(ev.source, [])
+        whole = {i for i, _, _ in mine if ev.quote in text_of[i]}
+        if not whole and ev.source in docs and (at := docs[ev.source].find(ev.quote)) >= 0:
+            whole = {i for i, s, e in mine if s < at + len(ev.quote) and e > at}
+        out |= whole
+    return out
+
+
+def scored(rankings: list[list[str]], wanted: list[set[str]]) -> dict[str, float]:
+    return {
+        "hit@1": statistics.mean(metrics.hit_at_k(r, w, 1) for r, w in zip(rankings, wanted, strict=True)),
+        "hit@4": statistics.mean(metrics.hit_at_k(r, w, 4) for r, w in zip(rankings, wanted, strict=True)),
+        "hit@20": statistics.mean(metrics.hit_at_k(r, w, 20) for r, w in zip(rankings, wanted, strict=True)),
+        "mrr": statistics.mean(metrics.mrr(r, w) for r, w in zip(rankings, wanted, strict=True)),
+    }
+
+
+def timed(fn, *args):
+    started = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - started
+
+
+def latency(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"mean_ms": round(1000 * statistics.mean(ordered), 2), "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.lexical_stores", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL of a PostgreSQL database to measure in")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON too")
+    args = parser.parse_args(argv)
+    import psycopg
+
+    settings = rag.Settings()
+    (ids, texts, spans, docs), seconds = timed(corpus, args.root, settings)
+    text_of = dict(zip(ids, texts, strict=True))
+    cases = [c for c in load_suite(SUITE) if c.answerable and c.evidence]
+    wanted = [relevant(c, spans, docs, text_of) for c in cases]
+    kept = [(c, w) for c, w in zip(cases, wanted, strict=True) if w]
+    print(
+        f"{len(docs)} pages, {len(ids)} chunks ({seconds:.0f} s to load and chunk); {len(kept)} of {len(cases)} questions have evidence chunks"
+    )
+    questions, wanted = [c.question for c, _ in kept], [w for _, w in kept]
+    report: dict = {"pages": len(docs), "chunks": len(ids), "questions": len(kept)}
+
+    # BM25, as a shared index keeps it: built at ingestion, one blob in the database, reloaded by replicas.
+    bm25, build_s = timed(LexicalIndex.build, ids, texts, "probe")
+    blob, pack_s = timed(bm25.to_bytes)
+    conninfo = args.db.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}_blob")
+        conn.execute(f"CREATE TABLE {TABLE}_blob (id int PRIMARY KEY, data bytea)")
+        _, store_s = timed(conn.execute, f"INSERT INTO {TABLE}_blob VALUES (1, %s)", (blob,))
+        started = time.perf_counter()
+        loaded = LexicalIndex.from_bytes(conn.execute(f"SELECT data FROM {TABLE}_blob WHERE id = 1").fetchone()[0])
+        reload_s = time.perf_counter() - started
+        conn.execute(f"DROP TABLE {TABLE}_blob")
+    assert loaded is not None and loaded.ids == bm25.ids
+    runs = [timed(loaded.search, q, CANDIDATES) for q in questions]
+    report["bm25"] = {
+        **scored([[i for i, _ in hits] for hits, _ in runs], wanted),
+        **latency([t for _, t in runs]),
+        "build_s": round(build_s, 2),
+        "blob_mb": round(len(blob) / 1e6, 1),
+        "save_s": round(pack_s + store_s, 2),
+        "reload_s": round(reload_s, 2),
+    }
+
+    # PostgreSQL full-text search: English stemming and stop words, any of the question's words, ranked.
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(
+            f"CREATE TABLE {TABLE} (id text PRIMARY KEY, body text, tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)"
+        )
+        started = time.perf_counter()
+        with conn.cursor().copy(f"COPY {TABLE} (id, body) FROM STDIN") as copy:
+            for row in zip(ids, texts, strict=True):
+                copy.write_row((row[0], row[1].replace("\x00", "")))
+        conn.execute(f"CREATE INDEX ON {TABLE} USING gin (tsv)")
+        conn.execute(f"ANALYZE {TABLE}")
+        fts_build_s = time.perf_counter() - started
+        for name, rank in (("pg_ts_rank", "ts_rank(tsv, q)"), ("pg_ts_rank_cd", "ts_rank_cd(tsv, q)")):
+            sql = (
+                f"SELECT id FROM {TABLE}, (SELECT replace(plainto_tsquery('english', %s)::text, '&', '|')::tsquery AS q) AS query "
+                f"WHERE tsv @@ q ORDER BY {rank} DESC, id LIMIT {CANDIDATES}"
+            )
+            conn.execute(sql, (questions[0],)).fetchall()  # warm
+            runs = [timed(lambda q, s=sql: [r[0] for r in conn.execute(s, (q,)).fetchall()], q) for q in questions]
+            report[name] = {**scored([r for r, _ in runs], wanted), **latency([t for _, t in runs]), "build_s": round(fts_build_s, 2)}
+        conn.execute(f"DROP TABLE {TABLE}")
+
+    for name in ("bm25", "pg_ts_rank", "pg_ts_rank_cd"):
+        print(f"{name:14} " + "  ".join(f"{k} {v}" for k, v in report[name].items()))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
