@@ -6,14 +6,14 @@ holding their evidence, the latency of one query, and what keeping each current 
 
     python -m evals.lexical_stores --db postgresql+psycopg://user@host:port/db [--out FILE]
 
-Chunks are made exactly as ingestion makes them (rag.load + rag.chunk with the default settings); nothing is
-embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
+Chunks are made exactly as ingestion makes them (`Engine.preview`, the default settings); nothing is embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -22,8 +22,6 @@ from pathlib import Path
 import rag
 from evals import metrics
 from evals.suite import load as load_suite
-from rag import chunk, load
-from rag.lexical import LexicalIndex
 
 ROOT = Path("/usr/share/doc/python3.11/html")
 SUITE = Path(__file__).parent / "suites" / "pydocs.jsonl"
@@ -31,21 +29,21 @@ TABLE = "lexical_stores_probe"
 CANDIDATES = 20  # what each retriever hands to the fusion (RAG_RETRIEVE_CANDIDATES)
 
 
-def corpus(root: Path, settings: rag.Settings) -> tuple[list[str], list[str], dict[str, list[tuple[str, int, int]]], dict[str, str]]:
-    """ids and texts of every chunk, each source's (id, start, end) chunks, and each source's text."""
-    ids, texts, spans, docs = [], [], {}, {}
-    for path in sorted(root.rglob("*.html")):
-        src = path.relative_to(root).as_posix()
-        try:
-            doc = load.load(path, source=src, timeout=settings.parse_timeout_s)
-        except rag.RagError:
-            continue
-        docs[src] = doc.text
-        for n, c in enumerate(chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap, settings.tokenizer)):
-            ids.append(f"{src}#{n}")
-            texts.append(c.text)
-            spans.setdefault(src, []).append((ids[-1], c.start, c.end))
-    return ids, texts, spans, docs
+def corpus(root: Path) -> tuple[list[str], list[str], dict[str, list[tuple[str, int, int]]], dict[str, str]]:
+    """ids and texts of every chunk ingestion would make of the HTML pages under `root` (sources relative to it, as the
+    suite names them), each source's (id, start, end) chunks, and each source's text."""
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        engine = rag.Engine(rag.Settings())
+        hits = engine.preview(sorted(Path(".").rglob("*.html")))
+        docs = {src: engine.document_text(src) for src in dict.fromkeys(h.source for h in hits)}
+    finally:
+        os.chdir(here)
+    spans: dict[str, list[tuple[str, int, int]]] = {}
+    for h in hits:
+        spans.setdefault(h.source, []).append((h.chunk_id, h.start, h.end))
+    return [h.chunk_id for h in hits], [h.text for h in hits], spans, docs
 
 
 def relevant(case, spans, docs, text_of) -> set[str]:
@@ -88,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import psycopg
 
-    settings = rag.Settings()
-    (ids, texts, spans, docs), seconds = timed(corpus, args.root, settings)
+    (ids, texts, spans, docs), seconds = timed(corpus, args.root)
     text_of = dict(zip(ids, texts, strict=True))
     cases = [c for c in load_suite(SUITE) if c.answerable and c.evidence]
     wanted = [relevant(c, spans, docs, text_of) for c in cases]
@@ -101,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"pages": len(docs), "chunks": len(ids), "questions": len(kept)}
 
     # BM25, as a shared index keeps it: built at ingestion, one blob in the database, reloaded by replicas.
-    bm25, build_s = timed(LexicalIndex.build, ids, texts, "probe")
+    bm25, build_s = timed(rag.LexicalIndex.build, ids, texts, "probe")
     blob, pack_s = timed(bm25.to_bytes)
     conninfo = args.db.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute(f"CREATE TABLE {TABLE}_blob (id int PRIMARY KEY, data bytea)")
         _, store_s = timed(conn.execute, f"INSERT INTO {TABLE}_blob VALUES (1, %s)", (blob,))
         started = time.perf_counter()
-        loaded = LexicalIndex.from_bytes(conn.execute(f"SELECT data FROM {TABLE}_blob WHERE id = 1").fetchone()[0])
+        loaded = rag.LexicalIndex.from_bytes(conn.execute(f"SELECT data FROM {TABLE}_blob WHERE id = 1").fetchone()[0])
         reload_s = time.perf_counter() - started
         conn.execute(f"DROP TABLE {TABLE}_blob")
     assert loaded is not None and loaded.ids == bm25.ids

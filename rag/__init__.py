@@ -24,6 +24,7 @@ _WHERE = {
     "Engine": "rag.engine",
     "RagError": "rag.errors",
     "IngestReport": "rag.index",
+    "LexicalIndex": "rag.lexical",
     "Hit": "rag.retrieve",
 }
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Engine",
     "Hit",
     "IngestReport",
+    "LexicalIndex",
     "Passage",
     "QueryParams",
     "RagError",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from rag.engine import Engine
     from rag.errors import RagError
     from rag.index import IngestReport
+    from rag.lexical import LexicalIndex
     from rag.retrieve import Hit
 
 

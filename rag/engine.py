@@ -283,6 +283,14 @@ class Engine:
             self.__dict__.pop(cached, None)
         return report
 
+    def preview(self, paths: list[Path]) -> list[retrieve.Hit]:
+        """The chunks `ingest(paths)` would store, made the same way but neither embedded nor stored; their
+        `chunk_id` is "source#position". Files that cannot be read are left out (they are logged)."""
+        from rag import index
+
+        chunks, _ = index.preview(self.settings, paths)
+        return [retrieve.Hit.from_document(c) for c in chunks]
+
     def supports(self, claim: str, passage: str, question: str = "") -> bool:
         """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use), as an
         answer to `question`."""

@@ -119,6 +119,19 @@ def ingest(
     return report
 
 
+def preview(settings: Settings, paths: list[Path]) -> tuple[list[LCDocument], IngestReport]:
+    """The chunks ingestion would store for `paths`, each with its id-to-be "source#position", without embedding or
+    storing anything (to measure a chunking or a lexical index on a corpus); files that fail are in the report."""
+    report = IngestReport()
+    files, _ = discover(paths, report)
+    chunks = []
+    for doc in _load_all(files, settings, report):
+        for c in _to_documents(doc, hashlib.sha256(doc.text.encode()).hexdigest(), settings):
+            c.id = f"{doc.source}#{c.metadata['position']}"
+            chunks.append(c)
+    return chunks, report
+
+
 def _plan(
     db: Store, settings: Settings, files: list[tuple[Path, str]], prefixes: list[str], damaged: set[str], report: IngestReport
 ) -> list[LCDocument]:
@@ -240,4 +253,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="indexing", unit="chunk", leave=False, disable=not enabled or not total)
 
 
-__all__ = ["IngestReport", "discover", "ingest", "source_id"]
+__all__ = ["IngestReport", "discover", "ingest", "preview", "source_id"]

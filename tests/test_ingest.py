@@ -193,3 +193,13 @@ def test_documents_never_split_across_index_batches(embedder, workdir):
     assert first.chunks_added == first.chunks_total
     again = eng.ingest()
     assert again.texts_embedded == 0 and again.chunks_deleted == 0 and again.chunks_total == first.chunks_total
+
+
+def test_preview_makes_the_chunks_ingest_stores_and_stores_nothing(engine, workdir):
+    preview = engine.preview([workdir / "corpus"])
+    assert preview and not engine.has_index() and not (workdir / "index").exists()
+    assert len({h.chunk_id for h in preview}) == len(preview) and all(h.chunk_id.startswith(h.source + "#") for h in preview)
+    engine.ingest()
+    assert sorted((h.source, h.start, h.end, h.text) for h in preview) == sorted(
+        (h.source, h.start, h.end, h.text) for h in engine.chunks()
+    )

@@ -426,3 +426,26 @@ def test_servers_stopped_mid_ingest_give_a_clear_error_then_a_rerun_converges(do
     again = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, env=_env(settings), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert set(_consistent(rag.Engine(settings, embedder=embedder))) == expected
+
+
+# -- the measurement that chose the lexical index ------------------------------------------------------------------
+def test_the_lexical_stores_measurement_runs_on_a_part_of_the_python_docs(tmp_path, postgres_url):
+    from evals import lexical_stores
+    from evals.suite import load as load_suite
+
+    pages = ["tutorial/appetite.html", "tutorial/interpreter.html", "library/json.html"]
+    for page in pages:
+        (tmp_path / "docs" / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / page).write_bytes((lexical_stores.ROOT / page).read_bytes())
+    out = tmp_path / "figures.json"
+    assert lexical_stores.main(["--db", postgres_url, "--root", str(tmp_path / "docs"), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    cases = [c for c in load_suite(lexical_stores.SUITE) if c.answerable and any(ev.source in pages for ev in c.evidence)]
+    assert figures["pages"] == 3 and figures["questions"] == len(cases) > 0
+    for name in ("bm25", "pg_ts_rank", "pg_ts_rank_cd"):
+        assert all(0 <= figures[name][m] <= 1 for m in ("hit@1", "hit@4", "hit@20", "mrr"))
+        assert figures[name]["hit@1"] <= figures[name]["hit@4"] <= figures[name]["hit@20"] and figures[name]["mean_ms"] > 0
+    assert figures["bm25"]["hit@20"] > 0.5, "three pages: the evidence is among the first 20 for most questions"
+    assert psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")).execute(
+        "SELECT to_regclass('lexical_stores_probe')"
+    ).fetchone() == (None,), "its table is dropped"
