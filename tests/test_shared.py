@@ -284,7 +284,8 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
 
 # -- crashes converge ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+@pytest.mark.parametrize("kill", ["between-stores", "anywhere"])
+def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _corpus(tmp_path)
     (tmp_path / "corpus" / "doc03.md").rename(tmp_path / "doc03.md")
@@ -292,7 +293,16 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(tmp_path, e
     (tmp_path / "doc03.md").rename(tmp_path / "corpus" / "doc03.md")
 
     settings = _shared(tmp_path, chroma_server, postgres_url)
-    run = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2"))
+    if kill == "between-stores":  # the vectors of the second batch are written, its records are not
+        run = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2"))
+    else:  # once the first batch is recorded, a moment later, wherever the writer is
+        run = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings))
+        deadline = time.monotonic() + 300
+        while not ((pending := _catalog_row(settings)[1]) and _records(settings, pending)):
+            assert run.poll() is None and time.monotonic() < deadline, "the ingest ended before it wrote anything"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        run.send_signal(signal.SIGKILL)
     assert run.wait(300) == -signal.SIGKILL
     manifest, pending = _catalog_row(settings)
     assert manifest is None and pending, "killed mid-write: the first build is pending, not live"
