@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,13 +96,14 @@ class Catalog:
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
-    def writing(self, in_server: bool = False) -> Iterator[None]:
-        """One writer per index: a second one waits `lock_timeout_s` at most, then fails with a clear message.
+    def writing(self, in_server: bool = False, while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
+        """One writer per index: a second one waits `lock_timeout_s` at most, then fails with a clear message;
+        while it waits it runs `while_waiting` first (work it can do ahead of the lock).
 
         An embedded index that a chat server holds (see `hold_for_serving`) is not written by another process:
         Chroma's embedded store is not safe across processes. `in_server` is the chat server's own re-index.
         """
-        with self.ledger.locked(self.settings.lock_timeout_s):
+        with self.ledger.locked(self.settings.lock_timeout_s, while_waiting):
             if not in_server and not self.settings.chroma_url and self._served():
                 raise IndexBusyError(
                     f"a chat server is using {self.dir}; stop it, re-index from its Corpus tab (RAG_UI_ADMIN=1), "

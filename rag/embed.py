@@ -112,6 +112,42 @@ class SentenceTransformerEmbedder(Embeddings):
         return self._onnx
 
 
+class Remembered(Embeddings):
+    """An embedder that answers from vectors it was given ahead (`remember`), by text, and embeds only the rest: an
+    ingest worker waiting for another writer's lock embeds its chunks meanwhile, then writes them under the lock.
+    A remembered vector is handed out once (then forgotten, to free the memory)."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self._known: dict[str, Any] = {}
+
+    def remember(self, texts: list[str]) -> int:
+        """Embed `texts` now (those not remembered yet); how many were embedded."""
+        import numpy as np
+
+        todo = [t for t in dict.fromkeys(texts) if t not in self._known]
+        for start in range(0, len(todo), 512):  # float32 rows: a tenth of the memory of lists of floats
+            batch = todo[start : start + 512]
+            self._known.update(zip(batch, np.asarray(self.inner.embed_documents(batch), dtype=np.float32), strict=True))
+        return len(todo)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._known]
+        fresh = dict(zip(missing, self.inner.embed_documents(missing), strict=True)) if missing else {}
+        out = [fresh[t] if t in fresh else self._known[t].tolist() for t in texts]
+        for t in texts:
+            self._known.pop(t, None)
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+    def __getattr__(self, name: str) -> Any:  # texts_embedded, dimension, ... of the embedder inside
+        if name == "inner":  # not set yet (e.g. while copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 def _resolve(model: str) -> Path:
     if model in _PACKAGED:
         return Path(_PACKAGED[model]())

@@ -17,7 +17,8 @@ from langchain_core.embeddings import Embeddings
 from rag import chunk, load
 from rag.catalog import Catalog
 from rag.config import Settings
-from rag.errors import LoadError
+from rag.embed import Remembered
+from rag.errors import LoadError, RagError
 from rag.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class IngestReport:
     chunks_deleted: int = 0
     chunks_total: int = 0
     texts_embedded: int = 0
+    embedded_ahead: int = 0
     seconds: float = 0.0
     collection: str = ""
 
@@ -51,6 +53,7 @@ class IngestReport:
             + (f", {len(self.duplicates)} duplicate" if self.duplicates else "")
             + f" ({self.chunks_added} chunks embedded, {self.chunks_deleted} removed, {self.chunks_total} in index) "
             f"in {self.seconds:.1f} s"
+            + (f"; {self.embedded_ahead} embedded while waiting for another writer" if self.embedded_ahead else "")
         )
 
 
@@ -107,7 +110,13 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     catalog = Catalog(settings)
-    with catalog.writing(in_server=in_server):
+    ahead = None
+    if settings.chroma_url:  # another writer may hold a shared index: embed what will be needed while waiting for it
+        ahead = Remembered(embedder)
+        embedder = ahead
+    with catalog.writing(
+        in_server=in_server, while_waiting=(lambda: _embed_ahead(catalog, ahead, paths, rebuild, report)) if ahead else None
+    ):
         build = catalog.begin(embedder, rebuild)
         report.collection = build.store.name
         damaged = build.store.reconcile()
@@ -165,6 +174,29 @@ def _plan(
         (report.added if state is None else report.updated).append(doc.source)
         chunks.extend(_to_documents(doc, digest, settings))
     return chunks
+
+
+def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | None, rebuild: bool, report: IngestReport) -> None:
+    """While another writer holds the index: embed the chunks of the files that are new or changed as the index
+    stands now (read only; the plan is made again under the lock, and whatever changed meanwhile is embedded then)."""
+    settings = catalog.settings
+    try:
+        manifest = None if rebuild else catalog.manifest()
+        known = _known_documents(catalog.open(embedder.inner)) if manifest is not None else {}
+    except RagError as exc:  # e.g. built with other settings: the write under the lock says so
+        log.info("not embedding ahead: %s", exc)
+        return
+    files, _ = discover(paths or [settings.corpus_dir], IngestReport())
+    texts = []
+    for doc in _load_all(files, settings, IngestReport()):
+        digest = hashlib.sha256(doc.text.encode()).hexdigest()
+        if known.get(doc.source) != {digest}:
+            texts.extend(c.page_content for c in _to_documents(doc, digest, settings))
+    log.info("another writer holds the index; embedding %d chunks meanwhile", len(texts))
+    report.embedded_ahead = embedder.remember(texts)
+    log.info(
+        "embedded %d chunks ahead; waiting for the index (at most RAG_LOCK_TIMEOUT_S=%g s)", report.embedded_ahead, settings.lock_timeout_s
+    )
 
 
 def _load_all(files: list[tuple[Path, str]], settings: Settings, report: IngestReport) -> list[load.Document]:

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,7 +40,7 @@ class Ledger(Protocol):
     def load_lexical(self, collection: str) -> LexicalIndex | None: ...
     def save_lexical(self, collection: str, index: LexicalIndex) -> None: ...
     def drop_lexical(self, collection: str) -> None: ...
-    def locked(self, timeout_s: float) -> Any: ...
+    def locked(self, timeout_s: float, while_waiting: Callable[[], None] | None = None) -> Any: ...
 
 
 def shared(settings: Settings) -> bool:
@@ -102,17 +102,20 @@ class FileLedger:
         shutil.rmtree(self._lexical_dir(collection), ignore_errors=True)
 
     @contextmanager
-    def locked(self, timeout_s: float) -> Iterator[None]:
+    def locked(self, timeout_s: float, while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
         self.dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.dir / _LOCK))
-        try:
-            lock.acquire(timeout=timeout_s)
-        except Timeout:
-            raise IndexBusyError(
-                f"another process is writing to {self.dir}; wait for it to finish (or set RAG_LOCK_TIMEOUT_S to wait longer)"
-            ) from None
+
+        def attempt() -> bool:
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                return False
+            return True
+
+        _acquire(attempt, timeout_s, while_waiting, f"another process is writing to {self.dir}")
         try:
             yield
         finally:
@@ -177,23 +180,20 @@ class SqlLedger:
             conn.execute(self.lexical.delete().where(self.lexical.c.collection == collection))
 
     @contextmanager
-    def locked(self, timeout_s: float) -> Iterator[None]:
+    def locked(self, timeout_s: float, while_waiting: Callable[[], None] | None = None) -> Iterator[None]:
         """A session-level advisory lock on a connection held while writing: another writer on any machine waits
         `timeout_s` at most; a writer that dies (even by SIGKILL) loses its connection, and with it the lock."""
         from sqlalchemy import text
 
         key = int.from_bytes(hashlib.sha256(f"rag-index:{self.prefix}".encode()).digest()[:8], "big", signed=True)
         with self._connect() as conn:
-            deadline = time.monotonic() + timeout_s
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                conn.rollback()
-                if time.monotonic() >= deadline:
-                    raise IndexBusyError(
-                        f"another process is writing to the index in {self.where}; wait for it to finish "
-                        "(or set RAG_LOCK_TIMEOUT_S to wait longer)"
-                    )
-                time.sleep(_POLL_S)
-            conn.commit()
+
+            def attempt() -> bool:
+                got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+                conn.commit()
+                return got
+
+            _acquire(attempt, timeout_s, while_waiting, f"another process is writing to the index in {self.where}")
             try:
                 yield
             finally:
@@ -227,3 +227,20 @@ class SqlLedger:
         stmt = insert(self.catalog).values(prefix=self.prefix, **values)
         with self._connect() as conn, conn.begin():
             conn.execute(stmt.on_conflict_do_update(index_elements=["prefix"], set_=values))
+
+
+def _acquire(attempt: Callable[[], bool], timeout_s: float, while_waiting: Callable[[], None] | None, busy: str) -> None:
+    """Take a lock with `attempt` (True = taken): at once, or after `while_waiting` has run (the work a waiting
+    writer can do ahead) and at most `timeout_s` more of polling; IndexBusyError saying `busy` otherwise."""
+    if attempt():
+        return
+    fail = IndexBusyError(f"{busy}; wait for it to finish (or set RAG_LOCK_TIMEOUT_S to wait longer)")
+    if timeout_s <= 0:
+        raise fail
+    if while_waiting is not None:
+        while_waiting()
+    deadline = time.monotonic() + timeout_s
+    while not attempt():
+        if time.monotonic() >= deadline:
+            raise fail
+        time.sleep(_POLL_S)

@@ -97,3 +97,25 @@ def test_torch_query_backend_exports_nothing(cache):
     emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", query_backend="torch")
     assert len(emb.embed_query(QUERIES[0])) == 384
     assert emb._onnx is None and not cache.exists()
+
+
+def test_remembered_vectors_are_handed_out_by_text_once_and_the_rest_embedded():
+    from rag.embed import Remembered
+
+    class Counting:
+        texts_embedded = 0
+
+        def embed_documents(self, texts):
+            self.texts_embedded += len(texts)
+            return [[float(len(t)), 1.0] for t in texts]
+
+        def embed_query(self, text):
+            return [0.0, 0.0]
+
+    inner = Counting()
+    ahead = Remembered(inner)
+    assert ahead.remember(["aa", "bbb", "aa"]) == 2 and inner.texts_embedded == 2
+    assert ahead.embed_documents(["bbb", "c", "aa"]) == [[3.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
+    assert inner.texts_embedded == 3, "only the text not remembered was embedded"
+    assert ahead.embed_documents(["aa"]) == [[2.0, 1.0]] and inner.texts_embedded == 4, "handed out once, then forgotten"
+    assert ahead.texts_embedded == 4 and ahead.embed_query("q") == [0.0, 0.0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 import urllib.request
 import uuid
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -256,6 +258,8 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
 
 
 def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+    """Both start while the index is held (as by a third writer): each embeds its part while it waits, then they
+    write one after the other; together they store exactly what one worker ingesting the whole corpus stores."""
     monkeypatch.chdir(tmp_path)
     corpus = _corpus(tmp_path)
     for i, doc in enumerate(sorted(corpus.glob("*.md"))):
@@ -264,22 +268,40 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
         doc.rename(part / doc.name)
     expected = _reference(tmp_path, chroma_server, postgres_url, embedder)
     settings = _shared(tmp_path, chroma_server, postgres_url)
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "rag", "ingest", f"corpus/{part}"],
-            cwd=tmp_path,
-            env=_env(settings, RAG_LOCK_TIMEOUT_S="300", RAG_INDEX_BATCH_SIZE="8"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for part in ("a", "b")
-    ]
-    outcomes = [(w.wait(300), *w.communicate()) for w in workers]
+    held = Catalog(settings).writing()
+    held.__enter__()
+    try:
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "rag", "ingest", f"corpus/{part}"],
+                cwd=tmp_path,
+                env=_env(settings, RAG_LOCK_TIMEOUT_S="300", RAG_INDEX_BATCH_SIZE="8"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for part in ("a", "b")
+        ]
+        for w in workers:  # each says when its part is embedded and it only waits for the lock
+            for line in w.stderr:
+                if "chunks ahead; waiting for the index" in line:
+                    break
+            else:
+                pytest.fail(f"a worker ended without waiting: {w.wait()}")
+    finally:
+        held.__exit__(None, None, None)
+    outcomes = [(w.wait(300), w.stdout.read(), w.stderr.read()) for w in workers]
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
-    assert all(f"{DOCS // 2} added" in out for _, out, _ in outcomes), outcomes
+    for _, out, _ in outcomes:
+        added = re.search(r"(\d+) added, .*\((\d+) chunks embedded, .*; (\d+) embedded while waiting for another writer", out)
+        assert added and int(added[1]) == DOCS // 2 and int(added[2]) == int(added[3]) > 0, out
     engine = rag.Engine(settings, embedder=embedder)
     assert set(_consistent(engine)) == expected
+    chunks = engine.store.get()
+    stored = engine.store.vectors([c.id for c in chunks])
+    fresh = embedder.embed_documents([c.page_content for c in chunks])
+    cosines = [float(np.dot(stored[c.id], v)) for c, v in zip(chunks, fresh, strict=True)]
+    assert min(cosines) > 0.999, "each chunk is stored with its own text's vector, embedded ahead or not"
 
 
 # -- crashes converge ----------------------------------------------------------------------------------------------
