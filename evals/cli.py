@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         settings = prepare(args.corpus, settings, progress=sys.stderr.isatty())
     engine = rag.Engine(settings)
     if not engine.has_index():
-        print(f"error: no index at {settings.index_dir}; run `rag ingest` first", file=sys.stderr)
+        print(f"error: no index at {engine.catalog.ledger.where}; run `rag ingest` first", file=sys.stderr)
         return 3
     run_dir = _new_run_dir(args.out)
     meta = {
