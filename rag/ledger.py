@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from rag.config import Settings
-from rag.errors import IndexBusyError
+from rag.errors import IndexBusyError, IndexMismatchError
 from rag.lexical import LexicalIndex
 
 MANIFEST = "manifest.json"
@@ -66,8 +66,6 @@ class FileLedger:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
-            from rag.errors import IndexMismatchError
-
             raise IndexMismatchError(f"{path} is unreadable; run `rag ingest --rebuild`") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

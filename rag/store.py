@@ -171,8 +171,8 @@ def reaching_services(method: F) -> F:
     """Turn "the Chroma server / the record database does not answer" inside an `Engine` method (a generator too)
     into one StoreUnavailableError that names the service and what to do; other errors pass unchanged."""
 
-    def translated(self: Any, exc: Exception) -> Exception:
-        return unavailable(exc, self.settings) or exc
+    def clear(self: Any, exc: Exception) -> Exception | None:
+        return None if isinstance(exc, RagError) else unavailable(exc, self.settings)
 
     if inspect.isgeneratorfunction(method):
 
@@ -180,11 +180,8 @@ def reaching_services(method: F) -> F:
         def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return (yield from method(self, *args, **kwargs))
-            except RagError:
-                raise
             except Exception as exc:
-                error = translated(self, exc)
-                if error is exc:
+                if (error := clear(self, exc)) is None:
                     raise
                 raise error from None
 
@@ -194,11 +191,8 @@ def reaching_services(method: F) -> F:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except RagError:
-            raise
         except Exception as exc:
-            error = translated(self, exc)
-            if error is exc:
+            if (error := clear(self, exc)) is None:
                 raise
             raise error from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,9 +35,9 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """End a server process the tests started: terminate, then kill if it lingers."""
-    proc.terminate()
+def stop(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """End a server process the tests started: `sig` (terminate), then kill if it lingers."""
+    proc.send_signal(sig)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -44,32 +45,42 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait()
 
 
-class Chroma:
+class _Server:
+    """A server process on a fixed loopback port, started and stopped again at will."""
+
+    port: int
+    proc: subprocess.Popen | None = None
+    stop_signal = signal.SIGTERM
+
+    def _spawn(self, argv: list[str], **user: str) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **user)
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=30, sig=self.stop_signal)
+            self.proc = None
+
+
+class Chroma(_Server):
     """`chroma run` on a data directory and a fixed port."""
 
     def __init__(self, data: Path) -> None:
-        self.data, self.port, self.proc = data, free_port(), None
+        self.data, self.port = data, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Chroma:
         chroma = Path(sys.executable).with_name("chroma")
-        self.proc = subprocess.Popen(
-            [str(chroma), "run", "--path", str(self.data), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, proc=self.proc)
+        self._spawn([str(chroma), "run", "--path", str(self.data), "--host", "127.0.0.1", "--port", str(self.port)])
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
 
-
-class Postgres:
+class Postgres(_Server):
     """A PostgreSQL 15 cluster in a temporary directory, run as the `postgres` user when the tests run as root
-    (PostgreSQL refuses root); `url` is its SQLAlchemy URL."""
+    (PostgreSQL refuses root); `url` is its SQLAlchemy URL. Stopped fast (SIGINT): open connections are cut, as
+    when the server goes away."""
+
+    stop_signal = signal.SIGINT
 
     def __init__(self) -> None:
         if not (PG_BIN / "initdb").exists():
@@ -84,30 +95,16 @@ class Postgres:
             capture_output=True,
             **self.as_user,
         )
-        self.port, self.proc = free_port(), None
+        self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> Postgres:
-        self.proc = subprocess.Popen(
-            [str(PG_BIN / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port), "-k", str(self.root)]
-            + ["-c", "listen_addresses=127.0.0.1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        data = str(self.root / "data")
+        self._spawn(
+            [str(PG_BIN / "postgres"), "-D", data, "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"],
             **self.as_user,
         )
-        wait_for_port(self.port, proc=self.proc)
         return self
-
-    def stop(self) -> None:
-        """A fast shutdown (SIGINT): open connections are cut, as when the server goes away."""
-        if self.proc is not None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
 
     def remove(self) -> None:
         self.stop()

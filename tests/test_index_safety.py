@@ -140,16 +140,23 @@ def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder,
     assert run.returncode == 0, run.stderr
 
 
+def damage_then_repair(engine: rag.Engine) -> rag.IngestReport:
+    """Ingest, delete 3 records (vectors without records) and 2 vectors (records without vectors), ingest again:
+    the second run re-adds exactly those 5 chunks and ends with as many as the first. Its report."""
+    total = engine.ingest().chunks_total
+    keys = engine.store.records.list_keys()
+    engine.store.records.delete_keys(keys[:3])
+    engine.store.vectorstore.delete(ids=keys[3:5])
+    report = engine.ingest()
+    assert report.chunks_total == total and report.chunks_added == 5
+    return report
+
+
 def test_reconcile_repairs_orphans_and_stale_records(tmp_path, embedder, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _corpus(tmp_path)
     engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder=embedder)
-    total = engine.ingest().chunks_total
-    keys = engine.store.records.list_keys()
-    engine.store.records.delete_keys(keys[:3])  # vectors without records
-    engine.store.vectorstore.delete(ids=keys[3:5])  # records without vectors
-    report = engine.ingest()
-    assert report.chunks_total == total and report.chunks_added == 5
+    report = damage_then_repair(engine)
     assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
     assert json.loads((tmp_path / "index" / "manifest.json").read_text())["collection"] == report.collection
 

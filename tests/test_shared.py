@@ -24,7 +24,7 @@ from rag.catalog import Catalog
 from rag.errors import IndexBusyError, StoreUnavailableError
 
 from .servers import Chroma, Postgres, free_port, stop, wait_for_port
-from .test_index_safety import _DRIVER, DOCS, _corpus
+from .test_index_safety import _DRIVER, DOCS, _corpus, damage_then_repair
 
 pytestmark = pytest.mark.server
 FRESH_S = 5.0  # the bound: a replica answers from a committed change within this
@@ -371,13 +371,8 @@ def test_orphans_and_stale_records_are_repaired_against_the_servers(tmp_path, em
     monkeypatch.chdir(tmp_path)
     _corpus(tmp_path)
     engine = rag.Engine(_shared(tmp_path, chroma_server, postgres_url), embedder=embedder)
-    total = engine.ingest().chunks_total
-    keys = engine.store.records.list_keys()
-    engine.store.records.delete_keys(keys[:3])  # vectors without records
-    engine.store.vectorstore.delete(ids=keys[3:5])  # records without vectors
-    report = engine.ingest()
-    assert report.chunks_total == total and report.chunks_added == 5
-    assert len(_consistent(engine)) == total
+    report = damage_then_repair(engine)
+    assert len(_consistent(engine)) == report.chunks_total
 
 
 # -- a service goes down -----------------------------------------------------------------------------------------
