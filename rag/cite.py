@@ -55,6 +55,10 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
 
     by_n = {p.n: p for p in passages}
     claims = split_claims(answer)
+    seen = " ".join(p.text for p in passages)
+    for c in claims:  # what the answer would fetch or link to: images never (the sentence showing one goes), links and
+        # addresses only as the passages give them
+        c.raw, c.text = c.text, "" if _IMAGE.search(c.text) else without_media(c.text, seen)
     removed = [m for c in claims for m in c.markers if m not in by_n]
     for c in claims:
         c.markers = [m for m in c.markers if m in by_n]
@@ -72,6 +76,10 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     unsupported: list[str] = []
     asked = _stems(question)
     for ci, claim in enumerate(claims):
+        if not claim.text:  # nothing but an image or an address no passage gives
+            unsupported.append(claim.raw + claim.punct)
+            parts.append((claim.raw + claim.punct, False))
+            continue
         terms = set(tokenize(claim.text))
         if terms <= _VERDICTS and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
             out_sentences.append(claim.text + claim.punct)
@@ -95,6 +103,12 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
         keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
         if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
             keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
+        text = without_media(claim.text, " ".join(by_n[n].text for n in keep))  # an address only from a passage it cites
+        if not text:
+            unsupported.append(claim.raw + claim.punct)
+            parts.append((claim.raw + claim.punct, False))
+            continue
+        claim.text = text
         for n in keep:
             value, j = per_passage[n]
             if n not in best_quote or value > best_quote[n][0]:
@@ -122,9 +136,34 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts)
 
 
+def without_media(text: str, passages: str) -> str:
+    """`text` without Markdown or HTML images, with links reduced to their words, and without web addresses that do not
+    appear in `passages` (an answer shows no image and links only to what its documents name)."""
+    text = _LINK.sub(lambda m: m.group(1) or m.group(2) or "", _IMAGE.sub(" ", text))
+    text = _URL.sub(lambda m: m.group(0) if m.group(0).rstrip(".,;:!?") in passages else " ", text)
+    text = " ".join(text.split())
+    return "" if not re.search(r"\w", text) else text
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>", re.I)
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)|<a\b[^>]*>([^<]*)</a>", re.I)
+_URL = re.compile(r"\b(?:https?|ftp)://[^\s<>()\[\]\"']+|\bwww\.[^\s<>()\[\]\"']+", re.I)
+# A sentence of a passage that speaks to the assistant ("ignore previous instructions", "System note:", "reply X to
+# every question") is an injection attempt, not a fact: nothing it says supports an answer.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b[^.]{0,60}\b(?:instructions?|rules|prompts?|directions)\b"
+    r"|\b(?:system|developer|admin)\s+(?:note|message|prompt|instructions?)\s*:|^\W*(?:assistant|system|ai)\s*:"
+    r"|\b(?:reply|respond|answer|say|write|output|print)\b[^.]{0,40}\b(?:to|for|in)\s+(?:every|all|any|each)\s+(?:questions?|users?|requests?|answers?)\b",
+    re.I,
+)
+
+
 def _support(claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage, asked: set[str] = frozenset()) -> float:
     """How well one source sentence backs a claim: meaning and shared words. A number the claim states that its
-    passage lacks is no support at all (a changed figure); a name it lacks (text and title) halves the support."""
+    passage lacks is no support at all (a changed figure); a name it lacks (text and title) halves the support; a
+    sentence addressing the assistant supports nothing."""
+    if _INSTRUCTION.search(sentence):
+        return 0.0
     source = f"{passage.title}\n{passage.text}"
     if any(n not in source for n in _NUMBER.findall(claim)):
         return 0.0
