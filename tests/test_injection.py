@@ -6,7 +6,6 @@ import shutil
 import httpx
 import pytest
 
-
 import rag
 from rag.cite import without_media
 from ui.render import inert
