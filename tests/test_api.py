@@ -31,6 +31,10 @@ class Slow(ScriptedChatModel):
 
     delay: float = 0.05
     words: int = 0
+    repeat: int = 1  # the answer said this many times over (a long answer)
+
+    def _reply(self, messages) -> str:
+        return " ".join([super()._reply(messages)] * self.repeat)
 
     def _stream(self, messages, *args, **kwargs):
         for chunk in super()._stream(messages, *args, **kwargs):
@@ -185,6 +189,46 @@ def test_a_client_that_goes_away_mid_stream_stops_the_model_and_frees_the_lane(s
     started = time.monotonic()
     reply = _client(base).chat.completions.create(model="rag", messages=[{"role": "user", "content": Q}])
     assert "1997" in reply.choices[0].message.content and time.monotonic() - started < 10  # the lane came free
+
+
+def test_clients_that_give_up_on_plain_requests_stop_their_answers_and_leave_the_line(serve):
+    """#29.5: non-streaming requests whose clients time out, one being answered and the others waiting for the lane:
+    the answer stops at the model's next token, the waiting ones never reach the model, and a real request after them
+    is answered at once (it was 503 while the abandoned answers were written to the end)."""
+    model = Slow(delay=0.0)
+    base = serve(model, ui_concurrency=1, ui_queue_size=2)
+    body = {"model": "rag", "messages": [{"role": "user", "content": Q}]}
+    assert httpx.post(f"{base}/chat/completions", json=body, timeout=30).status_code == 200  # everything loaded
+    model.delay, model.repeat, model.words, model.calls = 0.2, 8, 0, []  # about 200 words: 40 s an answer
+    outcomes: list[str] = []
+
+    def give_up(after: float) -> None:
+        try:
+            httpx.post(f"{base}/chat/completions", json=body, timeout=after)
+            outcomes.append("answered")
+        except httpx.TimeoutException:
+            outcomes.append("gave up")
+
+    # One answered, two waiting (the line is full); the waiting ones give up first, while the lane is still taken.
+    threads = [threading.Thread(target=give_up, args=(after,)) for after in (2.0, 1.0, 1.0)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert outcomes == ["gave up"] * 3
+    time.sleep(0.5)
+    stopped = model.words
+    time.sleep(1.5)
+    assert model.words == stopped < 16, f"the model kept writing for clients that had gone ({stopped} -> {model.words} words)"
+    assert len(model.calls) == 1, "a request that gave up while waiting for the lane never reached the model"
+
+    model.delay, model.repeat = 0.0, 1
+    started = time.monotonic()
+    r = httpx.post(f"{base}/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] and time.monotonic() - started < 10
+    assert len(model.calls) == 2
 
 
 def test_the_chat_and_the_api_share_one_set_of_lanes(serve):

@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -32,6 +32,7 @@ from ui.lanes import Busy, Lanes
 log = logging.getLogger(__name__)
 
 PREFIX = "/v1"
+T = TypeVar("T")
 _DONE = object()
 _WAIT_S = 600.0  # longest a request waits for a lane before it is told the server is busy
 
@@ -243,7 +244,7 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         responses=_ERRORS | {200: {"content": {"text/event-stream": {}}, "description": "the answer, or its stream when `stream` is true"}},
         dependencies=guarded,
     )
-    async def chat_completions(body: ChatRequest):
+    async def chat_completions(body: ChatRequest, request: Request):
         if body.model != model:
             raise _unknown_model(body.model, model)
         if body.n not in (None, 1):
@@ -257,24 +258,80 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
             sources = engine.check_sources(body.sources)
         except rag.RagError as exc:
             raise ApiError(400, str(exc), param="sources") from None
-        try:
-            ticket = await anyio.to_thread.run_sync(lanes.acquire, _WAIT_S)
-        except Busy as exc:
-            raise ApiError(503, str(exc), type="server_error", code="busy") from None
+        ticket = await _lane(lanes, request)
         answer = _Answering(engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop())
         if not body.stream:
             try:
-                final = await answer.result()
+                final = await _unless_gone(request, answer.result())
             finally:
-                answer.stop()
+                answer.stop()  # done, or the client gave up: the model stops at its next token and the lane comes free
             return _completion(final, model)
-        first = await answer.next()  # an error before the first event (the model failed to start) is still a status
+        try:  # an error before the first event (the model failed to start) is still a status
+            first = await _unless_gone(request, answer.next())
+        except BaseException:
+            answer.stop()
+            raise
         if isinstance(first, Exception):
             answer.stop()
             raise _mapped(first)
         return StreamingResponse(_sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _gone() -> ApiError:
+    return ApiError(499, "the client closed the request", code="client_closed")  # nobody reads it: for the log
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (the body was read before: what comes next is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """What `work` gives, unless the client disconnects first: then `work` is cancelled and `_gone()` raised."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()
+        log.info("the client of %s went away; its answer is stopped", request.url.path)
+        raise _gone()
+    return task.result()
+
+
+async def _lane(lanes: Lanes, request: Request):
+    """A lane's ticket, waited for on a worker thread while watching the client: a client that goes away gives up
+    its place in the line (and a lane taken just as it went is given back)."""
+    cancel = threading.Event()
+    waiting = asyncio.ensure_future(anyio.to_thread.run_sync(lanes.acquire, _WAIT_S, cancel))
+    gone = asyncio.ensure_future(_disconnected(request))
+    went = False
+    try:
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        went = gone.done()
+    finally:
+        gone.cancel()
+        if went or not waiting.done():
+            cancel.set()  # the waiting thread lets go within a poll
+    try:
+        ticket = await waiting
+    except Busy as exc:
+        if not went:
+            raise ApiError(503, str(exc), type="server_error", code="busy") from None
+        ticket = None
+    if went:
+        if ticket is not None:
+            ticket.release()
+        log.info("the client of %s went away while waiting for an answer slot", request.url.path)
+        raise _gone()
+    return ticket
 
 
 def _card(model: str) -> dict:
