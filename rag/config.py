@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
+    api_only: bool = Field(False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes")
     api_keys: SecretStr | None = Field(
         None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"
     )

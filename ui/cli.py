@@ -9,23 +9,27 @@ from rag.cli import Command, index_option
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rag serve", description="Start the web chat.")
+    parser = argparse.ArgumentParser(prog="rag serve", description="Start the web chat and the HTTP API.")
     index_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--api-only", action="store_const", const=True, help="serve the HTTP API (/v1) alone, without the web chat (RAG_API_ONLY=1)"
+    )
     args = parser.parse_args(argv)
 
     import rag
     from ui.serve import check_exposure, launch
 
-    engine = rag.Engine(rag.load_settings(index_dir=getattr(args, "index", None)))
+    engine = rag.Engine(rag.load_settings(index_dir=getattr(args, "index", None), api_only=args.api_only))
     if not engine.has_index():
         print(f"error: no index at {engine.catalog.ledger.where}; run `rag ingest` first", file=sys.stderr)
         return 3
     check_exposure(engine.settings, args.host)  # before loading anything: a refused exposure fails at once
     print("loading the models…", flush=True)
     engine.warm_up()
-    print(f"chat at http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    where = f"http://{args.host}:{args.port}"
+    print(f"HTTP API at {where}/v1" if engine.settings.api_only else f"chat at {where}", "(Ctrl+C stops it)", flush=True)
     launch(engine, host=args.host, port=args.port, checked=True)
     return 0
 

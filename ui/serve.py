@@ -1,11 +1,14 @@
 """Serving the page and the OpenAI-compatible API with safe defaults: loopback, one bounded set of answer lanes for
-both, queue-skipping REST closed, private paths blocked, uploads only for the corpus admin, and a login throttle."""
+both, queue-skipping REST closed, private paths blocked, uploads only for the corpus admin, and a login throttle;
+or, with `api_only`, the API alone."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +25,7 @@ from ui.render import CSS, PAGE_JS
 log = logging.getLogger(__name__)
 
 _SERVED: list[rag.Engine] = []
+_API_SERVERS: list[tuple] = []  # the API-only servers this process runs: (uvicorn.Server, its thread)
 
 
 def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block: bool = True, checked: bool = False):
@@ -33,6 +37,9 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     engine.hold_for_serving()
     _SERVED.append(engine)
     lanes = Lanes(s.ui_concurrency, s.ui_queue_size)  # the chat and the API take turns on the same model
+    api = build_api(engine, lanes, open_without_key=is_loopback(host))
+    if s.api_only:
+        return _serve_api(ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, block)
     demo = build_app(engine, lanes=lanes)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     login = s.login
@@ -40,7 +47,6 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     for url in (s.record_url, s.conversations_url):  # the record store and the saved conversations, with their logs
         if url.startswith("sqlite:///"):
             blocked += [url.removeprefix("sqlite:///") + suffix for suffix in ("", "-wal", "-shm", "-journal")]
-    api = build_api(engine, lanes, open_without_key=is_loopback(host))
     middleware = [
         Middleware(ApiRoutes, api=api, max_body=s.api_max_body_kb * 1024),
         Middleware(ErrorShield),
@@ -67,20 +73,55 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
 
 
 def check_exposure(settings: rag.Settings, host: str) -> None:
-    """Refuse to serve on an address other machines can reach with neither a login nor API keys, or with the corpus
-    admin actions open without a login; on loopback, warn about open admin actions."""
-    if not is_loopback(host) and settings.login is None and not settings.keys:
+    """Refuse to serve on an address other machines can reach the chat without a login (anyone would read, rename
+    and delete everyone's saved conversations), the API alone without keys, or the corpus admin actions without a
+    login; on loopback, warn about open admin actions."""
+    if not is_loopback(host) and not settings.api_only and settings.login is None:
         raise rag.RagError(
-            f"serving on {host} with neither a login nor API keys would open the chat and the API to anyone who reaches it; "
-            "set RAG_UI_AUTH=user:password and/or RAG_API_KEYS=key1,key2, or serve on 127.0.0.1"
+            f"serving the chat on {host} without a login would let anyone who reaches it read, rename and delete the saved "
+            "conversations; set RAG_UI_AUTH=user:password, or serve the HTTP API alone (RAG_API_ONLY=1 or `rag serve --api-only`)"
         )
-    if settings.ui_admin and settings.login is None:
+    if not is_loopback(host) and settings.api_only and not settings.keys:
+        raise rag.RagError(
+            f"serving the HTTP API alone on {host} without keys would answer nobody (or, were it open, anyone); "
+            "set RAG_API_KEYS=key1,key2, or serve on 127.0.0.1"
+        )
+    if settings.ui_admin and settings.login is None and not settings.api_only:
         if not is_loopback(host):
             raise rag.RagError(
                 f"RAG_UI_ADMIN=1 without a login would let anyone who reaches {host} change the corpus; "
                 "set RAG_UI_AUTH=user:password, or serve on 127.0.0.1"
             )
         log.warning("RAG_UI_ADMIN=1 without a login on %s: %s", host, OPEN_ADMIN)
+
+
+def _serve_api(app, host: str, port: int, block: bool):
+    """The HTTP API alone on uvicorn (the server Gradio would start): blocking, stopped by Ctrl+C or SIGTERM; or in
+    a thread until `close_all`."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    if block:
+        server.run()
+        return None
+    thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise rag.RagError(f"the HTTP API could not start on {host}:{port}; is the port in use?")
+        time.sleep(0.01)
+    _API_SERVERS.append((server, thread))
+    return server
+
+
+async def _not_found(scope, receive, send) -> None:
+    """Everything but /v1 when the API is served alone."""
+    if scope["type"] == "http":
+        await _json(send, 404, {"detail": "not found: this server serves the HTTP API (/v1) only"})
+    elif scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 def is_loopback(host: str) -> bool:
@@ -165,5 +206,9 @@ async def _json(send, status: int, payload: dict) -> None:
 def close_all() -> None:
     """Stop every app this process serves and release their indexes (tests, and a clean shutdown)."""
     gr.close_all()
+    while _API_SERVERS:
+        server, thread = _API_SERVERS.pop()
+        server.should_exit = True
+        thread.join(timeout=10)
     while _SERVED:
         _SERVED.pop().release_serving()

@@ -1,0 +1,96 @@
+"""Issue #29, what an outside probe of the new surfaces found, each pinned from outside (HTTP against the served app,
+or `rag serve` as a real process): a network-bound chat without a login, unbounded bodies on the chat routes, a
+login throttle that believed X-Forwarded-For, and exports left behind after SIGTERM."""
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+import rag
+from ui import serve as ui_serve
+
+from .fakes import ScriptedChatModel
+from .servers import free_port
+
+Q = "When was the Ottawa Convention signed?"
+KEY = {"Authorization": "Bearer k"}
+
+
+@pytest.fixture
+def make_engine(ready_settings, embedder):
+    def make(**overrides):
+        settings = ready_settings.model_copy(update={"llm_backend": "local", **overrides})
+        return rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
+
+    yield make
+    ui_serve.close_all()
+
+
+def _serve(engine, host="127.0.0.1"):
+    """Serve on `host` (0.0.0.0 too: the tests reach it on 127.0.0.1); the base URL."""
+    port = free_port()
+    ui_serve.launch(engine, host=host, port=port, block=False)
+    return f"http://127.0.0.1:{port}/"
+
+
+# 1. A network-bound chat with no login: refused, unless the API alone is served.
+
+
+def test_a_network_bind_with_keys_but_no_login_refuses_to_serve_the_chat(make_engine, ready_settings):
+    engine = make_engine(api_keys=SecretStr("k"))
+    with pytest.raises(rag.RagError, match=r"without a login.*RAG_UI_AUTH.*RAG_API_ONLY=1"):
+        ui_serve.check_exposure(engine.settings, "0.0.0.0")
+    port = free_port()
+    with pytest.raises(rag.RagError, match="RAG_UI_AUTH"):
+        ui_serve.launch(engine, host="0.0.0.0", port=port, block=False)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/config", timeout=5)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}  # the README's old deployment line
+    env.update(RAG_API_KEYS="k", RAG_INDEX_DIR=str(ready_settings.index_dir), RAG_CORPUS_DIR=str(ready_settings.corpus_dir))
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=env,
+        cwd=ready_settings.corpus_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and "RAG_UI_AUTH" in lines[0] and "--api-only" in lines[0], run.stderr
+
+
+def test_the_api_alone_serves_v1_and_nothing_of_the_chat(make_engine):
+    url = _serve(make_engine(api_only=True, api_keys=SecretStr("k")), host="0.0.0.0")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for path in ("", "config", "gradio_api/info", "gradio_api/queue/status", "login"):
+            assert http.get(path).status_code == 404, path
+        join = {"data": [Q, 4, "local"], "fn_index": 0, "session_hash": "x"}
+        for path in ("gradio_api/queue/join", "gradio_api/upload", "login"):
+            assert http.post(path, json=join).status_code == 404, path
+        assert http.get("v1/models").status_code == 401, "the keys still guard the API"
+        models = http.get("v1/models", headers=KEY)
+        assert models.status_code == 200 and models.json()["data"][0]["id"] == "rag"
+        reply = http.post("v1/chat/completions", headers=KEY, json={"model": "rag", "messages": [{"role": "user", "content": Q}]})
+        assert reply.status_code == 200 and "1997" in reply.json()["choices"][0]["message"]["content"]
+
+
+def test_the_api_alone_on_a_network_bind_needs_keys(make_engine):
+    with pytest.raises(rag.RagError, match="RAG_API_KEYS"):
+        ui_serve.check_exposure(make_engine(api_only=True).settings, "0.0.0.0")
+    ui_serve.check_exposure(make_engine(api_only=True).settings, "127.0.0.1")  # loopback: the API answers without keys
+
+
+def test_a_network_bound_chat_with_a_login_asks_for_it(make_engine):
+    url = _serve(make_engine(api_keys=SecretStr("k"), ui_auth=SecretStr("alice:correct-horse")), host="0.0.0.0")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("config").status_code in (401, 403)
+        join = http.post("gradio_api/queue/join", json={"data": [Q, 4, "local"], "fn_index": 0, "session_hash": "x"})
+        assert join.status_code in (401, 403, 404, 422), join.status_code
+        assert http.post("login", data={"username": "alice", "password": "correct-horse"}).status_code == 200
+        assert http.get("config").status_code == 200
+        assert http.get("v1/models", headers=KEY).status_code == 200
