@@ -16,9 +16,11 @@ from rag import cite, condense, context
 from rag import question as questions
 from rag.config import Settings
 from rag.llm import with_deadline
-from rag.prompt import ANSWER, shape_line
+from rag.prompt import ANSWER, conversation_block, shape_line
+from rag.prompt import WHOLE as WHOLE_PROMPT
 from rag.retrieve import HybridRetriever
 from rag.text import MARKER, claims
+from rag.whole import RETRIEVED, WHOLE, Corpus
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class Answer:
     checked: list[tuple[str, bool]] = field(default_factory=list)  # every sentence the model wrote, and whether it stands
     kind: str = "fact"  # how the question was read: fact, yes_no, why, compare or multi_part
     support: str = ""  # how strong the evidence is, in words (`strength`); empty for a refusal
+    way: str = RETRIEVED  # what the model was shown: the whole corpus, or retrieved passages
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +75,8 @@ def stream(
     llm: BaseChatModel | None,
     settings: Settings,
 ) -> Iterator[Event]:
-    """Answer one question, yielding the evidence as soon as it is known, then tokens, then the checked answer."""
+    """Answer one question from retrieved passages, yielding the evidence as soon as it is known, then tokens, then
+    the checked answer."""
     started = time.perf_counter()
     standalone = condense.condense(question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s)
     reading = questions.read(standalone)
@@ -96,19 +100,90 @@ def stream(
         parts=part_vectors,
         spread=reading.compare,
     )
-    timings = {"retrieve_ms": _ms(started)}
+    asked = _Asked(question, standalone, reading, started, way=RETRIEVED)
     yield Event("evidence", passages)
+    if not passages or evidence.hopeless or (llm is None and evidence.weak):
+        yield Event("answer", asked.refusal())
+        return
+    prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
+    yield from _written(asked, ANSWER, prompt, _WARM, passages, evidence, embedder, llm, settings)
 
-    def refusal(raw: str = "", checked: cite.Checked | None = None) -> Answer:
-        timings.setdefault("first_token_ms", _ms(started))
-        timings["total_ms"] = _ms(started)
+
+def stream_whole(
+    question: str, history: condense.History, *, corpus: Corpus, embedder: Embeddings, llm: BaseChatModel, settings: Settings
+) -> Iterator[Event]:
+    """Answer one question with every document of `corpus` in view: the documents are a fixed prefix the runtime
+    keeps, so only the conversation and the question are read. The follow-up's rewrite (deterministic, no model
+    call) finds the passages shown while the answer is written; the check runs against every passage."""
+    started = time.perf_counter()
+    standalone = condense.fallback(question, history)
+    reading = questions.read(question)
+    corpus.embed(embedder)
+    query_vector = embedder.embed_query(standalone)
+    shown, evidence = corpus.evidence(standalone, query_vector, settings.retrieve_k)
+    asked = _Asked(question, standalone, reading, started, way=WHOLE)
+    yield Event("evidence", shown)
+    if evidence.hopeless:
+        yield Event("answer", asked.refusal())
+        return
+    lines = condense.transcript(history, answer_tokens=120)
+    prompt = {
+        "passages": corpus.text,
+        "conversation": conversation_block(lines),
+        "question": question,
+        "shape": shape_line(reading.instructions()),
+    }
+    warm = {"passages": corpus.text, "conversation": "", "question": "Why?", "shape": ""}
+    yield from _written(asked, WHOLE_PROMPT, prompt, warm, corpus.passages, evidence, embedder, llm, settings)
+
+
+@dataclass
+class _Asked:
+    """What one answer knows before generation: the question as asked and as read, its clock and its timings."""
+
+    question: str
+    standalone: str
+    reading: questions.Reading
+    started: float
+    way: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.timings["retrieve_ms"] = _ms(self.started)
+
+    def refusal(self, raw: str = "", checked: cite.Checked | None = None) -> Answer:
+        self.timings.setdefault("first_token_ms", _ms(self.started))
+        self.timings["total_ms"] = _ms(self.started)
         dropped = checked.unsupported if checked else []
         shown = [(t, ok) for t, ok in checked.parts if not ok] if checked else []  # connectives ("No.") go with the refusal
-        return Answer(question, standalone, REFUSAL, True, timings=timings, unsupported=dropped, raw=raw, checked=shown, kind=reading.kind)
+        return Answer(
+            self.question,
+            self.standalone,
+            REFUSAL,
+            True,
+            timings=self.timings,
+            unsupported=dropped,
+            raw=raw,
+            checked=shown,
+            kind=self.reading.kind,
+            way=self.way,
+        )
 
-    if not passages or evidence.hopeless or (llm is None and evidence.weak):
-        yield Event("answer", refusal())
-        return
+
+def _written(
+    asked: _Asked,
+    template: Any,
+    prompt: dict[str, str],
+    warm: dict[str, str],
+    passages: list[context.Passage],
+    evidence: context.Evidence,
+    embedder: Embeddings,
+    llm: BaseChatModel | None,
+    settings: Settings,
+) -> Iterator[Event]:
+    """Generate (streamed) from `prompt`, then check the citations against `passages`: the checked answer, or a
+    refusal when nothing the model wrote stands."""
+    timings, started = asked.timings, asked.started
     if llm is None:
         raw = extractive(passages)
         timings["first_token_ms"] = _ms(started)
@@ -116,9 +191,9 @@ def stream(
             yield Event("token", raw)
     else:
         parts = []
-        _prime(llm)
-        chain = ANSWER | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm)
-        prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
+        _prime(llm, template, warm)
+        deep = asked.reading.deep
+        chain = template | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm)
         try:
             for chunk in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
                 _count_prompt(chunk, timings)
@@ -134,18 +209,20 @@ def stream(
                 raise
         raw = "".join(parts)
     if not raw.strip() or _REFUSAL_TEXT.search(raw) and not MARKER.search(raw):
-        yield Event("answer", refusal(raw))
+        yield Event("answer", asked.refusal(raw))
         return
-    checked = cite.check(raw, passages, embedder, standalone)
+    checked = cite.check(raw, passages, embedder, asked.standalone)
     if not checked.citations:
-        yield Event("answer", refusal(raw, checked))
+        yield Event("answer", asked.refusal(raw, checked))
         return
+    if asked.reading.yes_no and len(asked.reading.parts) == 1:
+        checked = cite.settle_verdict(checked, asked.question if asked.way == WHOLE else asked.standalone)
     timings["total_ms"] = _ms(started)
     yield Event(
         "answer",
         Answer(
-            question,
-            standalone,
+            asked.question,
+            asked.standalone,
             checked.text,
             False,
             checked.citations,
@@ -153,8 +230,9 @@ def stream(
             checked.unsupported,
             raw,
             checked.parts,
-            reading.kind,
+            asked.reading.kind,
             strength(checked.parts, evidence),
+            asked.way,
         ),
     )
 
@@ -205,10 +283,10 @@ def warm_up(llm: BaseChatModel | None) -> None:
         (ANSWER | llm.bind(max_tokens=1)).invoke(_WARM)
 
 
-def _prime(llm: BaseChatModel) -> None:
+def _prime(llm: BaseChatModel, template: Any = ANSWER, warm: dict[str, str] = _WARM) -> None:
     """Before a question: the prefix state, for a backend that keeps one (at once when already held)."""
     if hasattr(llm, "prime"):
-        llm.prime(ANSWER.invoke(_WARM).to_messages())
+        llm.prime(template.invoke(warm).to_messages())
 
 
 def final(events: Iterator[Event]) -> Answer:
@@ -246,4 +324,4 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "REFUSAL", "extractive", "final", "looks_like_refusal", "strength", "stream"]
+__all__ = ["Answer", "Event", "REFUSAL", "extractive", "final", "looks_like_refusal", "strength", "stream", "stream_whole"]

@@ -222,3 +222,100 @@ def _negated(text: str) -> list[set[str]]:
         rest = re.split(r"[,;:.!?]", text[m.end() :], maxsplit=1)[0]
         out.append({w[:_STEM] for w in tokenize(rest)[:4]})
     return out
+
+
+# -- a yes/no answer's first word, decided by the evidence ---------------------------------------------------------
+
+YES, NO = "yes", "no"
+_OPENING = re.compile(r"^\s*(yes|no)\b[\s,.!:;—–-]*", re.I)
+_ASKING = re.compile(
+    r"^\s*(?:(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must)(?:n[’']t)?\b|is it (?:true|the case|correct) that\b)",
+    re.I,
+)
+# Doing the opposite of the asked verb: "failed to reach", "refused to sign", "declined to join", "without signing".
+_FAILED = re.compile(
+    r"\b(?:fail(?:s|ed)?|refus(?:es|ed)?|declin(?:es|ed)|unable|without|reject(?:s|ed)?|rul(?:es|ed) out)\s+(?:to\s+)?"
+    r"|(?:,|\bbut)\s+not\s+(?!only\b|just\b|merely\b)",  # a contrast: "an iterator, not a list"
+    re.I,
+)
+_CONTRARY_PREFIX = ("non-", "non", "un", "in", "dis")
+
+
+def stance(question: str, sentence: str) -> str | None:
+    """What `sentence` says to the yes/no `question`: YES when it states what is asked (its words and numbers, not
+    negated), NO when it states the opposite (a negation of the asked words, a "non-"/"un-" form of one, a failure to
+    do it), None when it does not clearly speak to it. A negative question ("Didn't X sign?") asks the same as the
+    positive one, as English answers it ("Yes, X signed")."""
+    body = _ASKING.sub("", question).rstrip(" ?")
+    asked = _roots(body) - {"true", "case", "corre"}
+    said = _roots(sentence)
+    if not asked or len(asked & said) * 2 < len(asked):
+        return None
+    scopes = [{_root(w) for w in tokenize(_plain(text))[:4]} for text in _negated_texts(sentence)]
+    if any(scope & asked for scope in scopes) or _failed(sentence, asked) or _contrary(sentence, asked):
+        return NO
+    if len(asked & said) * 4 >= 3 * len(asked) and all(n in sentence for n in _NUMBER.findall(body)):
+        return YES
+    return None
+
+
+def _root(word: str) -> str:
+    """A word's first letters once a common ending is off: "opened" and "open", "signs" and "signed" meet."""
+    if len(word) > 4:
+        word = re.sub(r"(?:ing|ed|es|s)$", "", word)
+    return word[:_STEM]
+
+
+def _roots(text: str) -> set[str]:
+    return {_root(w) for w in tokenize(_plain(text))}
+
+
+def _negated_texts(text: str) -> list[str]:
+    return [re.split(r"[,;:.!?]", text[m.end() :], maxsplit=1)[0] for m in _NEGATION.finditer(text)]
+
+
+def _failed(sentence: str, asked: set[str]) -> bool:
+    for m in _FAILED.finditer(sentence):
+        if {_root(w) for w in tokenize(_plain(sentence[m.end() :]))[:3]} & asked:
+            return True
+    return False
+
+
+def _contrary(sentence: str, asked: set[str]) -> bool:
+    """A word of the sentence that is an asked word with a contrary prefix ("non-signatory" for "signatory")."""
+    for word in tokenize(_plain(sentence)):
+        for prefix in _CONTRARY_PREFIX:
+            rest = word[len(prefix) :].lstrip("-")
+            if word.startswith(prefix) and len(rest) >= 5 and _root(rest) in asked and _root(word) not in asked:
+                return True
+    return False
+
+
+def settle_verdict(checked: Checked, question: str) -> Checked:
+    """Open the answer to a yes/no `question` with the word its evidence gives: the quotes it cites, in order, the
+    first that clearly speaks to the question decides. A "Yes" whose evidence states the opposite becomes "No" (and
+    the other way round); an answer without the word gets it when the evidence is clear; otherwise it is left."""
+    word = None
+    for c in checked.citations:
+        word = stance(question, c.quote)
+        if word:
+            break
+    if word is None or not checked.text:
+        return checked
+    opening = _OPENING.match(checked.text)
+    said = opening.group(1).lower() if opening else None
+    if said == word:
+        return checked
+    rest = checked.text[opening.end() :] if opening else checked.text
+    checked.text = f"{word.capitalize()}. {rest[:1].upper()}{rest[1:]}"
+    if checked.parts:
+        first, ok = checked.parts[0]
+        first_open = _OPENING.match(first)
+        if first_open and not first[first_open.end() :].strip():
+            checked.parts[0] = (f"{word.capitalize()}.", ok)
+        else:
+            checked.parts.insert(0, (f"{word.capitalize()}.", True))
+            if first_open:
+                tail = first[first_open.end() :]
+                checked.parts[1] = (f"{tail[:1].upper()}{tail[1:]}", ok)
+    return checked

@@ -32,10 +32,7 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
         return question
     if llm is None:
         return fallback(question, history)
-    lines = []
-    for user, assistant in history[-_MAX_TURNS:]:
-        lines.append(f"User: {_clip(user, _MAX_QUESTION_TOKENS)}")
-        lines.append(f"Assistant: {_clip(strip_markers(assistant), _MAX_ANSWER_TOKENS)}")
+    lines = transcript(history)
     try:
         chain = CONDENSE | llm.bind(max_tokens=60) | StrOutputParser()
         raw = "".join(with_deadline(chain.stream({"history": "\n".join(lines), "question": question}), timeout))
@@ -47,6 +44,15 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
     if not rewritten or len(rewritten) > 3 * len(question) + 150 or NOT_FOUND in rewritten:
         return fallback(question, history)
     return rewritten
+
+
+def transcript(history: History, answer_tokens: int = _MAX_ANSWER_TOKENS) -> list[str]:
+    """The last turns as "User: …" / "Assistant: …" lines, each clipped (markers dropped from the answers)."""
+    lines = []
+    for user, assistant in history[-_MAX_TURNS:]:
+        lines.append(f"User: {_clip(user, _MAX_QUESTION_TOKENS)}")
+        lines.append(f"Assistant: {_clip(strip_markers(assistant), answer_tokens)}")
+    return lines
 
 
 def _clip(text: str, limit: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -61,15 +62,20 @@ class Settings(BaseSettings):
     deep_context_margin: float = Field(0.4, ge=0.0, le=2.0, description="its margin: reasons match the question less closely")
     deep_max_tokens: int = Field(320, ge=16, le=4096, description="answer length limit for such a question")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
+    answer_mode: Literal["auto", "retrieved", "whole"] = Field(
+        "auto",
+        description="auto: the whole corpus in the model's view when it fits its context (local model), else retrieved passages; retrieved: always passages; whole: the whole corpus whenever it fits, on any model backend",
+    )
 
     llm_backend: LLMBackend = "local"
     llm_model_path: str | None = Field(None, description="a GGUF file; unset = the packaged Qwen2.5-Coder-1.5B-Instruct")
-    llm_n_ctx: int = Field(4096, ge=512)
+    llm_n_ctx: int = Field(8192, ge=512, description="the model's context in tokens: how large a corpus can be read whole")
     llm_threads: int | None = Field(None, ge=1)
     llm_max_tokens: int = Field(200, ge=16, le=4096)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_state_dir: Path | None = Field(None, description="where the embedded runtime keeps saved prompt states; unset = the user cache")
+    llm_states_max: int = Field(8, ge=1, le=1000, description="saved prompt states kept on disk; the least recently used go first")
     openai_base_url: str | None = None
     openai_model: str = "default"
     openai_api_key: SecretStr | None = None
@@ -89,7 +95,11 @@ class Settings(BaseSettings):
     judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
+    ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
     api_only: bool = Field(False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes")
+    trusted_proxies: str | None = Field(
+        None, description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none"
+    )
     api_keys: SecretStr | None = Field(
         None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"
     )
@@ -101,6 +111,9 @@ class Settings(BaseSettings):
     api_max_body_kb: int = Field(256, ge=1, le=65536, description="largest request body the HTTP API reads")
 
     max_file_mb: float = Field(50.0, gt=0)
+    max_file_chunks: int = Field(
+        5000, ge=1, description="chunks one file may make; a file with more fails before any embedding (other files are indexed)"
+    )
     parse_timeout_s: float = Field(60.0, gt=0, description="time limit for parsing one PDF or Word file")
     index_batch_size: int = Field(
         2048, ge=1, description="chunks embedded and written per step (whole documents); larger sorts lengths better"
@@ -119,6 +132,16 @@ class Settings(BaseSettings):
                 raise ValueError("must be user:password (several: comma-separated)")
             if len({user.strip() for user, _, _ in pairs}) != len(pairs):
                 raise ValueError("names a user twice")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str | None) -> str | None:
+        for part in filter(None, (p.strip() for p in (value or "").split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network (such as 10.0.0.2 or 10.0.0.0/24)") from None
         return value
 
     @model_validator(mode="after")
@@ -145,6 +168,11 @@ class Settings(BaseSettings):
         if self.api_keys is None:
             return ()
         return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """The reverse proxies whose X-Forwarded-For is believed (none: every request's own peer address counts)."""
+        return tuple(p.strip() for p in (self.trusted_proxies or "").split(",") if p.strip())
 
     @property
     def conversations_url(self) -> str:

@@ -62,18 +62,26 @@ def _literal(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-ANSWER = ChatPromptTemplate.from_messages(
-    [("system", SYSTEM)]
-    + [
-        m
-        for q, a in _EXAMPLES  # each example's shape line is the one reading its question gives, as for a real question
-        for m in (
-            ("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(read(q).instructions())))),
-            ("ai", _literal(a)),
-        )
-    ]
-    + [("human", _HUMAN)]
+_FIXED = [("system", SYSTEM)] + [
+    m
+    for q, a in _EXAMPLES  # each example's shape line is the one reading its question gives, as for a real question
+    for m in (
+        ("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(read(q).instructions())))),
+        ("ai", _literal(a)),
+    )
+]
+ANSWER = ChatPromptTemplate.from_messages(_FIXED + [("human", _HUMAN)])
+
+# The whole corpus in view: the same instructions and examples, every document in the data block (the same for every
+# question, so its reading is kept), then the conversation so far and the question: all a question reads.
+WHOLE = ChatPromptTemplate.from_messages(
+    _FIXED + [("human", "<passages>\n{passages}\n</passages>\n\n{conversation}Question: {question}{shape}")]
 )
+
+
+def conversation_block(lines: list[str]) -> str:
+    """Earlier turns ("User: …", "Assistant: …"), said after the documents and before the question."""
+    return "Conversation so far:\n" + "\n".join(lines) + "\n\n" if lines else ""
 
 CONDENSE_SYSTEM = """Rewrite the user's last question so that it can be understood without the conversation.
 Replace each pronoun or pointing word (he, she, it, they, that, this, there) with the person or thing it stands for: \

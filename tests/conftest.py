@@ -74,6 +74,7 @@ def ready_settings(tmp_path_factory, embedder):
         corpus_dir=root / "corpus",
         index_dir=root / "index",
         llm_backend="extractive",
+        answer_mode="retrieved",  # the tests of the retrieved way; the whole-corpus way's tests ask for it
         conversations_db_url=f"sqlite:///{root / 'chats.sqlite'}",
     )
     cwd = os.getcwd()

@@ -10,7 +10,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 _CACHE_RAM_MIB = 512  # host-RAM copies of earlier prompts' KV state (llama.cpp's default is 8 GiB)
 _DONE = object()
+_READ_TIMEOUT_S = 3600.0  # reading a prompt prefix once (`prime`): the whole corpus at 14-31 ms a token
 _DEFAULTS = Settings.model_fields  # one place for the defaults the settings and a bare LocalChatModel share
 
 
@@ -129,6 +130,8 @@ class LocalChatModel(BaseChatModel):
     seed: int | None = None
     state_dir: str | None = None
     """Where saved prompt states go (`prime`); None = `llm-states` in the user cache."""
+    states_max: int = _DEFAULTS["llm_states_max"].default
+    """Saved states kept in `state_dir`; the least recently used are removed past it."""
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
@@ -157,13 +160,23 @@ class LocalChatModel(BaseChatModel):
             raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
         return _engine(path, self.n_ctx, self.n_threads, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states")
 
-    def prime(self, messages: list[BaseMessage]) -> str:
-        """Make the runtime hold the state of reading `messages`, so later prompts that start the same way skip reading
-        that part: restored from the file an earlier process saved (milliseconds), or read once and saved for the next
-        process. Once per process; returns how: "primed" (already), "restored" or "read"."""
+    def _state(self, messages: list[BaseMessage]) -> tuple[_Engine, str, dict[str, Any]]:
         engine = self._engine()
         request = self._request(messages, None, max_tokens=1)
         key = hashlib.sha256(json.dumps([engine.identity, request["messages"]]).encode()).hexdigest()[:20]
+        return engine, key, request
+
+    def has_state(self, messages: list[BaseMessage]) -> bool:
+        """Whether reading `messages` is already held by this process or saved by an earlier one (`prime` is quick)."""
+        engine, key, _ = self._state(messages)
+        return key in engine.primed or (engine.states / f"prompt-{key}.bin").is_file()
+
+    def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
+        """Make the runtime hold the state of reading `messages`, so later prompts that start the same way skip reading
+        that part: restored from the file an earlier process saved (milliseconds), or read once and saved for the next
+        process. Once per process; returns how: "primed" (already), "restored" or "read". `progress(done, total)` hears
+        how many prompt tokens have been read while reading."""
+        engine, key, request = self._state(messages)
         name = f"prompt-{key}.bin"
         with engine.priming:
             if key in engine.primed:
@@ -172,16 +185,23 @@ class LocalChatModel(BaseChatModel):
             if (engine.states / name).is_file():
                 try:
                     engine.slot("restore", name)
+                    os.utime(engine.states / name)  # recently used: kept the longest
                     how = "restored"
                 except ModelError as exc:
                     log.warning("%s; reading the prompt instead", exc)
                     (engine.states / name).unlink(missing_ok=True)
-            for _ in _events(engine.server, request, self.timeout):  # restored: reads only the last token or so
-                pass
+            if progress is not None:
+                request["return_progress"] = True
+            # Restored: reads only the last token or so. Read: a long prefix (the whole corpus) may take minutes.
+            for event in _events(engine.server, request, max(self.timeout or 0, _READ_TIMEOUT_S)):
+                step = event.get("prompt_progress")
+                if progress is not None and step:
+                    progress(int(step.get("processed", 0)), int(step.get("total", 0)))
             if how == "read":
                 partial = f".{name}.{os.getpid()}"
                 engine.slot("save", partial)
                 os.replace(engine.states / partial, engine.states / name)  # whole or absent for another process
+                _prune(engine.states, self.states_max)
             engine.primed.add(key)
             return how
 
@@ -247,6 +267,28 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+
+
+def _prune(states: Path, keep: int) -> None:
+    """Keep the `keep` most recently used saved states; remove partial files of processes that are gone."""
+    saved = sorted(states.glob("prompt-*.bin"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in saved[keep:]:
+        old.unlink(missing_ok=True)
+        log.info("removed the least recently used saved prompt state %s", old.name)
+    for partial in states.glob(".prompt-*.bin.*"):
+        pid = partial.suffix.lstrip(".")
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _events(server: Any, request: dict[str, Any], timeout: float | None) -> Iterator[dict[str, Any]]:
