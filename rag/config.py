@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
     ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
+    ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
     api_only: bool = Field(False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes")
     trusted_proxies: str | None = Field(
         None, description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none"

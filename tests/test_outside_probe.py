@@ -2,12 +2,15 @@
 or `rag serve` as a real process): a network-bound chat without a login, unbounded bodies on the chat routes, a
 login throttle that believed X-Forwarded-For, and exports left behind after SIGTERM."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 
 import httpx
 import pytest
+from gradio_client import Client
 from pydantic import SecretStr
 
 import rag
@@ -94,3 +97,47 @@ def test_a_network_bound_chat_with_a_login_asks_for_it(make_engine):
         assert http.post("login", data={"username": "alice", "password": "correct-horse"}).status_code == 200
         assert http.get("config").status_code == 200
         assert http.get("v1/models", headers=KEY).status_code == 200
+
+
+# 3. Chat routes take any body size: capped (RAG_UI_MAX_BODY_KB) before they are read.
+
+
+def _declared_only(url: str, path: str, length: int) -> bytes:
+    """What the server answers a POST that declares `length` bytes of body and sends none of them."""
+    parsed = httpx.URL(url)
+    with socket.create_connection((parsed.host, parsed.port), timeout=10) as s:
+        s.sendall(f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return b"(no answer: waiting for the body)"
+
+
+def test_oversize_bodies_on_the_chat_routes_get_413_unread(make_engine):
+    url = _serve(make_engine())
+    five_mb = 5 * 1024 * 1024
+    for path in ("gradio_api/queue/join", "gradio_api/run/predict", "login", "config"):
+        assert _declared_only(url, path, five_mb).startswith(b"HTTP/1.1 413"), path
+    with httpx.Client(base_url=url, timeout=30) as http:
+        assert http.post("gradio_api/queue/join", content=b"x" * five_mb).status_code == 413
+
+        def chunked(total: int):
+            for _ in range(total // 65536):
+                yield b"x" * 65536
+
+        assert http.post("gradio_api/queue/join", content=chunked(five_mb)).status_code == 413
+
+        join = json.dumps({"data": [Q, 4, "local", [], None], "fn_index": 0, "session_hash": "s1"}).encode()
+        small = http.post("gradio_api/queue/join", content=iter([join[:10], join[10:]]), headers={"content-type": "application/json"})
+        assert small.status_code == 200 and "event_id" in small.json(), "a small chunked body reaches the route whole"
+    text, *_ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
+    assert "1997" in text, "a normal question still works"
+
+
+def test_uploads_keep_their_own_limit(make_engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
+    url = _serve(make_engine(ui_admin=True, ui_max_body_kb=64, max_file_mb=1.0))
+    over_the_body_cap = {"files": ("notes.txt", b"w " * 50_000, "text/plain")}  # 100 KB
+    over_the_file_cap = {"files": ("big.txt", b"word " * 400_000, "text/plain")}  # 2 MB
+    assert httpx.post(url + "gradio_api/upload", files=over_the_body_cap, timeout=30).status_code == 200
+    assert httpx.post(url + "gradio_api/upload", files=over_the_file_cap, timeout=30).status_code == 413, "max_file_mb"

@@ -1,6 +1,6 @@
 """Serving the page and the OpenAI-compatible API with safe defaults: loopback, one bounded set of answer lanes for
-both, queue-skipping REST closed, private paths blocked, uploads only for the corpus admin, and a login throttle;
-or, with `api_only`, the API alone."""
+both, queue-skipping REST closed, request bodies capped, private paths blocked, uploads only for the corpus admin,
+and a login throttle; or, with `api_only`, the API alone."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
             blocked += [url.removeprefix("sqlite:///") + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     middleware = [
         Middleware(ApiRoutes, api=api, max_body=s.api_max_body_kb * 1024),
+        Middleware(BodyLimit, limit=s.ui_max_body_kb * 1024),
         Middleware(ErrorShield),
         Middleware(UploadGate, open=s.ui_admin),
     ]
@@ -192,10 +193,63 @@ class UploadGate:
         self.app, self.open = app, open
 
     async def __call__(self, scope, receive, send) -> None:
-        if not self.open and scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
+        if not self.open and _is_upload(scope):
             await _json(send, 403, {"detail": "uploads are turned off on this server"})
             return
         await self.app(scope, receive, send)
+
+
+def _is_upload(scope) -> bool:
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before the route reads any of it (a declared length
+    at once, unread; a chunked body as soon as it passes the limit, buffered up to it). Uploads keep their own limit
+    (`max_file_mb`, checked by Gradio as the file streams in); /v1 has its own before this."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or _is_upload(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        too_big = {"detail": f"the request body is over {self.limit // 1024} KB"}
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _json(send, 400, {"detail": "malformed request"})
+            elif int(length) > self.limit:
+                await _json(send, 413, too_big)
+            else:
+                await self.app(scope, receive, send)  # the server delivers no more than the declared length
+            return
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            await self.app(scope, receive, send)  # no body
+            return
+        parts, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.limit:
+                await _json(send, 413, too_big)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(parts), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _json(send, status: int, payload: dict) -> None:
