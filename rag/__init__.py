@@ -26,6 +26,7 @@ _WHERE = {
     "IngestReport": "rag.index",
     "LexicalIndex": "rag.lexical",
     "Hit": "rag.retrieve",
+    "Way": "rag.whole",
 }
 __all__ = [
     "Answer",
@@ -39,6 +40,7 @@ __all__ = [
     "QueryParams",
     "RagError",
     "Settings",
+    "Way",
     "load_settings",
 ]
 if set(__all__) != set(_WHERE):
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from rag.index import IngestReport
     from rag.lexical import LexicalIndex
     from rag.retrieve import Hit
+    from rag.whole import Way
 
 
 def __getattr__(name: str) -> Any:

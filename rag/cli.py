@@ -128,7 +128,12 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings(index_dir=getattr(args, "index", None))
     if args.command == "config":
-        print(json.dumps(settings.model_dump(mode="json") | {"record_url": settings.record_url}, indent=2))
+        resolved = settings.model_dump(mode="json") | {"record_url": settings.record_url}
+        engine = Engine(settings)
+        if engine.has_index():
+            way = engine.way()
+            resolved["answering"] = {"way": way.name, "why": way.why}
+        print(json.dumps(resolved, indent=2))
         return 0
     if args.command == "ask":
         client = _server(settings, args)
@@ -228,4 +233,21 @@ def _ingest(engine, args: argparse.Namespace) -> int:
     for src, other in sorted(report.duplicates.items()):
         print(f"duplicate: {src} has the same content as {other}; stored once", file=sys.stderr)
     print(report.summary())
+    if report.chunks_total:
+        _read_whole(engine)
     return 0 if report.ok else 1
+
+
+def _read_whole(engine) -> None:
+    """After an ingest: the documents read into the model's saved state when they are answered whole."""
+    way = engine.way()
+    if not way.whole:
+        print(f"answers come from {way.name}: {way.why}")
+        return
+    read = engine.read_corpus(progress=sys.stderr.isatty())
+    if read["how"] == "read":
+        print(
+            f"read the {read['documents']} documents whole (about {read['tokens']:,} tokens) in {read['seconds']:.1f} s; saved for later questions"
+        )
+    else:
+        print(f"the {read['documents']} documents are read whole (about {read['tokens']:,} tokens; the saved reading is current)")

@@ -15,6 +15,7 @@ from rag.answer import Answer, Event, final, looks_like_refusal
 from rag.cite import Citation
 from rag.errors import InputError, ModelError, RagError
 from rag.retrieve import Hit
+from rag.whole import RETRIEVED
 
 DEFAULT_SERVER = "http://127.0.0.1:7860"
 
@@ -128,4 +129,5 @@ def _answer(question: str, text: str, extension: dict | None, timings: dict[str,
         raw=text,
         kind=extension.get("kind") or "fact",
         support=extension.get("support") or "",
+        way=extension.get("way") or RETRIEVED,
     )

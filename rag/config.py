@@ -92,10 +92,12 @@ class Settings(BaseSettings):
     ui_auth: SecretStr | None = Field(
         None, description="user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats"
     )
+    ui_admins: str | None = Field(
+        None, description="comma-separated logins of RAG_UI_AUTH that may use the Corpus tab's actions; with a login, nobody else may"
+    )
     judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
     ui_queue_size: int = Field(16, ge=1, le=1000)
     ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
-    ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
     ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
     api_only: bool = Field(False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes")
     trusted_proxies: str | None = Field(
@@ -162,6 +164,11 @@ class Settings(BaseSettings):
         if self.ui_auth is None:
             return None
         return {user.strip(): password for user, _, password in (p.partition(":") for p in self.ui_auth.get_secret_value().split(","))}
+
+    @property
+    def admins(self) -> tuple[str, ...]:
+        """The logins allowed the Corpus tab's actions (`ui_admins`; with a login, nobody else has them)."""
+        return tuple(dict.fromkeys(a.strip() for a in (self.ui_admins or "").split(",") if a.strip()))
 
     @property
     def keys(self) -> tuple[str, ...]:

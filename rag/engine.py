@@ -62,6 +62,7 @@ class Engine:
         self._reading: set[str] = set()
         self._follows = store is None and retriever is None  # parts passed in are kept as they are
         self._checked = time.monotonic()
+        self._why_not: dict[str, str] = {}  # source -> why this process's last ingestion of it did not index it
 
     # -- the parts -------------------------------------------------------------------------------
     @cached_property
@@ -406,6 +407,10 @@ class Engine:
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
         for cached in ("store", "lexical"):  # the live collection or its chunks may have changed
             self.__dict__.pop(cached, None)
+        for src in (*report.added, *report.updated, *report.skipped, *report.deleted):
+            self._why_not.pop(src, None)
+        self._why_not.update(report.failed)
+        self._why_not.update({src: f"the same content as {other}, stored once" for src, other in report.duplicates.items()})
         if self._background and (report.chunks_added or report.chunks_deleted):
             self.way(for_question=True)  # a serving process reads the changed documents whole in the background
         return report
@@ -476,6 +481,19 @@ class Engine:
             entry["indexed_at"] = datetime.fromtimestamp(stamps.get(src, 0), UTC).isoformat(timespec="seconds")
         return sorted(docs.values(), key=lambda d: d["source"])
 
+    @reaching_services
+    def not_indexed(self) -> list[dict]:
+        """The files ingestion finds in the corpus that are not indexed (they failed, say, or were never ingested):
+        source, and the reason this process's last ingestion gave ("not indexed" when none did), by source."""
+        from rag import index
+
+        found = index.IngestReport()  # broken or outside-pointing symlinks are reported here
+        files, _ = index.discover([self.settings.corpus_dir], found)
+        indexed = self.store.sources() if self.has_index() else set()
+        out = {src: self._why_not.get(src, "not indexed") for _, src in files if src not in indexed}
+        out |= {src: why for src, why in found.failed.items() if src not in indexed}
+        return [{"source": src, "reason": out[src]} for src in sorted(out)]
+
     @property
     def supported_types(self) -> tuple[str, ...]:
         from rag import load
@@ -498,7 +516,7 @@ class Engine:
         return self.ingest()
 
     def remove_document(self, source: str) -> index.IngestReport:
-        """Delete a document of the corpus and its chunks."""
+        """Delete a file of the corpus, indexed or not (one that failed, say), and its chunks."""
         path = Path(source)
         corpus = self.settings.corpus_dir.resolve()
         if not path.resolve().is_relative_to(corpus) or path.resolve() == corpus:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.documents import Document as LCDocument
 from langchain_core.embeddings import Embeddings
@@ -29,7 +29,10 @@ _MARGIN = 1.1  # the model's tokenizer against tiktoken's count, on English pros
 
 @dataclass
 class Way:
-    """How a question is answered (`WHOLE` or `RETRIEVED`) and why, in words for `rag config` and the chat."""
+    """How a question is answered (`Way.WHOLE` or `Way.RETRIEVED`) and why, in words for `rag config` and the chat."""
+
+    WHOLE: ClassVar[str] = WHOLE
+    RETRIEVED: ClassVar[str] = RETRIEVED
 
     name: str
     why: str

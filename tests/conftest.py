@@ -12,6 +12,11 @@ import rag
 from rag.embed import SentenceTransformerEmbedder
 from tests.servers import Chroma, Postgres
 
+# The tests of ingestion, serving and the retrieved way run as they were written: a process that serves or ingests
+# with the embedded model would otherwise read the whole corpus into it (a minute each). The whole-corpus way's own
+# tests ask for it (`answer_mode="auto"`, or RAG_ANSWER_MODE in a child's environment).
+os.environ["RAG_ANSWER_MODE"] = "retrieved"
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 

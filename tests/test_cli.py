@@ -31,6 +31,7 @@ def offline_env(workdir, tmp_path):
         GRADIO_ANALYTICS_ENABLED="False",
         XDG_CACHE_HOME=str(tmp_path / "empty-cache"),
         HF_HOME=str(tmp_path / "empty-hf"),
+        RAG_ANSWER_MODE="retrieved",  # `rag ingest` would read the corpus into the model (the whole-corpus tests do)
     )
     return env
 

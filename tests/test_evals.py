@@ -429,7 +429,7 @@ def test_gate_on_the_embedded_defaults(ready_settings, tmp_path):
     root = tmp_path
     shutil.copytree(ready_settings.corpus_dir, root / "corpus")
     shutil.copytree(ready_settings.index_dir, root / "index")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_ANSWER_MODE": "retrieved"}
     cmd = [sys.executable, "-m", "rag", "eval", "--set", f"index_dir={root / 'index'}", "--set", f"corpus_dir={root / 'corpus'}",
            "--subset", "ci", "--out", str(root / "out"), "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

@@ -89,7 +89,7 @@ def test_index_state_machine(tmp_path_factory, embedder):
         @rule()
         def restart(self):
             """A fresh process ingests, then a fresh engine reads."""
-            env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_ANSWER_MODE": "retrieved"}
             run = subprocess.run(
                 [sys.executable, "-m", "rag", "ingest"], cwd=self.root, env=env, capture_output=True, text=True, timeout=300
             )

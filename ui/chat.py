@@ -68,6 +68,8 @@ def _answer(
                 on_answer(final)
             cards = [] if final.refused else [cited(c) for c in final.citations]
             heading = f"Sources · {final.support}" if final.support and not final.refused else "Sources"
+            if final.way == rag.Way.WHOLE and not final.refused:
+                heading += " · read from the whole corpus"
             yield shown, sources_html(cards, heading)
 
 

@@ -50,9 +50,10 @@ class _Engine:
 
         self.name = model_path.name
         # What a saved state depends on: the model file, the context size and the runtime's own state format.
-        self.identity = f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}"
+        self.identity = _identity(model_path, n_ctx)
         self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
+        _prune(self.states, 1000)  # partial files a killed process left
         self.primed: set[str] = set()
         self.priming = threading.Lock()
         self._sock_dir = tempfile.TemporaryDirectory(prefix="rag-llm-")
@@ -86,6 +87,11 @@ class _Engine:
         if r.status_code != 200:
             raise ModelError(f"llama.cpp could not {action} its state {filename}: {r.text[:200]}")
         return r.json()
+
+
+def _identity(model_path: Path, n_ctx: int) -> str:
+    """What a saved state depends on: the model file, the context size and the runtime's own state format."""
+    return f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}"
 
 
 _ENGINES: dict[tuple[str, int, int, str], _Engine] = {}
@@ -155,28 +161,35 @@ class LocalChatModel(BaseChatModel):
         return self
 
     def _engine(self) -> _Engine:
+        path, states = self._paths()
+        return _engine(path, self.n_ctx, self.n_threads, states)
+
+    def _paths(self) -> tuple[Path, Path]:
         path = Path(self.model_path) if self.model_path else ensure_model()
         if not path.is_file():
             raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
-        return _engine(path, self.n_ctx, self.n_threads, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states")
+        return path, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states"
 
-    def _state(self, messages: list[BaseMessage]) -> tuple[_Engine, str, dict[str, Any]]:
-        engine = self._engine()
+    def _key(self, messages: list[BaseMessage]) -> tuple[str, dict[str, Any]]:
         request = self._request(messages, None, max_tokens=1)
-        key = hashlib.sha256(json.dumps([engine.identity, request["messages"]]).encode()).hexdigest()[:20]
-        return engine, key, request
+        path, _ = self._paths()
+        return hashlib.sha256(json.dumps([_identity(path, self.n_ctx), request["messages"]]).encode()).hexdigest()[:20], request
 
     def has_state(self, messages: list[BaseMessage]) -> bool:
-        """Whether reading `messages` is already held by this process or saved by an earlier one (`prime` is quick)."""
-        engine, key, _ = self._state(messages)
-        return key in engine.primed or (engine.states / f"prompt-{key}.bin").is_file()
+        """Whether reading `messages` is held by this process or saved by an earlier one (then `prime` is quick);
+        answered without loading the model."""
+        key, _ = self._key(messages)
+        path, states = self._paths()
+        engine = _ENGINES.get((str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve())))
+        return (engine is not None and key in engine.primed) or (states / f"prompt-{key}.bin").is_file()
 
     def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
         """Make the runtime hold the state of reading `messages`, so later prompts that start the same way skip reading
         that part: restored from the file an earlier process saved (milliseconds), or read once and saved for the next
         process. Once per process; returns how: "primed" (already), "restored" or "read". `progress(done, total)` hears
         how many prompt tokens have been read while reading."""
-        engine, key, request = self._state(messages)
+        engine = self._engine()
+        key, request = self._key(messages)
         name = f"prompt-{key}.bin"
         with engine.priming:
             if key in engine.primed:
