@@ -45,7 +45,11 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
     docs = listed(engine)  # read once: listing reads every chunk's metadata
     # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check.")
+        gr.Markdown(
+            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check."
+            + _way(engine),
+            elem_id="intro",
+        )
         saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved
         sidebar_box = gr.Sidebar(label="Conversations", open=True, elem_id="sidebar")
         with gr.Tab("Chat"):
@@ -78,7 +82,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
                         chatbot=chatbot,
                         additional_inputs=[k, backend, only, saved.session],
                         additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
-                        additional_outputs=[sources, *saved.shown_outputs],
+                        additional_outputs=[sources, *saved.answer_outputs],
                         examples=[[q] for q in _examples(docs)] or None,
                         run_examples_on_click=False,
                         api_name="respond",
@@ -101,6 +105,19 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
         with gr.Tab("Corpus"):
             corpus_tab(engine, docs, admin, warning=f"**Warning:** {OPEN_ADMIN}" if admin and s.login is None else "")
     return demo
+
+
+def _way(engine: rag.Engine) -> str:
+    """How questions are answered, in one line: with the whole corpus in the model's view, or retrieved passages."""
+    try:
+        way = engine.way() if engine.has_index() else None
+    except rag.RagError:
+        return ""
+    if way is None:
+        return ""
+    if way.whole:
+        return f"\n\n*The model reads the whole corpus for each answer ({plain(way.why)}).*"
+    return f"\n\n*Answers come from the passages retrieved for each question ({plain(way.why)}).*"
 
 
 def _describe(docs: list[dict]) -> str:
