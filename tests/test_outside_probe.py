@@ -2,11 +2,13 @@
 or `rag serve` as a real process): a network-bound chat without a login, unbounded bodies on the chat routes, a
 login throttle that believed X-Forwarded-For, and exports left behind after SIGTERM."""
 
+import concurrent.futures as cf
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -141,3 +143,54 @@ def test_uploads_keep_their_own_limit(make_engine, tmp_path, monkeypatch):
     over_the_file_cap = {"files": ("big.txt", b"word " * 400_000, "text/plain")}  # 2 MB
     assert httpx.post(url + "gradio_api/upload", files=over_the_body_cap, timeout=30).status_code == 200
     assert httpx.post(url + "gradio_api/upload", files=over_the_file_cap, timeout=30).status_code == 413, "max_file_mb"
+
+
+# 6. The login throttle believed X-Forwarded-For, and its per-name delay came after the check.
+
+
+def _from(address: str, url: str) -> httpx.Client:
+    """An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the loopback server)."""
+    return httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+
+
+def _login(url: str, user: str, password: str, source: str = "127.0.0.1", forwarded: str | None = None) -> int:
+    with _from(source, url) as http:
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        return http.post("login", data={"username": user, "password": password}, headers=headers).status_code
+
+
+def test_forwarded_addresses_from_an_untrusted_peer_are_not_believed(make_engine):
+    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    with cf.ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(lambda i: _login(url, f"user{i}", "guess", forwarded=f"198.51.100.{i}"), range(40)))
+    assert codes.count(429) >= 30 and set(codes) <= {400, 429}, codes  # 3 free tries for the one real address
+    assert _login(url, "alice", "correct-horse", forwarded="203.0.113.99") == 429, "a new claimed address does not help"
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own(make_engine):
+    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse,bob:battery-staple"), trusted_proxies="127.0.0.1"))
+    codes = [_login(url, "bob", "guess", forwarded="203.0.113.7") for _ in range(6)]
+    assert codes[:3] == [400] * 3 and codes[-1] == 429, codes
+    spoofed = "198.51.100.1, 203.0.113.7"  # the client wrote the first; the proxy appended what it saw
+    assert _login(url, "bob", "battery-staple", forwarded=spoofed) == 429, "the right-most untrusted address counts"
+    assert _login(url, "alice", "correct-horse", forwarded="203.0.113.9") == 200, "bob's failures do not lock out alice"
+    other = [_login(url, "x", "y", source="127.0.0.2", forwarded=f"198.51.100.{i}") for i in range(5)]
+    assert other[-1] == 429, f"a peer that is not a proxy counts as itself: {other}"
+
+
+def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_engine):
+    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    guessers = [f"127.0.0.{10 + i}" for i in range(11)]  # one try each: no address waits; the name's delay does the work
+    with cf.ThreadPoolExecutor(len(guessers)) as pool:
+        assert list(pool.map(lambda source: _login(url, "alice", "guess", source=source), guessers)) == [400] * 11
+
+    def timed(password: str, source: str) -> tuple[int, float]:
+        started = time.monotonic()
+        return _login(url, "alice", password, source=source), time.monotonic() - started
+
+    batch = [("guess", "127.0.0.30"), ("guess", "127.0.0.31"), ("correct-horse", "127.0.0.32")]  # sent at once
+    with cf.ThreadPoolExecutor(len(batch)) as pool:
+        results = list(pool.map(lambda t: timed(*t), batch))
+    assert [code for code, _ in results] == [400, 400, 200], results  # slowed, never refused
+    right = results[-1][1]  # whatever its place in the line, it waits at least the delay the 11 failures set (0.5 s)
+    assert right >= 0.4, f"the right password was answered after {right:.2f} s: checked beside the wrong ones, before the name's delay"

@@ -1,19 +1,24 @@
 """The web chat's login: the credential check, and a throttle that slows whoever guesses wrong, not the real user.
 
 Failures are counted per client address and per (address, user name): after a few, that address must wait before
-its next attempt is even checked, and the wait doubles with each further failure. Another address with the right
-password is not affected. Failures for one user name from many addresses add a growing delay to each further wrong
-answer for that name (never to a right one), so guessing from many addresses is slowed without locking anyone out.
+its next attempt is even checked, and the wait doubles with each further failure. An attempt counts as failed from
+the moment it arrives until its password proves right, so attempts sent all at once meet the count of those before
+them. Another address with the right password is not affected. The client address is the connection's peer: a
+proxy's X-Forwarded-For is believed only from the configured trusted proxies (`ui.serve` has the server apply it).
+Attempts for one user name are checked one at a time, each after a delay that grows with that name's failures from
+any address, so guessing one name from many addresses at once is slowed without refusing anyone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -85,12 +90,14 @@ class Throttle:
 
 class LoginThrottle:
     """ASGI middleware in front of Gradio's `POST /login`: refuses an address that must still wait (429 with
-    Retry-After, the password unchecked), and records each outcome."""
+    Retry-After, the password unchecked), checks one attempt per user name at a time after that name's delay, and
+    records each outcome."""
 
     def __init__(self, app, addresses: Throttle | None = None, users: Throttle | None = None) -> None:
         self.app = app
         self.addresses = addresses or Throttle()
-        self.users = users or Throttle(free=10, base=0.25, cap=5.0)  # a delay on wrong answers, never a refusal
+        self.users = users or Throttle(free=10, base=0.25, cap=5.0)  # a delay before each check, never a refusal
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # user name -> its lock, attempts holding or awaiting it
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
@@ -113,6 +120,9 @@ class LoginThrottle:
             await _reply(send, 429, {"detail": f"Too many failed logins from this address; try again in {wait:.0f} s."}, wait)
             return
 
+        for k in keys:  # failed until proved right: attempts sent at once see each other
+            self.addresses.failed(k)
+
         status: list[int] = []
         held: list[dict] = []
 
@@ -124,17 +134,31 @@ class LoginThrottle:
                 status.append(message["status"])
             held.append(message)
 
-        await self.app(scope, replay, capture)
-        if status and status[0] == 200:
-            for k in keys:
-                self.addresses.succeeded(k)
-        elif status and status[0] in (400, 401, 403):
-            for k in keys:
-                self.addresses.failed(k)
-            failures = self.users.failed(f"user:{user}")
-            await asyncio.sleep(self.users.delay(failures))
+        async with self._turn(user):  # the name's delay comes before the check: tries at once wait in line
+            await asyncio.sleep(self.users.wait(f"user:{user}"))
+            await self.app(scope, replay, capture)
+            if status and status[0] == 200:
+                for k in keys:
+                    self.addresses.succeeded(k)
+            elif status and status[0] in (400, 401, 403):
+                self.users.failed(f"user:{user}")
         for message in held:
             await send(message)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, user: str) -> AsyncIterator[None]:
+        """Hold `user`'s turn (one attempt per name at a time); a name nobody is trying is forgotten."""
+        lock, using = self._turns.get(user) or (asyncio.Lock(), 0)
+        self._turns[user] = (lock, using + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, using = self._turns[user]
+            if using == 1:
+                del self._turns[user]
+            else:
+                self._turns[user] = (lock, using - 1)
 
 
 async def _reply(send, status: int, payload: dict, retry_after: float | None = None) -> None:

@@ -4,9 +4,11 @@ and a login throttle; or, with `api_only`, the API alone."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -39,7 +41,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     lanes = Lanes(s.ui_concurrency, s.ui_queue_size)  # the chat and the API take turns on the same model
     api = build_api(engine, lanes, open_without_key=is_loopback(host))
     if s.api_only:
-        return _serve_api(ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, block)
+        return _serve_api(ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, s.proxies, block)
     demo = build_app(engine, lanes=lanes)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     login = s.login
@@ -55,22 +57,40 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     ]
     if login:
         middleware.append(Middleware(LoginThrottle))
-    return demo.launch(
-        server_name=host,
-        server_port=port,
-        auth=Login(login) if login else None,
-        app_kwargs={"middleware": middleware},
-        max_file_size=f"{int(s.max_file_mb)}mb",
-        blocked_paths=blocked,
-        show_error=False,
-        prevent_thread_lock=not block,
-        quiet=True,
-        footer_links=[],
-        css=CSS,
-        js=PAGE_JS,
-        ssr_mode=False,
-        mcp_server=False,
-    )
+    with _forwarded_for_believed_from(s.proxies):
+        return demo.launch(
+            server_name=host,
+            server_port=port,
+            auth=Login(login) if login else None,
+            app_kwargs={"middleware": middleware},
+            max_file_size=f"{int(s.max_file_mb)}mb",
+            blocked_paths=blocked,
+            show_error=False,
+            prevent_thread_lock=not block,
+            quiet=True,
+            footer_links=[],
+            css=CSS,
+            js=PAGE_JS,
+            ssr_mode=False,
+            mcp_server=False,
+        )
+
+
+@contextlib.contextmanager
+def _forwarded_for_believed_from(proxies: tuple[str, ...]):
+    """While Gradio makes its server: uvicorn replaces each request's client address by its X-Forwarded-For when the
+    peer is in FORWARDED_ALLOW_IPS (127.0.0.1 and ::1 when unset, so anyone on this machine could claim any address to
+    the login throttle); set it to the configured proxies, none by default. uvicorn then takes the right-most address
+    that is not one of them (what a proxy appended, not what the client wrote)."""
+    before = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(proxies)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = before
 
 
 def check_exposure(settings: rag.Settings, host: str) -> None:
@@ -96,12 +116,13 @@ def check_exposure(settings: rag.Settings, host: str) -> None:
         log.warning("RAG_UI_ADMIN=1 without a login on %s: %s", host, OPEN_ADMIN)
 
 
-def _serve_api(app, host: str, port: int, block: bool):
-    """The HTTP API alone on uvicorn (the server Gradio would start): blocking, stopped by Ctrl+C or SIGTERM; or in
-    a thread until `close_all`."""
+def _serve_api(app, host: str, port: int, proxies: tuple[str, ...], block: bool):
+    """The HTTP API alone on uvicorn (the server Gradio would start; X-Forwarded-For believed from `proxies` only):
+    blocking, stopped by Ctrl+C or SIGTERM; or in a thread until `close_all`."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", forwarded_allow_ips=list(proxies))
+    server = uvicorn.Server(config)
     if block:
         server.run()
         return None
