@@ -181,3 +181,26 @@ def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, re
             assert not any(title in card for card in shown for source, title in titles.items() if source != chosen)
     finally:
         ui_serve.close_all()
+
+
+def test_the_chat_answers_with_the_whole_corpus_in_view_and_shows_the_cited_passages(browser, ready_settings, embedder):
+    """#27: with the documents fitting the model's context, the page says it reads them whole, the model is shown
+    every document, and the sources panel shows the passages the checked answer cites, quote highlighted."""
+    model = ReplayChatModel(["The Ottawa Convention was signed in 1997 [2]."])  # a wrong number: the check moves it
+    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local", "answer_mode": "auto"}), embedder=embedder, llm=model)
+    url = serve(engine)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        ask_in_browser(page, url, "When was the Ottawa Convention signed?")
+        assert "reads the whole corpus" in page.locator("#intro").inner_text()
+        page.wait_for_selector("#sources h3:has-text('whole corpus') ~ .source mark", timeout=60_000)
+        prompt = model.calls[-1][-1].content
+        assert all(c.text.split(". ")[-1][:50] in prompt for c in engine.chunks()), "every document was in view"
+        answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
+        cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
+        cards = {int(i.removeprefix("source-")) for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")}
+        assert "1997" in answer and cited and cited == cards, (answer, cards)
+        (n,) = cited
+        assert "1997" in page.locator(f"#sources #source-{n} mark").first.inner_text()
+    finally:
+        ui_serve.close_all()
