@@ -7,18 +7,21 @@ deleted. Exports: Markdown (answers with numbered sources and quotes) and JSON (
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from rag.answer import Answer
 from rag.cite import Citation
-from rag.errors import InputError
+from rag.errors import ConversationsUnavailableError, InputError
 
 TITLE_MAX = 120
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ConversationNotFound(InputError):
@@ -68,9 +71,32 @@ class Conversation:
         return "\n".join(lines) + "\n"
 
 
-class Conversations:
-    """The conversation store over one SQLAlchemy URL; safe to share between threads."""
+def _reaching(method: F) -> F:
+    """Turn "the database does not answer" into ConversationsUnavailableError, naming it (for the log)."""
 
+    @functools.wraps(method)
+    def call(self: Conversations, *args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        try:
+            return method(self, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            from sqlalchemy.engine import make_url
+
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise ConversationsUnavailableError(
+                f"the conversations database {where} does not answer ({reason}); start it or check RAG_CONVERSATIONS_DB_URL"
+            ) from None
+
+    return call  # type: ignore[return-value]
+
+
+class Conversations:
+    """The conversation store over one SQLAlchemy URL; safe to share between threads. A database that does not
+    answer raises ConversationsUnavailableError."""
+
+    @_reaching
     def __init__(self, url: str) -> None:
         from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, Text, create_engine, event
 
@@ -114,6 +140,7 @@ class Conversations:
         meta.create_all(self.engine)
 
     # -- writing -------------------------------------------------------------------------------------------------------
+    @_reaching
     def start(self, owner: str, title: str) -> str:
         """A new, empty conversation of `owner`; its id."""
         now = time.time()
@@ -122,6 +149,7 @@ class Conversations:
             conn.execute(self.conversations.insert().values(id=cid, owner=owner, title=_title(title), created_at=now, updated_at=now))
         return cid
 
+    @_reaching
     def add(self, owner: str, conversation_id: str, answer: Answer) -> None:
         """Append one answered question to `owner`'s conversation."""
         from sqlalchemy import func, select
@@ -138,11 +166,13 @@ class Conversations:
             )
             conn.execute(self.conversations.update().where(self.conversations.c.id == conversation_id).values(updated_at=now))
 
+    @_reaching
     def rename(self, owner: str, conversation_id: str, title: str) -> None:
         with self.engine.begin() as conn:
             self._owned(conn, owner, conversation_id)
             conn.execute(self.conversations.update().where(self.conversations.c.id == conversation_id).values(title=_title(title)))
 
+    @_reaching
     def delete(self, owner: str, conversation_id: str) -> None:
         with self.engine.begin() as conn:
             self._owned(conn, owner, conversation_id)
@@ -150,6 +180,7 @@ class Conversations:
             conn.execute(self.conversations.delete().where(self.conversations.c.id == conversation_id))
 
     # -- reading -------------------------------------------------------------------------------------------------------
+    @_reaching
     def list(self, owner: str) -> list[Summary]:
         """`owner`'s conversations, the most recently answered first."""
         from sqlalchemy import func, select
@@ -160,6 +191,7 @@ class Conversations:
         with self.engine.connect() as conn:
             return [Summary(*row) for row in conn.execute(query)]
 
+    @_reaching
     def get(self, owner: str, conversation_id: str) -> Conversation:
         from sqlalchemy import select
 

@@ -57,3 +57,11 @@ class StoreUnavailableError(RagError):
     exit_code = 6
     for_user = False  # names internal addresses: logged for the operator
     told_user = "The document index is unavailable right now (a server it needs does not answer). Please try again in a moment."
+
+
+class ConversationsUnavailableError(RagError):
+    """The database of the chat's saved conversations does not answer; the answers themselves go on."""
+
+    exit_code = 6
+    for_user = False  # names an internal address: logged for the operator
+    told_user = "This conversation could not be saved: the saved conversations are unavailable right now. Please try again in a moment."

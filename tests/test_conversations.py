@@ -164,9 +164,10 @@ def test_the_chat_saves_each_answer_into_the_shown_conversation(chat_engine):
 
     answer_and_save = History(chat_engine).answering()
     out = list(answer_and_save(Q, [], 4, "local", [], None, _request("alice")))
-    text, _, cid, kept, listed, title, md, js = out[-1]
+    text, _, cid, kept, listed, title, md, js, status = out[-1]
     assert cid and kept == cid and listed["value"] == cid and listed["choices"] == [(f"{Q} · 1 question", cid)]
     assert title == Q and open(md["value"]).read().startswith(f"# {Q}") and json.load(open(js["value"]))["id"] == cid
+    assert status == ""  # saved: nothing to say
     assert all(o[2] != cid for o in out[:-1])  # the id is given once the answer is saved, not before
     history = [{"role": "user", "content": Q}, {"role": "assistant", "content": text}]
     again = list(answer_and_save("Who wrote it?", history, 4, "local", [], cid, _request("alice")))[-1]

@@ -158,7 +158,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "no or a wrong API key",
         404: "an unknown model or path",
         413: "a body over the size limit",
-        503: "every answer slot is busy",
+        503: "every answer slot is busy, or a service the answer needs does not answer",
     }.items()
 }
 
@@ -234,8 +234,8 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
             raise ApiError(400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query")
         try:
             hits = engine.search(query, k=body.k, mode=body.mode, sources=body.sources)
-        except rag.RagError as exc:  # a source that is not indexed is the client's; a server that is down is ours
-            raise (ApiError(400, str(exc), param="sources") if exc.exit_code == 2 else _mapped(exc)) from None
+        except rag.RagError as exc:
+            raise _refused(exc, "sources") from None
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
     @app.post(
@@ -253,11 +253,11 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         try:
             question, history = engine.check_input(question, history)
         except rag.RagError as exc:
-            raise ApiError(400, str(exc), param="messages") from None
+            raise _refused(exc, "messages") from None
         try:
             sources = engine.check_sources(body.sources)
         except rag.RagError as exc:
-            raise ApiError(400, str(exc), param="sources") from None
+            raise _refused(exc, "sources") from None
         ticket = await _lane(lanes, request)
         answer = _Answering(engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop())
         if not body.stream:
@@ -356,6 +356,14 @@ def _conversation(messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
             history.append((user, m.text()))
             user = None
     return turns[-1].text(), history
+
+
+def _refused(exc: rag.RagError, param: str) -> ApiError:
+    """A check of the request that failed: 400 when the input is the client's fault (a source that is not indexed);
+    a service that does not answer is the server's (503, neutral text: `_mapped`), which a client may retry."""
+    if exc.exit_code == 2:  # InputError, ConfigError
+        return ApiError(400, str(exc), param=param)
+    return _mapped(exc)
 
 
 def _mapped(exc: Exception) -> ApiError:

@@ -25,6 +25,16 @@ from ui.render import checked_answer, sources_html
 log = logging.getLogger(__name__)
 
 EMPTY_SOURCES = sources_html([], "Sources")
+UNSAVED = "This conversation could not be saved: the saved conversations are unavailable right now. Please try again in a moment."
+
+
+def said(exc: rag.RagError) -> str:
+    """What the page says for a failure of the saved conversations: the error's own words when they are the user's
+    (not found, no title), else the neutral `UNSAVED` (the database's address and driver text go to the log)."""
+    if exc.for_user:
+        return str(exc)
+    log.warning("saved conversations unavailable: %s", exc)
+    return UNSAVED
 
 
 def owner(request: gr.Request | None) -> str:
@@ -81,6 +91,11 @@ class History:
         """What follows the shown conversation (after the chat's own outputs)."""
         return [self.session, self.kept, self.picker, self.title, self.as_md, self.as_json]
 
+    @property
+    def answer_outputs(self) -> list:
+        """What follows the chat's answer: `shown_outputs`, then the status line (says when saving failed)."""
+        return [*self.shown_outputs, self.status]
+
     # -- what the handlers return ----------------------------------------------------------------------------------
     def _following(self, conversation: Any, who: str) -> tuple:
         """Values for `shown_outputs`."""
@@ -93,15 +108,24 @@ class History:
         return conversation.id, conversation.id, listed, conversation.title, gr.update(value=md, **on), gr.update(value=js, **on)
 
     def _page(self, conversation: Any, who: str, message: str = "") -> tuple:
-        """Values for the chat, its history, the sources panel, `shown_outputs` and the status line."""
+        """Values for the chat, its history, the sources panel, `shown_outputs` and the status line; when the saved
+        conversations do not answer, an empty chat (the list left as it was) and the status line says so."""
         chat = messages(conversation) if conversation else []
         panel = last_sources(conversation) if conversation else EMPTY_SOURCES
-        return (chat, chat, panel, *self._following(conversation, who), message)
+        try:
+            following = self._following(conversation, who)
+        except rag.RagError as exc:
+            if exc.for_user:
+                raise
+            off = gr.update(value=None, interactive=False)
+            chat, panel, following, message = [], EMPTY_SOURCES, (None, None, gr.skip(), "", off, off), said(exc)
+        return (chat, chat, panel, *following, message)
 
     # -- the chat's function ---------------------------------------------------------------------------------------
     def answering(self) -> Callable[..., Iterator[tuple]]:
         """`respond`, saving each checked answer into the session's conversation (a new one on the first question);
-        yields (chat text, sources HTML, *`shown_outputs`). A plain function with its `gr.Request` annotated (not a
+        yields (chat text, sources HTML, *`answer_outputs`); an answer that could not be saved says so (a warning and
+        the status line), and is still shown. A plain function with its `gr.Request` annotated (not a
         partial): Gradio finds the request to pass by the annotation."""
         engine, lanes = self.engine, self.lanes
 
@@ -131,15 +155,25 @@ class History:
                     state["saved"] = True
                 except rag.RagError as exc:
                     log.warning("conversation not saved: %s", exc)
+                    state["unsaved"] = UNSAVED
                 except Exception:  # the answer is still shown; only its saving failed
                     log.exception("conversation not saved")
+                    state["unsaved"] = UNSAVED
 
             unchanged = tuple(gr.skip() for _ in self.shown_outputs)
             for text, shown in respond(message, history, k, backend, sources, engine=engine, lanes=lanes, on_answer=save):
                 if state["saved"]:
-                    yield text, shown, *self._following(engine.conversations.get(who, state["id"]), who)
+                    try:
+                        following = self._following(engine.conversations.get(who, state["id"]), who)
+                    except rag.RagError as exc:  # saved, but the list cannot be read back just now
+                        log.warning("saved conversation not shown: %s", exc)
+                        following = unchanged
+                    yield text, shown, *following, ""
+                elif note := state.pop("unsaved", None):
+                    gr.Warning(note)
+                    yield text, shown, *unchanged, note
                 else:
-                    yield text, shown, *unchanged
+                    yield text, shown, *unchanged, gr.skip()
 
         return answer_and_save
 
@@ -166,7 +200,7 @@ class History:
             try:
                 return self._page(engine.conversations.get(who, cid), who)
             except rag.RagError as exc:
-                return self._page(None, who, str(exc))
+                return self._page(None, who, said(exc))
 
         def new(request: gr.Request) -> tuple:
             return self._page(None, owner(request))
@@ -179,7 +213,7 @@ class History:
                 engine.conversations.rename(who, cid, new_title)
                 return (*self._following(engine.conversations.get(who, cid), who), "Renamed.")
             except rag.RagError as exc:
-                return (*(gr.skip() for _ in self.shown_outputs), str(exc))
+                return (*(gr.skip() for _ in self.shown_outputs), said(exc))
 
         def delete(cid: str | None, request: gr.Request) -> tuple:
             who = owner(request)
@@ -188,7 +222,7 @@ class History:
             try:
                 engine.conversations.delete(who, cid)
             except rag.RagError as exc:
-                return self._page(None, who, str(exc))
+                return self._page(None, who, said(exc))
             return self._page(None, who, "Deleted.")
 
         private = {"api_visibility": "private", "show_progress": "hidden"}  # quick: no spinner over the page
