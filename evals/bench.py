@@ -237,19 +237,46 @@ def bench_answers(questions: list, backend: str, work: Path) -> dict:
     }
 
 
-def bench_serving(questions: list[str], work: Path) -> dict:
-    """The embedded model served: cold `rag ask` (nothing saved, then the saved prompt prefix), `rag ask` through a
-    running server, `rag search` cold, first token and total through the API and through the chat, and requests per
-    minute through the API at concurrency 1 and 4 (one model: answers take turns)."""
+def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
+    """The embedded model served, answering the `mode` way (RAG_ANSWER_MODE: auto reads the whole corpus when it
+    fits): the reading of the whole corpus (time, saved state size, restore time), cold `rag ask` (nothing saved, then
+    the saved prompt prefix), `rag ask` through a running server, `rag search` cold, first token and total through the
+    API and through the chat, and requests per minute through the API at concurrency 1 and 4 (one model: answers
+    take turns)."""
     import concurrent.futures as cf
+    import re
+    import shutil
 
     import httpx
     from gradio_client import Client
 
-    corpus, index = ROOT / "corpus", work / "index-real"
-    env = {**os.environ, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(index), "RAG_LLM_THREADS": "2"}
-    subprocess.run([sys.executable, "-m", "rag", "ingest"], env=env, cwd=ROOT, check=True, capture_output=True)
+    corpus, index, state = ROOT / "corpus", work / f"index-real-{mode}", work / f"llm-states-{mode}"
+    env = {**os.environ, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(index), "RAG_LLM_THREADS": "2", "RAG_ANSWER_MODE": mode}
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "ingest"],
+        env=env | {"RAG_LLM_STATE_DIR": str(state)},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     q = questions[0]
+    out: dict = {"question": q, "mode": mode}
+    read = re.search(r"read the (\d+) documents whole \(about ([\d,]+) tokens\) in ([\d.]+) s", run.stdout)
+    if read:
+        saved = sorted(state.glob("prompt-*.bin"), key=lambda p: p.stat().st_mtime)
+        restore = _child_json(
+            "import json, rag; e = rag.Engine(rag.load_settings()); print(json.dumps(e.read_corpus()))",
+            env | {"RAG_LLM_STATE_DIR": str(state)},
+        )
+        out["reading"] = {
+            "documents": int(read.group(1)),
+            "tokens": int(read.group(2).replace(",", "")),
+            "read_s": float(read.group(3)),
+            "state_mib": saved[-1].stat().st_size / 2**20 if saved else None,
+            "restore_s": restore["seconds"] if restore.get("how") == "restored" else None,
+        }
+    shutil.rmtree(state, ignore_errors=True)  # the cold rows start with nothing saved
 
     def cold(*args: str, state: Path | None = None) -> dict:
         extra = {"RAG_LLM_STATE_DIR": str(state)} if state else {}
@@ -263,8 +290,6 @@ def bench_serving(questions: list[str], work: Path) -> dict:
         after_first = timings.get("total_ms", 0) - timings.get("first_token_ms", 0)  # writing the rest, checking, exiting
         return {"wall_ms": wall, "first_token_from_start_ms": wall - after_first, "prompt_tokens": timings.get("prompt_tokens")}
 
-    state = work / "llm-states"
-    out: dict = {"question": q}
     out["ask_cold_nothing_saved"] = cold("ask", "--local", "--json", q, state=state)
     out["ask_cold_saved_prefix"] = cold("ask", "--local", "--json", q, state=state)
     out["search_cold"] = cold("search", "--json", q)
@@ -394,12 +419,30 @@ def markdown(result: dict) -> str:
             f"| total p50 / p95 ms | {o['total_p50_ms']:.0f} / {o['total_p95_ms']:.0f} | {b['total_p50_ms']:.0f} / {b['total_p95_ms']:.0f} | {o['total_p50_ms'] / b['total_p50_ms']:.2f} |",
             f"| accuracy (key facts / refusals) | {o['accuracy']:.2f} | {b['accuracy']:.2f} | {o['accuracy'] / max(b['accuracy'], 1e-9):.2f} |",
         ]
-    v = result.get("serving")
+    for key in ("serving", "serving_retrieved"):
+        lines += _serving_rows(result.get(key))
+    return "\n".join(lines) + "\n"
+
+
+def _serving_rows(v: dict | None) -> list[str]:
+    lines: list[str] = []
     if v:
+        way = "the whole corpus in view" if v.get("reading") else "retrieved passages"
+        r = v.get("reading")
         lines += [
             "",
-            f"Serving the embedded model ({len(v.get('questions', [])) or 'suite'} questions; first token from process start = wall time less what follows the first token):",
+            f"Serving the embedded model, RAG_ANSWER_MODE={v.get('mode', 'auto')}, answering from {way} "
+            f"({len(v.get('questions', [])) or 'suite'} questions; first token from process start = wall time less what follows the first token):",
             "",
+        ]
+        if r:
+            restore = f"{r['restore_s']:.2f} s" if r.get("restore_s") is not None else "–"
+            lines += [
+                f"Reading the {r['documents']} documents (about {r['tokens']:,} tokens) once: {r['read_s']:.1f} s; saved state "
+                f"{r['state_mib']:.0f} MiB; restored by a later process in {restore}.",
+                "",
+            ]
+        lines += [
             "| | first token ms | total ms |",
             "| --- | ---: | ---: |",
             f"| cold `rag ask`, nothing saved | {v['ask_cold_nothing_saved']['first_token_from_start_ms']:.0f} | {v['ask_cold_nothing_saved']['wall_ms']:.0f} |",
@@ -411,7 +454,7 @@ def markdown(result: dict) -> str:
             "",
             f"API requests per minute: {v['rpm_concurrency_1']:.1f} at concurrency 1, {v['rpm_concurrency_4']:.1f} at concurrency 4 (one model, answers take turns).",
         ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             picked = [c.question for c in cases if not c.history]
             picked = picked[1 :: max(1, len(picked) // args.serving)][: args.serving]
             result["serving"] = bench_serving(picked, Path(tmp)) | {"questions": picked}
+            save(result, out)
+            result["serving_retrieved"] = bench_serving(picked, Path(tmp), "retrieved") | {"questions": picked}
     print(save(result, out))
     print(f"written to {out}", file=sys.stderr)
     return 0
