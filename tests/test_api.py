@@ -152,7 +152,7 @@ def test_bad_requests_get_openai_shaped_4xx_errors(serve):
 
 
 def test_keys_are_required_once_set_and_elsewhere_than_loopback(serve, ready_settings):
-    base = serve(ScriptedChatModel(), host="0.0.0.0", api_keys=SecretStr("k-one, k-two"))
+    base = serve(ScriptedChatModel(), host="0.0.0.0", api_keys=SecretStr("k-one, k-two"), api_only=True)  # no chat: no login
     assert httpx.get(f"{base}/models").status_code == 401
     assert httpx.get(f"{base}/models", headers={"Authorization": "Bearer k-three"}).status_code == 401
     assert httpx.get(f"{base}/models", headers={"Authorization": "Bearer k-two"}).status_code == 200
@@ -166,9 +166,12 @@ def test_keys_are_required_once_set_and_elsewhere_than_loopback(serve, ready_set
     base = serve(ScriptedChatModel(), host="0.0.0.0", ui_auth=SecretStr("ann:secret-pass"))
     r = httpx.get(f"{base}/models")
     assert r.status_code == 401 and "RAG_API_KEYS" in r.json()["error"]["message"]
-    # Neither: refused before serving, with the fix named; admin actions without a login likewise.
-    with pytest.raises(rag.RagError, match="RAG_API_KEYS"):
+    # No login for the chat, or the API alone without keys: refused before serving, with the fix named; admin
+    # actions without a login likewise.
+    with pytest.raises(rag.RagError, match="RAG_UI_AUTH"):
         ui_serve.check_exposure(ready_settings, "0.0.0.0")
+    with pytest.raises(rag.RagError, match="RAG_API_KEYS"):
+        ui_serve.check_exposure(ready_settings.model_copy(update={"api_only": True}), "0.0.0.0")
     with pytest.raises(rag.RagError, match="RAG_UI_AUTH"):
         ui_serve.check_exposure(ready_settings.model_copy(update={"ui_admin": True, "api_keys": SecretStr("k")}), "0.0.0.0")
 
