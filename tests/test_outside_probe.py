@@ -5,6 +5,7 @@ login throttle that believed X-Forwarded-For, and exports left behind after SIGT
 import concurrent.futures as cf
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import rag
 from ui import serve as ui_serve
 
 from .fakes import ScriptedChatModel
-from .servers import free_port
+from .servers import free_port, wait_for_port
 
 Q = "When was the Ottawa Convention signed?"
 KEY = {"Authorization": "Bearer k"}
@@ -194,3 +195,53 @@ def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_en
     assert [code for code, _ in results] == [400, 400, 200], results  # slowed, never refused
     right = results[-1][1]  # whatever its place in the line, it waits at least the delay the 11 failures set (0.5 s)
     assert right >= 0.4, f"the right password was answered after {right:.2f} s: checked beside the wrong ones, before the name's delay"
+
+
+# 10. Exports left after SIGTERM: removed then, and at start those of servers that are gone.
+
+
+def test_sigterm_removes_the_exports_and_a_start_removes_those_of_stopped_servers(ready_settings, tmp_path):
+    tmp, cache = tmp_path / "tmp", tmp_path / "gradio-cache"
+    tmp.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    stale, live, unknown = tmp / f"rag-exports-{gone.pid}-abc", tmp / f"rag-exports-{os.getpid()}-def", tmp / "rag-exports-old"
+    for folder in (stale, live, unknown):
+        (folder / "c1").mkdir(parents=True)
+        (folder / "c1" / "chat.md").write_text("an exported conversation")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        TMPDIR=str(tmp),
+        GRADIO_TEMP_DIR=str(cache),
+        RAG_LLM_BACKEND="extractive",
+        RAG_ANSWER_MODE="retrieved",
+        RAG_INDEX_DIR=str(ready_settings.index_dir),
+        RAG_CORPUS_DIR=str(ready_settings.corpus_dir),
+        RAG_CONVERSATIONS_DB_URL=f"sqlite:///{tmp_path / 'chats.sqlite'}",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port)],
+        env=env,
+        cwd=ready_settings.corpus_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port(port, timeout=300, proc=server)
+        assert not stale.exists(), "the folder of a server that is gone is removed at start"
+        assert live.exists() and unknown.exists(), "a running process's folder, and one whose owner is unknown, are kept"
+        text, *_ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(Q, 4, "extractive", api_name="/respond")
+        assert "1997" in text
+        mine = list(tmp.glob(f"rag-exports-{server.pid}-*"))
+        assert len(mine) == 1 and list(mine[0].rglob("*.md")) and list(mine[0].rglob("*.json")), "the answer was exported"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert not mine[0].exists(), "SIGTERM removed this server's exports"
+    assert not [p for p in cache.rglob("*.md")], "and Gradio's copies of them"
+    assert live.exists() and unknown.exists()

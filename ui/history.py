@@ -8,15 +8,14 @@ the conversation it shows in the browser's storage, so a reload resumes it.
 import logging
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any  # a saved conversation (rag.conversations.Conversation: shells import only `rag`)
 
 import gradio as gr
 
 import rag
+from ui import exports
 from ui.chat import cited, respond
 from ui.feedback import remember
 from ui.lanes import Lanes
@@ -234,7 +233,6 @@ class History:
         self.delete.click(delete, inputs=[self.session], outputs=outs, **private)
 
 
-_EXPORTS: tempfile.TemporaryDirectory | None = None  # made on first use, removed when the process ends
 _EXPORTS_LOCK = threading.Lock()
 
 
@@ -242,12 +240,9 @@ def export_files(conversation: Any) -> tuple[str, str]:
     """The conversation written as Markdown and JSON files (for the download buttons), in this process's export
     folder: one sub-folder per conversation, replaced each time, so it holds one pair of files per conversation shown
     (Gradio serves its own copy of each)."""
-    global _EXPORTS
     stem = re.sub(r"[^A-Za-z0-9]+", "-", conversation.title).strip("-")[:60].lower() or "conversation"
     with _EXPORTS_LOCK:
-        if _EXPORTS is None:
-            _EXPORTS = tempfile.TemporaryDirectory(prefix="rag-exports-")
-        folder = Path(_EXPORTS.name) / conversation.id
+        folder = exports.folder() / conversation.id
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         md, js = folder / f"{stem}.md", folder / f"{stem}.json"

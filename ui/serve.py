@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 import rag
+from ui import exports
 from ui.api import ApiRoutes, build_api
 from ui.app import build_app
 from ui.corpus import OPEN_ADMIN
@@ -42,6 +44,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     api = build_api(engine, lanes, open_without_key=is_loopback(host))
     if s.api_only:
         return _serve_api(ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, s.proxies, block)
+    exports.remove_stale()  # export folders of servers that are gone (killed, or stopped before removing theirs)
     demo = build_app(engine, lanes=lanes)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
     login = s.login
@@ -57,8 +60,10 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     ]
     if login:
         middleware.append(Middleware(LoginThrottle))
+    if block and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl+C: Gradio closes its server
     with _forwarded_for_believed_from(s.proxies):
-        return demo.launch(
+        served = demo.launch(
             server_name=host,
             server_port=port,
             auth=Login(login) if login else None,
@@ -74,6 +79,9 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
             ssr_mode=False,
             mcp_server=False,
         )
+    if block:  # stopped (Ctrl+C, SIGTERM): this process's exported conversations go with it
+        exports.remove()
+    return served
 
 
 @contextlib.contextmanager
@@ -285,5 +293,6 @@ def close_all() -> None:
         server, thread = _API_SERVERS.pop()
         server.should_exit = True
         thread.join(timeout=10)
+    exports.remove()
     while _SERVED:
         _SERVED.pop().release_serving()
