@@ -23,6 +23,8 @@ PAIRS = [
     ("Will the museum reopen?", "The museum will reopen in May, the director said.", YES),
     ("Did the team win the final?", "The team never won a final.", NO),
     ("Does the module support threads?", "The module supports not only threads but also processes.", YES),
+    ("Has the agency abandoned the plan?", "The agency, which drew up the plan, reiterated its commitment to it.", None),
+    ("Has the agency abandoned the plan?", "The agency has not abandoned the plan.", NO),
 ]
 
 
