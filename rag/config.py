@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     max_history_chars: int = Field(20_000, ge=0, description="characters of all earlier turns together; more is refused")
 
     feedback_file: Path = Path("feedback/feedback.jsonl")
+    feedback_max_mb: float = Field(50.0, gt=0, description="the feedback log's cap: past it, further votes are refused (and logged)")
     conversations_db_url: str | None = Field(
         None, description="SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite"
     )

@@ -1,6 +1,7 @@
 """The web chat: `respond` directly, the served app through gradio_client, and what is rendered inert."""
 
 import json
+import uuid
 
 import pytest
 from pydantic import SecretStr
@@ -89,14 +90,48 @@ def test_sources_html_escapes_chunk_text():
     assert "<script>" not in html and "&lt;script&gt;" in html and "<mark>b</mark>" in html
 
 
-def test_feedback_is_appended_as_jsonl(tmp_path, scripted_engine):
-    final, _ = list(respond(Q, [], 4, "local", engine=scripted_engine))[-1]
+def test_feedback_is_appended_as_jsonl_only_for_an_answer_the_session_was_shown(tmp_path, scripted_engine):
+    session = uuid.uuid4().hex
+    seen = lambda answer, shown: feedback.remember(answer, shown, session, "alice")  # noqa: E731
+    final, _ = list(respond(Q, [], 4, "local", engine=scripted_engine, on_answer=seen))[-1]
     path = tmp_path / "fb" / "feedback.jsonl"
-    feedback.record_feedback(path, True, final)
-    feedback.record_feedback(path, False, "unknown answer")
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rows[0]["liked"] is True and rows[0]["question"] == Q and rows[0]["citations"][0]["n"] == 1
-    assert rows[1]["liked"] is False and rows[1]["question"] is None
+    feedback.record_feedback(path, True, final, session=session, owner="alice", max_mb=1)
+    for text, where, who in (
+        (final, uuid.uuid4().hex, "alice"),
+        (final, session, "bob"),
+        (final, session, None),
+        ("unknown", session, "alice"),
+    ):
+        with pytest.raises(feedback.Refused, match="no answer this chat showed you"):
+            feedback.record_feedback(path, False, text, session=where, owner=who, max_mb=1)
+    (row,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert row["liked"] is True and row["question"] == Q and row["citations"][0]["n"] == 1
+    assert row["voter"] == "alice" and row["session"] == session
+
+    with pytest.raises(feedback.Refused, match="log is full"):  # the cap: nothing written past it
+        feedback.record_feedback(path, True, final, session=session, owner="alice", max_mb=path.stat().st_size / 1e6)
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_votes_are_limited_per_session_per_minute(tmp_path):
+    answer = rag.Answer(question=Q, standalone_question=Q, answer="In 1997 [1].", refused=False, citations=[], timings={})
+    busy, calm = uuid.uuid4().hex, uuid.uuid4().hex
+    for session in (busy, calm):
+        feedback.remember(answer, "In 1997 [1].", session, None)
+    path = tmp_path / "votes.jsonl"
+
+    def vote(session: str, now: float) -> bool:
+        try:
+            feedback.record_feedback(path, True, "In 1997 [1].", session=session, owner=None, max_mb=1, now=now)
+            return True
+        except feedback.Refused as exc:
+            assert "votes a minute" in str(exc)
+            return False
+
+    assert [vote(busy, 1000.0 + i) for i in range(feedback.VOTES_PER_MINUTE + 5)].count(True) == feedback.VOTES_PER_MINUTE
+    assert vote(calm, 1040.0), "another session votes on"
+    assert vote(busy, 1061.0), "a minute after its first vote, the busy one may again"
+    assert json.loads(path.read_text().splitlines()[0])["voter"] == "anonymous"
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import gradio as gr
 
 import rag
 from ui.corpus import OPEN_ADMIN, corpus_tab, listed
-from ui.feedback import record_feedback
-from ui.history import History
+from ui.feedback import Refused, record_feedback
+from ui.history import History, owner
 from ui.lanes import Lanes
 from ui.render import plain, sources_html, unplain
 from ui.viewer import document_viewer
@@ -46,8 +46,7 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
     # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
-            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check."
-            + _way(engine),
+            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check." + _way(engine),
             elem_id="intro",
         )
         saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved
@@ -97,8 +96,19 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
                 saved.render_sidebar(chatbot, chat.chatbot_state, sources, new_chat, demo)
             chatbot.clear(lambda: sources_html([], "Sources"), outputs=[sources], api_visibility="private")
 
-            def on_like(data: gr.LikeData) -> None:
-                record_feedback(s.feedback_file, data.liked is True, data.value)
+            def on_like(data: gr.LikeData, request: gr.Request) -> None:
+                """A vote counts only on an answer this session was shown; the voter is the login."""
+                try:
+                    record_feedback(
+                        s.feedback_file,
+                        data.liked is True,
+                        data.value,
+                        session=request.session_hash,
+                        owner=owner(request),
+                        max_mb=s.feedback_max_mb,
+                    )
+                except Refused as exc:
+                    raise gr.Error(str(exc), print_exception=False) from None
 
             chatbot.like(on_like, api_visibility="private")
 

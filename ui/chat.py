@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 
 import rag
-from ui.feedback import remember
 from ui.lanes import Busy, Lanes
 from ui.render import checked_answer, inert, sources_html, without_removed
 
@@ -27,11 +26,11 @@ def respond(
     *,
     engine: rag.Engine,
     lanes: Lanes | None = None,
-    on_answer: Callable[[rag.Answer], None] | None = None,
+    on_answer: Callable[[rag.Answer, str], None] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Stream (chat text, sources HTML): the evidence first, then the growing answer, then the checked answer; with
-    `sources` chosen, only those documents are searched. `on_answer` gets the checked answer (to save it) before
-    it is shown."""
+    `sources` chosen, only those documents are searched. `on_answer` gets the checked answer and the text shown for it
+    (to save it, and to take votes on it) before it is shown."""
     try:
         valid = backend in rag.Settings.choices("llm_backend")
         chosen = tuple(x for x in sources or [] if isinstance(x, str)) or None
@@ -50,7 +49,11 @@ def respond(
 
 
 def _answer(
-    engine: rag.Engine, message: str, history: list[dict], params: rag.QueryParams, on_answer: Callable[[rag.Answer], None] | None
+    engine: rag.Engine,
+    message: str,
+    history: list[dict],
+    params: rag.QueryParams,
+    on_answer: Callable[[rag.Answer, str], None] | None,
 ) -> Iterator[tuple[str, str]]:
     text, found = "", []
     for event in engine.ask_stream(message, pairs(history), params):
@@ -63,9 +66,8 @@ def _answer(
         else:
             final: rag.Answer = event.data
             shown = checked_answer(final.answer, final.refused, final.checked)
-            remember(final, shown)
             if on_answer is not None:
-                on_answer(final)
+                on_answer(final, shown)
             cards = [] if final.refused else [cited(c) for c in final.citations]
             heading = f"Sources · {final.support}" if final.support and not final.refused else "Sources"
             if final.way == rag.Way.WHOLE and not final.refused:

@@ -45,12 +45,14 @@ def choices(engine: rag.Engine, who: str) -> list[tuple[str, str]]:
     return [(f"{s.title} · {s.turns} {'question' if s.turns == 1 else 'questions'}", s.id) for s in engine.conversations.list(who)]
 
 
-def messages(conversation: Any) -> list[dict]:
-    """The conversation as the chat shows it: each question, then its checked answer (removed sentences struck)."""
+def messages(conversation: Any, session: str | None = None) -> list[dict]:
+    """The conversation as the chat shows it: each question, then its checked answer (removed sentences struck);
+    with the `session` it is shown to, a vote there on a resumed answer logs its question and citations too."""
     out: list[dict] = []
     for turn in conversation.turns:
         shown = checked_answer(turn.answer, turn.refused, turn.checked)
-        remember(turn, shown)  # a vote on a resumed answer logs its question and citations too
+        if session is not None:
+            remember(turn, shown, session, conversation.owner)
         out.append({"role": "user", "content": turn.question})
         out.append({"role": "assistant", "content": shown})
     return out
@@ -106,10 +108,10 @@ class History:
         listed = gr.update(choices=choices(self.engine, who), value=conversation.id)
         return conversation.id, conversation.id, listed, conversation.title, gr.update(value=md, **on), gr.update(value=js, **on)
 
-    def _page(self, conversation: Any, who: str, message: str = "") -> tuple:
+    def _page(self, conversation: Any, who: str, message: str = "", session: str | None = None) -> tuple:
         """Values for the chat, its history, the sources panel, `shown_outputs` and the status line; when the saved
         conversations do not answer, an empty chat (the list left as it was) and the status line says so."""
-        chat = messages(conversation) if conversation else []
+        chat = messages(conversation, session) if conversation else []
         panel = last_sources(conversation) if conversation else EMPTY_SOURCES
         try:
             following = self._following(conversation, who)
@@ -140,7 +142,8 @@ class History:
             who = owner(request)
             state: dict = {"id": session or None, "saved": False}
 
-            def save(answer: rag.Answer) -> None:
+            def save(answer: rag.Answer, shown: str) -> None:
+                remember(answer, shown, request.session_hash, who)  # this session may vote on it
                 try:
                     if state["id"]:
                         try:
@@ -197,7 +200,7 @@ class History:
             if not cid:
                 return self._page(None, who)
             try:
-                return self._page(engine.conversations.get(who, cid), who)
+                return self._page(engine.conversations.get(who, cid), who, session=request.session_hash)
             except rag.RagError as exc:
                 return self._page(None, who, said(exc))
 
