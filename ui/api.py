@@ -111,6 +111,7 @@ class RagExtension(BaseModel):
     standalone_question: str
     kind: str
     support: str = Field(description="well supported, partly supported or weak evidence (from the citation check); empty for a refusal")
+    way: str = Field("retrieved passages", description="what the model was shown: the whole corpus, or retrieved passages")
     timings: dict[str, float]
 
 
@@ -434,6 +435,7 @@ def _extension(final: rag.Answer) -> dict:
         "standalone_question": final.standalone_question,
         "kind": final.kind,
         "support": final.support,
+        "way": final.way,
         "timings": final.timings,
     }
 

@@ -40,6 +40,7 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
         check_exposure(s, host)
     engine.hold_for_serving()
     _SERVED.append(engine)
+    _start_reading(engine)
     lanes = Lanes(s.ui_concurrency, s.ui_queue_size)  # the chat and the API take turns on the same model
     api = build_api(engine, lanes, open_without_key=is_loopback(host))
     if s.api_only:
@@ -296,3 +297,13 @@ def close_all() -> None:
     exports.remove()
     while _SERVED:
         _SERVED.pop().release_serving()
+
+
+def _start_reading(engine: rag.Engine) -> None:
+    """Have the documents read whole in the background when they are answered that way (retrieved until then)."""
+    try:
+        if engine.has_index():
+            way = engine.way(for_question=True)
+            log.info("answering from the %s: %s", way.name, way.why)
+    except rag.RagError as exc:  # the index or the model is unavailable: the first question says so
+        log.warning("could not choose how to answer: %s", exc)
