@@ -7,8 +7,10 @@ import hashlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from langchain_core.documents import Document as LCDocument
@@ -135,7 +137,10 @@ def preview(settings: Settings, paths: list[Path]) -> tuple[list[LCDocument], In
     files, _ = discover(paths, report)
     chunks = []
     for doc in _load_all(files, settings, report):
-        for c in _to_documents(doc, hashlib.sha256(doc.text.encode()).hexdigest(), settings):
+        pieces = _to_documents(doc, hashlib.sha256(doc.text.encode()).hexdigest(), settings)
+        if _over_cap(pieces, doc.source, settings, report):
+            continue
+        for c in pieces:
             c.id = f"{doc.source}#{c.metadata['position']}"
             chunks.append(c)
     return chunks, report
@@ -145,8 +150,8 @@ def _plan(
     db: Store, settings: Settings, files: list[tuple[Path, str]], prefixes: list[str], damaged: set[str], report: IngestReport
 ) -> list[LCDocument]:
     """Delete what vanished, then load each file and return the chunks of the new and changed ones; unchanged and
-    duplicate files are recorded in the report and skipped."""
-    known = _known_documents(db)
+    duplicate files are recorded in the report and skipped, and so are files over the chunk cap (as failed)."""
+    known, counts = _known_documents(db)
     # Sources that vanished from a walked directory lose their chunks; failed files keep theirs.
     present = {src for _, src in files}
     for src in sorted(known):
@@ -168,12 +173,34 @@ def _plan(
             report.chunks_deleted += db.delete_source(doc.source)
             continue
         state = known.get(doc.source)
-        if state == {digest} and doc.source not in damaged:  # unchanged and complete: nothing to do
-            report.skipped.append(doc.source)
+        pieces = None
+        if state == {digest} and doc.source not in damaged:
+            # A document of more chunks than one write holds is written in several: a run stopped between them
+            # leaves it short, with nothing else amiss. Only such a document needs chunking again to tell.
+            stored = counts[doc.source]
+            if stored < db.max_batch or len(pieces := _to_documents(doc, digest, settings)) == stored:
+                report.skipped.append(doc.source)  # unchanged and complete: nothing to do
+                continue
+            log.warning("%s holds %d of its %d chunks (an interrupted run); writing it again", doc.source, stored, len(pieces))
+        pieces = pieces or _to_documents(doc, digest, settings)
+        if _over_cap(pieces, doc.source, settings, report):
+            del owner[digest]  # a copy of it elsewhere fails the same way, not as its duplicate
             continue
         (report.added if state is None else report.updated).append(doc.source)
-        chunks.extend(_to_documents(doc, digest, settings))
+        chunks.extend(pieces)
     return chunks
+
+
+def _over_cap(pieces: list[LCDocument], source: str, settings: Settings, report: IngestReport) -> bool:
+    """Whether a file makes more chunks than one file may (`max_file_chunks`); if so it is failed in the report."""
+    if len(pieces) <= settings.max_file_chunks:
+        return False
+    report.failed[source] = (
+        f"makes {len(pieces)} chunks at RAG_CHUNK_SIZE={settings.chunk_size}, over the limit of {settings.max_file_chunks} "
+        "per file (RAG_MAX_FILE_CHUNKS); split the file or raise the limit"
+    )
+    log.debug("skipped %s: %s", source, report.failed[source])  # the report says it (the CLI, the Corpus tab)
+    return True
 
 
 def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | None, rebuild: bool, report: IngestReport) -> None:
@@ -182,7 +209,7 @@ def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | Non
     settings = catalog.settings
     try:
         manifest = None if rebuild else catalog.manifest()
-        known = _known_documents(catalog.open(embedder.inner)) if manifest is not None else {}
+        known = _known_documents(catalog.open(embedder.inner))[0] if manifest is not None else {}
     except RagError as exc:  # e.g. built with other settings: the write under the lock says so
         log.info("not embedding ahead: %s", exc)
         return
@@ -191,7 +218,9 @@ def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | Non
     for doc in _load_all(files, settings, IngestReport()):
         digest = hashlib.sha256(doc.text.encode()).hexdigest()
         if known.get(doc.source) != {digest}:
-            texts.extend(c.page_content for c in _to_documents(doc, digest, settings))
+            pieces = _to_documents(doc, digest, settings)
+            if len(pieces) <= settings.max_file_chunks:  # a file over the cap will fail: nothing to embed for it
+                texts.extend(c.page_content for c in pieces)
     log.info("another writer holds the index; embedding %d chunks meanwhile", len(texts))
     report.embedded_ahead = embedder.remember(texts)
     log.info(
@@ -215,15 +244,23 @@ def _load_all(files: list[tuple[Path, str]], settings: Settings, report: IngestR
 
 def _write(db: Store, chunks: list[LCDocument], embedder: Embeddings, batch_size: int, progress: bool, report: IngestReport) -> None:
     """Embed and store the chunks with LangChain's incremental `index()`, which also removes a rewritten source's
-    old chunks. Its cleanup deletes a source's records that the current batch did not touch, so a document must
-    never span two batches: each call gets whole documents only."""
+    old chunks. Its cleanup deletes a source's records written before the call started (not before the batch), so
+    a document must never span two calls: each call gets whole documents only. Within a call, writes are at most
+    the store's largest batch: a document with more chunks is written in several batches of one call."""
     from langchain_classic.indexes import index
 
     before = getattr(embedder, "texts_embedded", 0)
     bar = _progress(len(chunks), progress)
-    for group in _whole_documents(chunks, batch_size):
+    limit = db.max_batch
+    for group in _whole_documents(chunks, min(batch_size, limit), limit):
         result = index(
-            group, db.records, db.vectorstore, cleanup="incremental", source_id_key="source", key_encoder="sha256", batch_size=len(group)
+            group,
+            db.records,
+            db.vectorstore,
+            cleanup="incremental",
+            source_id_key="source",
+            key_encoder="sha256",
+            batch_size=min(len(group), limit),
         )
         report.chunks_added += result["num_added"] + result["num_updated"]
         report.chunks_deleted += result["num_deleted"]
@@ -233,15 +270,19 @@ def _write(db: Store, chunks: list[LCDocument], embedder: Embeddings, batch_size
     report.chunks_total = db.count()
 
 
-def _known_documents(db: Store) -> dict[str, set[str]]:
-    """source -> content hashes the index holds for it now (two after an interrupted edit; empty if unknown)."""
+def _known_documents(db: Store) -> tuple[dict[str, set[str]], Counter[str]]:
+    """source -> content hashes the index holds for it now (two after an interrupted edit; empty if unknown), and
+    source -> how many chunks it holds."""
     known: dict[str, set[str]] = {}
+    counts: Counter[str] = Counter()
     for doc in db.get(with_text=False):
-        known.setdefault(doc.metadata.get("source", ""), set()).add(doc.metadata.get("doc_hash", ""))
+        src = doc.metadata.get("source", "")
+        known.setdefault(src, set()).add(doc.metadata.get("doc_hash", ""))
+        counts[src] += 1
     for src in db.sources():  # recorded but with no chunk left (e.g. a crash mid-write): treat as changed
         known.setdefault(src, set())
     known.pop("", None)
-    return known
+    return known, counts
 
 
 def _to_documents(doc: load.Document, digest: str, settings: Settings) -> list[LCDocument]:
@@ -266,13 +307,17 @@ def _pages(doc: load.Document, c: chunk.Chunk) -> dict:
     return {"page": doc.page_at(c.start)} | ({"page_breaks": ",".join(map(str, breaks))} if breaks else {})
 
 
-def _whole_documents(chunks: list[LCDocument], size: int) -> Iterable[list[LCDocument]]:
-    """Consecutive groups of about `size` chunks that never split one source's chunks."""
+def _whole_documents(chunks: list[LCDocument], size: int, limit: int) -> Iterable[list[LCDocument]]:
+    """Consecutive groups of about `size` chunks that never split one source's chunks and hold at most `limit`
+    unless one source alone has more (then it is a group of its own)."""
     group: list[LCDocument] = []
-    for i, doc in enumerate(chunks):
-        group.append(doc)
-        last_of_source = i + 1 == len(chunks) or chunks[i + 1].metadata["source"] != doc.metadata["source"]
-        if last_of_source and len(group) >= size:
+    for _, run in groupby(chunks, key=lambda c: c.metadata["source"]):
+        source_chunks = list(run)
+        if group and len(group) + len(source_chunks) > limit:
+            yield group
+            group = []
+        group.extend(source_chunks)
+        if len(group) >= size:
             yield group
             group = []
     if group:

@@ -47,6 +47,11 @@ class Store:
         records.create_schema()
         return records
 
+    @cached_property
+    def max_batch(self) -> int:
+        """The most chunks one write may carry (Chroma refuses a larger batch; a server may allow another number)."""
+        return int(self.client.get_max_batch_size())
+
     # -- reading -------------------------------------------------------------------------------
     def count(self) -> int:
         return self.collection.count()
