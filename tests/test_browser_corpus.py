@@ -150,3 +150,41 @@ def test_with_admin_off_the_corpus_tab_lists_but_cannot_change(browser, ready_se
         assert refused.status == 403
     finally:
         ui_serve.close_all()
+
+
+def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):  # noqa: F811
+    """A file over the per-file chunk cap fails (the files beside it are indexed); the tab lists it with why, and
+    removing it deletes it from the corpus, so later ingestions stop trying it."""
+    from .test_large_files import _lines
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    big = "corpus/big.txt"
+    (tmp_path / big).write_text(_lines(6000))  # 6,000 chunks at 16 tokens: over the default cap of 5,000
+    settings = rag.Settings(
+        corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local", ui_admin=True, chunk_size=16, chunk_overlap=4
+    )
+    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
+    report = engine.ingest()
+    assert list(report.failed) == [big] and len(report.added) == 2
+    url = serve(engine)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url, wait_until="load")
+        page.get_by_role("tab", name="Corpus").click()
+        failed = page.locator("#corpus-failed")
+        expect(failed).to_contain_text(big)
+        expect(failed).to_contain_text("makes 6000 chunks at RAG_CHUNK_SIZE=16, over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS)")
+        expect(page.locator("#corpus-table")).not_to_contain_text(big)
+
+        page.locator("#corpus-document input").click()
+        page.get_by_role("option", name=big, exact=True).click()
+        page.locator("#corpus-remove").click()
+        expect(page.locator("#corpus-status")).to_contain_text(
+            f"Removed {big}: 0 added, 0 updated, 2 skipped, 0 deleted, 0 failed", timeout=60_000
+        )
+        expect(failed).to_be_hidden()
+        assert not (tmp_path / big).exists() and engine.not_indexed() == []
+        assert engine.ingest().summary().startswith("0 added, 0 updated, 2 skipped, 0 deleted, 0 failed")
+    finally:
+        ui_serve.close_all()

@@ -140,7 +140,7 @@ def test_anonymous_uploads_are_refused_and_nothing_is_written(make_engine, tmp_p
 def test_uploads_need_the_login_when_admin_is_on(make_engine, tmp_path, monkeypatch):
     cache = tmp_path / "gradio-cache"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
-    url = _serve(make_engine(ui_admin=True, ui_auth=SecretStr("alice:correct-horse")))
+    url = _serve(make_engine(ui_admin=True, ui_auth=SecretStr("alice:correct-horse"), ui_admins="alice"))
     files = {"files": ("notes.txt", b"Field notes.", "text/plain")}
     assert httpx.post(url + "gradio_api/upload", files=files, timeout=30).status_code in (401, 403)
     assert not [p for p in cache.rglob("*") if p.is_file()]

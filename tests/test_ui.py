@@ -238,7 +238,9 @@ def test_admin_actions_are_off_unless_configured(scripted_engine):
 @pytest.fixture
 def served_with_auth(scripted_engine):
     port = free_port()
-    settings = scripted_engine.settings.model_copy(update={"max_file_mb": 1.0, "ui_auth": SecretStr("alice:s3cret-pass"), "ui_admin": True})
+    settings = scripted_engine.settings.model_copy(
+        update={"max_file_mb": 1.0, "ui_auth": SecretStr("alice:s3cret-pass"), "ui_admin": True, "ui_admins": "alice"}
+    )
     engine = rag.Engine(settings, embedder=scripted_engine.embedder, llm=ScriptedChatModel())
     serve.launch(engine, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"

@@ -1,4 +1,6 @@
-"""The Corpus tab: the indexed documents, and (when the admin actions are on) upload, re-index and remove."""
+"""The Corpus tab: the indexed documents and the corpus files that are not indexed, and (when the admin actions are
+on, for the named admins when there is a login) upload, re-index and remove. Who may act is decided on the server from
+the request's login for every action; the hidden controls only spare the others a refusal."""
 
 from __future__ import annotations
 
@@ -16,64 +18,122 @@ OFF = "Managing the corpus is turned off (start with `RAG_UI_ADMIN=1` to turn it
 OPEN_ADMIN = "the corpus actions are on without a login: anyone who can reach this page can change the corpus."
 
 
+def read_only(admins: tuple[str, ...]) -> str:
+    """The status line of a logged-in user who is not a corpus admin."""
+    return f"Read only: only {', '.join(admins) or 'the admins named in `RAG_UI_ADMINS`'} can change the corpus."
+
+
+def may_manage(settings: rag.Settings, admin: bool, user: str | None) -> bool:
+    """Whether `user` (the request's login; none without a login) may change the corpus: with a login, the admins
+    named in `ui_admins` only; without one, whoever reaches the page (serving allows that on loopback only)."""
+    if not admin:
+        return False
+    if settings.login is None:
+        return True
+    return bool(user) and user in settings.admins
+
+
 def listed(engine: rag.Engine) -> list[dict]:
     """The indexed documents (reads every chunk's metadata: call it once per page build or action)."""
     return engine.documents() if engine.has_index() else []
 
 
 def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str = "") -> None:
-    """Lay out the tab's components inside the current Blocks and wire the admin actions."""
+    """Lay out the tab's components inside the current Blocks and wire the admin actions; `admin`: the actions are
+    on (with a login, for the admins named in `ui_admins`)."""
+    s = engine.settings
+    everyone = admin and s.login is None  # who may act is known when the page is built; else at each page load
     if warning:
         gr.Markdown(warning, elem_id="admin-warning")
     table = gr.Dataframe(
         _rows(docs), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents", elem_id="corpus-table"
     )
-    status = gr.Markdown("" if admin else OFF, elem_id="corpus-status")
-    with gr.Row(visible=admin, elem_id="corpus-admin"):
+    missing = not_indexed(engine)
+    failed = gr.Dataframe(
+        _failed_rows(missing),
+        headers=["source", "why"],
+        interactive=False,
+        label="In the corpus but not indexed",
+        visible=bool(missing),
+        elem_id="corpus-failed",
+    )
+    status = gr.Markdown("" if everyone else read_only(s.admins) if admin else OFF, elem_id="corpus-status")
+    with gr.Row(visible=everyone, elem_id="corpus-admin") as controls:
         upload = gr.File(
             label="Add documents",
             file_count="multiple",
             file_types=list(engine.supported_types),
-            interactive=admin,
+            interactive=everyone,
             elem_id="corpus-upload",
         )
         with gr.Column():
-            reindex = gr.Button("Re-index the corpus", interactive=admin, elem_id="corpus-reindex")
-            remove_choice = gr.Dropdown([d["source"] for d in docs], label="Document", elem_id="corpus-document")
-            remove = gr.Button("Remove document", variant="stop", interactive=admin, elem_id="corpus-remove")
+            reindex = gr.Button("Re-index the corpus", interactive=everyone, elem_id="corpus-reindex")
+            remove_choice = gr.Dropdown(_removable(docs, missing), label="Document", elem_id="corpus-document")
+            remove = gr.Button("Remove document", variant="stop", interactive=everyone, elem_id="corpus-remove")
+
+    def allowed(request: gr.Request | None) -> None:
+        user = getattr(request, "username", None) if request is not None else None
+        if not may_manage(s, admin, user):
+            require(admin)
+            raise rag.RagError(f"only the corpus admins (RAG_UI_ADMINS) can change the corpus; {user or 'this login'} is not one")
 
     def refreshed(message: str):
-        now = listed(engine)
-        return message, _rows(now), gr.update(choices=[d["source"] for d in now], value=None)
+        now, gone = listed(engine), not_indexed(engine)
+        return (
+            message,
+            _rows(now),
+            gr.update(value=_failed_rows(gone), visible=bool(gone)),
+            gr.update(choices=_removable(now, gone), value=None),
+        )
 
-    def do_upload(files, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-        require(admin)
+    def do_upload(files, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        allowed(request)
         reports = []
         for f in progress.tqdm(files or [], desc="indexing"):
             path = Path(f if isinstance(f, str) else f.name)
-            reports.append(engine.add_file(path.name, path.read_bytes()).summary())
+            reports.append(_said(engine.add_file(path.name, path.read_bytes())))
         return refreshed("Indexed: " + "; ".join(reports))
 
-    def do_reindex(progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-        require(admin)
+    def do_reindex(request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        allowed(request)
         progress(0, desc="indexing")
-        return refreshed("Re-indexed: " + engine.ingest().summary())
+        return refreshed("Re-indexed: " + _said(engine.ingest()))
 
-    def do_remove(source):
-        require(admin)
+    def do_remove(source, request: gr.Request):
+        allowed(request)
         if not source:
             return refreshed("Choose a document first.")
-        return refreshed(f"Removed {source}: " + engine.remove_document(source).summary())
+        return refreshed(f"Removed {source}: " + _said(engine.remove_document(source)))
 
-    outs = [status, table, remove_choice]
+    outs = [status, table, failed, remove_choice]
     upload.upload(_guard(do_upload), inputs=[upload], outputs=outs, api_visibility="private")
     reindex.click(_guard(do_reindex), outputs=outs, api_visibility="private")
     remove.click(_guard(do_remove), inputs=[remove_choice], outputs=outs, api_visibility="private")
+
+    if admin and not everyone:
+
+        def shown_to(request: gr.Request):
+            """The controls for an admin's page (the others keep the read-only tab the page was built with)."""
+            if not may_manage(s, admin, getattr(request, "username", None)):
+                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            on = gr.update(interactive=True)
+            return "", gr.update(visible=True), on, on, on
+
+        gr.on(triggers=None, fn=shown_to, outputs=[status, controls, upload, reindex, remove], api_visibility="private")
 
 
 def require(admin: bool) -> None:
     if not admin:
         raise rag.RagError("managing the corpus is turned off on this server")
+
+
+def not_indexed(engine: rag.Engine) -> list[dict]:
+    """The corpus files that are not indexed, each with why when known."""
+    try:
+        return engine.not_indexed()
+    except rag.RagError as exc:  # e.g. the index's services do not answer: the tab still shows what it can
+        log.warning("could not list the corpus files that are not indexed: %s", exc)
+        return []
 
 
 def _guard(fn):
@@ -94,3 +154,16 @@ def _guard(fn):
 
 def _rows(docs: list[dict]) -> list[list]:
     return [[d["title"], d["source"], d["chunks"], d["indexed_at"]] for d in docs]
+
+
+def _failed_rows(missing: list[dict]) -> list[list]:
+    return [[d["source"], d["reason"]] for d in missing]
+
+
+def _removable(docs: list[dict], missing: list[dict]) -> list[str]:
+    return sorted({d["source"] for d in docs} | {d["source"] for d in missing})
+
+
+def _said(report: rag.IngestReport) -> str:
+    """A report's summary and, for each file that failed, why (one line each)."""
+    return report.summary() + "".join(f"; failed: {src}: {why}" for src, why in sorted(report.failed.items()))

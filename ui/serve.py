@@ -123,6 +123,26 @@ def check_exposure(settings: rag.Settings, host: str) -> None:
                 "set RAG_UI_AUTH=user:password, or serve on 127.0.0.1"
             )
         log.warning("RAG_UI_ADMIN=1 without a login on %s: %s", host, OPEN_ADMIN)
+    check_admins(settings)
+
+
+def check_admins(settings: rag.Settings) -> None:
+    """With a login, the corpus admin actions are for the logins named in RAG_UI_ADMINS only: refuse to serve with
+    the actions on and nobody named (every user would have been an admin), or naming someone with no login."""
+    if settings.api_only:
+        return
+    login = settings.login
+    if settings.admins and login is None:
+        raise rag.RagError("RAG_UI_ADMINS names corpus admins but there is no login to tell them by; set RAG_UI_AUTH=user:password")
+    if settings.ui_admin and login is not None and not settings.admins:
+        raise rag.RagError(
+            "RAG_UI_ADMIN=1 with a login needs the admins named, or every user could change the corpus for everyone; "
+            "set RAG_UI_ADMINS=alice[,bob] to logins of RAG_UI_AUTH"
+        )
+    if login is not None and (unknown := [a for a in settings.admins if a not in login]):
+        raise rag.RagError(f"RAG_UI_ADMINS names {', '.join(unknown)}, not a login of RAG_UI_AUTH; name logins that exist")
+    if settings.admins and not settings.ui_admin:
+        log.warning("RAG_UI_ADMINS is set but RAG_UI_ADMIN is not: the Corpus tab's actions are off for everyone")
 
 
 def _serve_api(app, host: str, port: int, proxies: tuple[str, ...], block: bool):
