@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_state_dir: Path | None = Field(None, description="where the embedded runtime keeps saved prompt states; unset = the user cache")
     llm_states_max: int = Field(8, ge=1, le=1000, description="saved prompt states kept on disk; the least recently used go first")
+    llm_speculative: Literal["none", "ngram"] = Field(
+        "none", description="embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)"
+    )
     openai_base_url: str | None = None
     openai_model: str = "default"
     openai_api_key: SecretStr | None = None

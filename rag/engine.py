@@ -18,6 +18,7 @@ from rag.errors import InputError, LoadError
 from rag.llm import make_chat_model
 from rag.store import reaching_services
 from rag.text import normalize
+from rag.whole import Reader
 
 if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag search` never imports them
     from langchain_core.embeddings import Embeddings
@@ -57,9 +58,7 @@ class Engine:
         self._retriever = retriever
         self._serving = None
         self._background = False  # a serving process: the documents are read whole in the background
-        self._corpora: dict[tuple, whole.Corpus] = {}
-        self._corpora_lock = threading.Lock()
-        self._reading: set[str] = set()
+        self._reader = Reader(self.settings)
         self._follows = store is None and retriever is None  # parts passed in are kept as they are
         self._checked = time.monotonic()
         self._why_not: dict[str, str] = {}  # source -> why this process's last ingestion of it did not index it
@@ -160,112 +159,25 @@ class Engine:
         background and answers from retrieved passages meanwhile; any other process reads them before answering."""
         from rag import whole
 
-        s = self.settings
-        name = backend or s.llm_backend
+        name = backend or self.settings.llm_backend
         if self._retriever is not None:  # a retriever passed in decides what is seen
             return whole.Way(whole.RETRIEVED, "a retriever was passed in")
-        why = whole.plan(s, name, 0, 0)  # what the settings and backend allow, before reading the index
+        why = whole.plan(self.settings, name, 0, 0)  # what the settings and backend allow, before reading the index
         if why is not None:
             return whole.Way(whole.RETRIEVED, why)
-        corpus, why = self._corpus(sources, name)
-        if corpus is None:
-            return whole.Way(whole.RETRIEVED, why)
-        llm = self.llm(name)
-        ready = not hasattr(llm, "has_state") or llm.has_state(self._reading_messages(corpus))
-        if not ready and for_question and self._background:
-            self._read_in_background(corpus, llm)
-            return whole.Way(whole.RETRIEVED, "the documents are being read once (retrieved passages until then)")
-        return whole.Way(
-            whole.WHOLE,
-            f"{len(corpus.sources)} documents, about {corpus.tokens:,} tokens, fit the model's {s.llm_n_ctx:,}-token context",
-            corpus,
+        self.follow()
+        return self._reader.way(
+            self.store, self.lexical.stamp, sources, name, self.llm(name), self.embedder, background=for_question and self._background
         )
 
     def read_corpus(self, progress: bool = False) -> dict[str, Any] | None:
         """Read the indexed documents into the model's saved state now (after an ingest that changed them), so later
         questions and processes only restore it; None when the retrieved way is in use. Returns how it went: `how`
-        (read, restored or primed), `seconds`, `tokens` and `file` (the saved state)."""
+        (read, restored or primed), `seconds`, `tokens` and `documents`."""
         way = self.way()
         if not way.whole:
             return None
-        llm = self.llm()
-        started = time.perf_counter()
-        bar = None
-        if progress and hasattr(llm, "prime"):
-            from tqdm import tqdm
-
-            bar = tqdm(total=0, desc="reading the documents", unit="token", leave=False)
-
-        def step(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        try:
-            how = self._prime_reading(way.corpus, llm, step if bar is not None else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        return {
-            "how": how,
-            "seconds": round(time.perf_counter() - started, 1),
-            "tokens": way.corpus.tokens,
-            "documents": len(way.corpus.sources),
-        }
-
-    def _corpus(self, sources: tuple[str, ...] | None, backend: str) -> tuple[whole.Corpus | None, str]:
-        from rag import whole
-
-        s = self.settings
-        fixed = whole.fixed_tokens(s.tokenizer)
-        room = whole.budget(s, fixed)
-        self.follow()
-        count = self.store.count()
-        if count * 16 > room * 4:  # chunks hold at least 16 tokens, and a quarter of them may be overlap
-            return None, whole.plan(s, backend, None, fixed, bool(sources)) or ""
-        version = f"{self.store.name}:{self.lexical.stamp}"
-        key = (version, sources or ())
-        with self._corpora_lock:
-            corpus = self._corpora.get(key)
-            if corpus is None:
-                docs = self.store.get(where={"source": {"$in": list(sources)}} if sources else None)
-                corpus = whole.Corpus.from_chunks(docs, version, s.tokenizer)
-                self._corpora[key] = corpus
-                while len(self._corpora) > 16:
-                    self._corpora.pop(next(iter(self._corpora)))
-        why = whole.plan(s, backend, corpus.tokens, fixed, bool(sources))
-        return (None, why) if why else (corpus, "")
-
-    @staticmethod
-    def _reading_messages(corpus: whole.Corpus) -> list:
-        from rag.prompt import WHOLE
-
-        return WHOLE.invoke({"passages": corpus.text, "conversation": "", "question": "Why?", "shape": ""}).to_messages()
-
-    def _prime_reading(self, corpus: whole.Corpus, llm: BaseChatModel, progress=None) -> str:
-        corpus.embed(self.embedder)
-        if hasattr(llm, "prime"):
-            return llm.prime(self._reading_messages(corpus), progress=progress)
-        return "sent"
-
-    def _read_in_background(self, corpus: whole.Corpus, llm: BaseChatModel) -> None:
-        with self._corpora_lock:
-            if corpus.key in self._reading:
-                return
-            self._reading.add(corpus.key)
-
-        def run() -> None:
-            started = time.perf_counter()
-            try:
-                how = self._prime_reading(corpus, llm)
-                log.info("the documents are read (%s, %.1f s): answering with the whole corpus in view", how, time.perf_counter() - started)
-            except Exception as exc:
-                log.warning("could not read the documents whole (%s); answering from retrieved passages", exc)
-            finally:
-                with self._corpora_lock:
-                    self._reading.discard(corpus.key)
-
-        threading.Thread(target=run, name="rag-read-corpus", daemon=True).start()
+        return self._reader.read(way.corpus, self.llm(), self.embedder, progress=progress)
 
     def check_input(self, question: str, history: condense.History) -> tuple[str, condense.History]:
         """The question and earlier turns normalised, or InputError saying what is wrong (empty, too long, too many

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -114,6 +117,109 @@ class Corpus:
         return shown, context.Evidence(best_similarity=best[0][0], term_coverage=coverage)
 
 
+class Reader:
+    """The documents read whole: one `Corpus` per index version and choice of documents (a few kept), whether the
+    model holds or has saved its reading, and the reading itself, now or in the background."""
+
+    KEEP = 16
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._corpora: dict[tuple, Corpus] = {}
+        self._lock = threading.Lock()
+        self._reading: set[str] = set()
+
+    def way(
+        self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str, llm: Any, embedder: Embeddings, background: bool
+    ) -> Way:
+        """How a question over `store` (at lexical `stamp`) is answered; `background`: when the reading is not ready,
+        start it on a thread and answer from retrieved passages meanwhile."""
+        corpus, why = self.corpus(store, stamp, sources, backend)
+        if corpus is None:
+            return Way(RETRIEVED, why)
+        if not self.ready(corpus, llm) and background:
+            self.read_in_background(corpus, llm, embedder)
+            return Way(RETRIEVED, "the documents are being read once (retrieved passages until then)")
+        ctx = self.settings.llm_n_ctx
+        return Way(WHOLE, f"{len(corpus.sources)} documents, about {corpus.tokens:,} tokens, fit the model's {ctx:,}-token context", corpus)
+
+    def corpus(self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str) -> tuple[Corpus | None, str]:
+        """The documents of `store` (only `sources` when given) as one block, or None and why they cannot be read whole."""
+        s = self.settings
+        fixed = fixed_tokens(s.tokenizer)
+        if store.count() * 16 > budget(s, fixed) * 4:  # chunks hold at least 16 tokens, and a quarter of them may be overlap
+            return None, plan(s, backend, None, fixed, bool(sources)) or ""
+        version = f"{store.name}:{stamp}"
+        key = (version, sources or ())
+        with self._lock:
+            corpus = self._corpora.get(key)
+            if corpus is None:
+                docs = store.get(where={"source": {"$in": list(sources)}} if sources else None)
+                corpus = self._corpora[key] = Corpus.from_chunks(docs, version, s.tokenizer)
+                while len(self._corpora) > self.KEEP:
+                    self._corpora.pop(next(iter(self._corpora)))
+        why = plan(s, backend, corpus.tokens, fixed, bool(sources))
+        return (None, why) if why else (corpus, "")
+
+    @staticmethod
+    def messages(corpus: Corpus) -> list:
+        """The prompt whose reading is kept: the instructions, the examples and every document (then a stand-in
+        question, which the next prompt does not share)."""
+        from rag.prompt import WHOLE as template
+
+        return template.invoke({"passages": corpus.text, "conversation": "", "question": "Why?", "shape": ""}).to_messages()
+
+    def ready(self, corpus: Corpus, llm: Any) -> bool:
+        """Whether a question can be answered with `corpus` in view at once (a backend without saved states always can)."""
+        return not hasattr(llm, "has_state") or llm.has_state(self.messages(corpus))
+
+    def read(self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: bool = False) -> dict[str, Any]:
+        """Read `corpus` now (restored when saved); a progress bar on a terminal. Returns how, seconds, tokens, documents."""
+        started = time.perf_counter()
+        bar = None
+        if progress and hasattr(llm, "prime"):
+            from tqdm import tqdm
+
+            bar = tqdm(total=0, desc="reading the documents", unit="token", leave=False)
+
+        def step(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        try:
+            how = self._prime(corpus, llm, embedder, step if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        return {"how": how, "seconds": round(time.perf_counter() - started, 1), "tokens": corpus.tokens, "documents": len(corpus.sources)}
+
+    def read_in_background(self, corpus: Corpus, llm: Any, embedder: Embeddings) -> None:
+        """Read `corpus` on a thread, once at a time for each corpus."""
+        with self._lock:
+            if corpus.key in self._reading:
+                return
+            self._reading.add(corpus.key)
+
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                how = self._prime(corpus, llm, embedder)
+                log.info("the documents are read (%s, %.1f s): answering with the whole corpus in view", how, time.perf_counter() - started)
+            except Exception as exc:
+                log.warning("could not read the documents whole (%s); answering from retrieved passages", exc)
+            finally:
+                with self._lock:
+                    self._reading.discard(corpus.key)
+
+        threading.Thread(target=run, name="rag-read-corpus", daemon=True).start()
+
+    def _prime(self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: Callable[[int, int], None] | None = None) -> str:
+        corpus.embed(embedder)
+        if hasattr(llm, "prime"):
+            return llm.prime(self.messages(corpus), progress=progress)
+        return "sent"  # a backend without saved states reads the documents with each question (its server may cache them)
+
+
 def render(passages: list[context.Passage]) -> str:
     """The numbered block, each document's title said once, on its first passage (titles repeated on every chunk
     cost a fifth of the tokens of a news corpus)."""
@@ -159,4 +265,4 @@ def plan(settings: Settings, backend: str, total_tokens: int | None, fixed_token
     return None
 
 
-__all__ = ["RETRIEVED", "WHOLE", "Corpus", "Way", "budget", "fixed_tokens", "plan", "render"]
+__all__ = ["RETRIEVED", "WHOLE", "Corpus", "Reader", "Way", "budget", "fixed_tokens", "plan", "render"]

@@ -9,6 +9,7 @@ import pytest
 import rag
 from rag import whole
 from rag.answer import REFUSAL
+from rag.whole import Reader
 
 from .fakes import ReplayChatModel
 
@@ -163,7 +164,7 @@ def test_a_serving_process_answers_retrieved_until_its_reading_is_ready_then_swi
         assert first.way == whole.RETRIEVED, "not ready: retrieved passages meanwhile"
         assert model.started.wait(5), "the reading started in the background"
         deadline = time.monotonic() + 30
-        while not engine.way().whole or not model.has_state(engine._reading_messages(engine.way().corpus)):
+        while not engine.way().whole or not model.has_state(Reader.messages(engine.way().corpus)):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert engine.ask(Q).way == whole.WHOLE

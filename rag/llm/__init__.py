@@ -26,6 +26,7 @@ def _local(settings: Settings) -> BaseChatModel:
         timeout=settings.llm_timeout_s,
         state_dir=str(settings.llm_state_dir) if settings.llm_state_dir else None,
         states_max=settings.llm_states_max,
+        speculative=settings.llm_speculative,
         **({"n_threads": settings.llm_threads} if settings.llm_threads else {}),
     )
 

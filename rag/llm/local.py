@@ -45,7 +45,7 @@ def _default_threads() -> int:
 class _Engine:
     """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix socket only."""
 
-    def __init__(self, model_path: Path, n_ctx: int, n_threads: int, states: Path) -> None:
+    def __init__(self, model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none") -> None:
         import xllamacpp as xlc
 
         self.name = model_path.name
@@ -70,6 +70,8 @@ class _Engine:
         params.hostnames = [self.socket]  # the server always listens; never on TCP
         params.endpoint_slots = True  # saving and restoring the slot's state (see LocalChatModel.prime)
         params.slot_save_path = f"{self.states}/"
+        if speculative == "ngram":  # drafts from n-grams of the prompt: answers copy the documents' words
+            params.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
         started = time.monotonic()
         try:
             self.server = xlc.Server(params)
@@ -98,12 +100,12 @@ _ENGINES: dict[tuple[str, int, int, str], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engine(model_path: Path, n_ctx: int, n_threads: int, states: Path) -> _Engine:
-    key = (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()))
+def _engine(model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none") -> _Engine:
+    key = (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()), speculative)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states)
+            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states, speculative)
         return engine
 
 
@@ -138,6 +140,8 @@ class LocalChatModel(BaseChatModel):
     """Where saved prompt states go (`prime`); None = `llm-states` in the user cache."""
     states_max: int = _DEFAULTS["llm_states_max"].default
     """Saved states kept in `state_dir`; the least recently used are removed past it."""
+    speculative: str = _DEFAULTS["llm_speculative"].default
+    """"ngram": speculative decoding with drafts looked up in the prompt; "none": plain decoding."""
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
@@ -162,7 +166,7 @@ class LocalChatModel(BaseChatModel):
 
     def _engine(self) -> _Engine:
         path, states = self._paths()
-        return _engine(path, self.n_ctx, self.n_threads, states)
+        return _engine(path, self.n_ctx, self.n_threads, states, self.speculative)
 
     def _paths(self) -> tuple[Path, Path]:
         path = Path(self.model_path) if self.model_path else ensure_model()
@@ -180,7 +184,7 @@ class LocalChatModel(BaseChatModel):
         answered without loading the model."""
         key, _ = self._key(messages)
         path, states = self._paths()
-        engine = _ENGINES.get((str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve())))
+        engine = _ENGINES.get((str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve()), self.speculative))
         return (engine is not None and key in engine.primed) or (states / f"prompt-{key}.bin").is_file()
 
     def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
