@@ -53,8 +53,7 @@ class Engine:
         self._llms: dict[str, BaseChatModel | None] = {} if llm is _UNSET else {self.settings.llm_backend: llm}
         if embedder is not None:
             self.embedder = embedder
-        if store is not None:
-            self.store = store
+        self._index = _OpenIndex(self.catalog, lambda: self.embedder, store)
         self._retriever = retriever
         self._serving = None
         self._background = False  # a serving process: the documents are read whole in the background
@@ -68,9 +67,10 @@ class Engine:
     def embedder(self) -> Embeddings:
         return embed.make_embedder(self.settings)
 
-    @cached_property
+    @property
     def store(self) -> store.Store:
-        return self.catalog.open(self.embedder)
+        """The live collection, opened on first use."""
+        return self._index.store
 
     @cached_property
     def conversations(self) -> conversations.Conversations:
@@ -79,10 +79,10 @@ class Engine:
 
         return Conversations(self.settings.conversations_url)
 
-    @cached_property
+    @property
     def lexical(self) -> lexical.LexicalIndex:
         """The saved BM25 index when it matches the manifest; otherwise one built in memory from the store."""
-        return self.catalog.lexical(self.store)
+        return self._index.lexical
 
     def retriever(
         self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None, sources: tuple[str, ...] | None = None
@@ -279,7 +279,7 @@ class Engine:
         reload its lexical index when either changed. Searching and answering call this; vectors on a Chroma server
         are current anyway, the lexical index is what goes stale. When the database does not answer, what is open
         keeps serving (a warning is logged)."""
-        if not self._follows or "lexical" not in self.__dict__ or time.monotonic() - self._checked < self.settings.index_refresh_s:
+        if not self._follows or not self._index.is_open or time.monotonic() - self._checked < self.settings.index_refresh_s:
             return
         self._checked = time.monotonic()
         try:
@@ -288,10 +288,9 @@ class Engine:
                 return
             if manifest["collection"] != self.store.name:
                 log.info("the index was rebuilt elsewhere; opening %s", manifest["collection"])
-                self.__dict__.pop("store", None)
-                self.__dict__.pop("lexical", None)
+                self._index.drop()
             elif manifest.get("lexical_stamp") != self.lexical.stamp:
-                self.lexical = self.catalog.lexical(self.store)  # swapped in whole, once loaded
+                self._index.reload_lexical()
         except Exception as exc:
             error = store.unavailable(exc, self.settings)
             if error is None:
@@ -317,8 +316,7 @@ class Engine:
         from rag import index
 
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
-        for cached in ("store", "lexical"):  # the live collection or its chunks may have changed
-            self.__dict__.pop(cached, None)
+        self._index.drop()  # the live collection or its chunks may have changed
         for src in (*report.added, *report.updated, *report.skipped, *report.deleted):
             self._why_not.pop(src, None)
         self._why_not.update(report.failed)
@@ -363,8 +361,6 @@ class Engine:
         `source_url` (None without one) and, for a PDF, `pages` (where each starts; `page_at(offset)`). `source` as
         `rag search` shows it, or a unique file name; InputError for one that is not indexed, LoadError when its file
         no longer holds the text that was indexed (the offsets would point at the wrong words)."""
-        import hashlib
-
         from rag import load
 
         (source,) = self.check_sources([source])
@@ -377,7 +373,7 @@ class Engine:
                 doc = load.load(candidate, source=source, timeout=self.settings.parse_timeout_s)
             except LoadError:
                 continue
-            if digest is None or hashlib.sha256(doc.text.encode()).hexdigest() == digest:
+            if digest is None or doc.digest == digest:
                 return doc
         raise LoadError(f"{source} has changed, moved or gone since it was indexed; run `rag ingest` to index it again")
 
@@ -455,3 +451,35 @@ class Engine:
         if self._serving is not None:
             self._serving.close()
             self._serving = None
+
+
+class _OpenIndex:
+    """The live collection and its lexical index: opened on first use, dropped together when an ingestion or another
+    process may have changed them, the lexical index reloaded alone when only its stamp moved."""
+
+    def __init__(self, catalog: Catalog, embedder: Any, store: store.Store | None = None) -> None:
+        self._catalog, self._embedder = catalog, embedder
+        self._store, self._lexical = store, None
+
+    @property
+    def store(self) -> store.Store:
+        if self._store is None:
+            self._store = self._catalog.open(self._embedder())
+        return self._store
+
+    @property
+    def lexical(self) -> lexical.LexicalIndex:
+        if self._lexical is None:
+            self._lexical = self._catalog.lexical(self.store)
+        return self._lexical
+
+    @property
+    def is_open(self) -> bool:
+        """Whether searching has opened it (only then is there anything to keep current)."""
+        return self._lexical is not None
+
+    def reload_lexical(self) -> None:
+        self._lexical = self._catalog.lexical(self.store)  # swapped in whole, once loaded
+
+    def drop(self) -> None:
+        self._store, self._lexical = None, None

@@ -128,7 +128,7 @@ def test_open_for_search_loads_a_cached_encoder_beside_the_index_and_any_other_f
         box.append(engine)
         engine.open_for_search()
         assert [name for name, _ in watched.calls] == [expected]
-        assert "store" in vars(engine) and "lexical" in vars(engine)  # the index is open either way
+        assert engine._index.is_open  # the index is open either way: the collection and its lexical index
         if not cached:
             assert watched.calls == [("MainThread", False)]  # an uncached encoder (PyTorch) loads alone, first
         assert [h.source for h in engine.search("When was the Ottawa Convention signed?", k=2)]
