@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 import rag
 from rag.embed import SentenceTransformerEmbedder
+from tests.helpers import CORPUS
 from tests.servers import Chroma, Postgres
 
 # The tests of ingestion, serving and the retrieved way run as they were written: a process that serves or ingests
 # with the embedded model would otherwise read the whole corpus into it (a minute each). The whole-corpus way's own
 # tests ask for it (`answer_mode="auto"`, or RAG_ANSWER_MODE in a child's environment).
 os.environ["RAG_ANSWER_MODE"] = "retrieved"
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "corpus"
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +57,7 @@ def chroma_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL 15 (Debian's) on loopback, in a temporary directory; its SQLAlchemy URL."""
-    try:
-        server = Postgres()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
+    server = Postgres()
     try:
         yield server.start().url
     finally:
@@ -95,6 +89,13 @@ def ready_settings(tmp_path_factory, embedder):
 @pytest.fixture
 def ready_engine(ready_settings, embedder):
     return rag.Engine(ready_settings, embedder=embedder)
+
+
+def pytest_collection_modifyitems(items):
+    """A test of a real PostgreSQL is marked `postgres` (the fast tier leaves it out) when it asks for the server."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 def pytest_addoption(parser):

@@ -84,7 +84,9 @@ class Postgres(_Server):
 
     def __init__(self) -> None:
         if not (PG_BIN / "initdb").exists():
-            raise RuntimeError("Debian's postgresql is missing: apt-get install postgresql (.ci/run does)")
+            from .helpers import missing  # here: helpers imports this module
+
+            missing("Debian's postgresql", "apt-get install postgresql")
         self.as_user = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
         self.root = Path(tempfile.mkdtemp(prefix="rag-postgres-"))  # not under pytest's root-only directory
         if self.as_user:

@@ -20,7 +20,7 @@ import rag
 from evals import gate, matrix, metrics, report, scoring, suite
 from evals.summary import flatten, summarize
 
-from .conftest import CORPUS, ROOT
+from .helpers import CORPUS, ROOT, missing
 
 GOLD = suite.DEFAULT_SUITE
 
@@ -647,7 +647,7 @@ def test_the_python_docs_suite_quotes_the_installed_documentation():
     spec = json.loads((ROOT / "evals" / "corpora" / "pydocs.json").read_text(encoding="utf-8"))
     root = Path(spec["root"])
     if not (root / "tutorial").is_dir():
-        pytest.fail("Debian's python3.11-doc is missing: apt-get install python3.11-doc (.ci/run does)")
+        missing("Debian's python3.11-doc", "apt-get install python3.11-doc")
     texts = {f: load(root / f).text for f in spec["files"]}
     cases = suite.load(ROOT / "evals" / "suites" / "pydocs.jsonl")
     assert len(cases) >= 60 and sum(not c.answerable for c in cases) >= 12

@@ -14,6 +14,7 @@ from ui.chat import MODEL_ERROR, respond
 from ui.login import Throttle
 
 from .fakes import ReplayChatModel, ScriptedChatModel
+from .helpers import client_from, serve
 from .servers import free_port
 
 Q = "When was the Ottawa Convention signed?"
@@ -29,23 +30,12 @@ def make_engine(ready_settings, embedder):
     ui_serve.close_all()
 
 
-def _serve(engine, host="127.0.0.1"):
-    port = free_port()
-    ui_serve.launch(engine, host=host, port=port, block=False)
-    return f"http://127.0.0.1:{port}/"
-
-
-def _from(address: str, url: str) -> httpx.Client:
-    """An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the loopback server)."""
-    return httpx.Client(base_url=url, timeout=30, transport=httpx.HTTPTransport(local_address=address))
-
-
 # 1. Login: a stranger's wrong guesses slow only the stranger.
 
 
 def test_wrong_passwords_from_one_address_do_not_lock_out_another(make_engine):
-    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
-    with _from("127.0.0.2", url) as attacker, _from("127.0.0.3", url) as alice:
+    url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    with client_from("127.0.0.2", url, timeout=30) as attacker, client_from("127.0.0.3", url, timeout=30) as alice:
         for _ in range(6):
             attacker.post("login", data={"username": "alice", "password": "guess"})
         refused = attacker.post("login", data={"username": "alice", "password": "correct-horse"})
@@ -56,9 +46,9 @@ def test_wrong_passwords_from_one_address_do_not_lock_out_another(make_engine):
 
 
 def test_the_wait_grows_with_each_failure(make_engine):
-    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
     waits = []
-    with _from("127.0.0.4", url) as http:
+    with client_from("127.0.0.4", url, timeout=30) as http:
         for _ in range(3):  # the first failures cost nothing
             assert http.post("login", data={"username": "x", "password": "y"}).status_code == 400
         for _ in range(2):
@@ -131,7 +121,7 @@ def test_a_model_failure_shows_a_neutral_message(make_engine, caplog):
 def test_anonymous_uploads_are_refused_and_nothing_is_written(make_engine, tmp_path, monkeypatch):
     cache = tmp_path / "gradio-cache"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
-    url = _serve(make_engine())
+    url = serve(make_engine())
     r = httpx.post(url + "gradio_api/upload", files={"files": ("x.txt", b"hosted by you", "text/plain")}, timeout=30)
     assert r.status_code == 403, r.status_code
     assert not [p for p in cache.rglob("*") if p.is_file()]
@@ -140,7 +130,7 @@ def test_anonymous_uploads_are_refused_and_nothing_is_written(make_engine, tmp_p
 def test_uploads_need_the_login_when_admin_is_on(make_engine, tmp_path, monkeypatch):
     cache = tmp_path / "gradio-cache"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
-    url = _serve(make_engine(ui_admin=True, ui_auth=SecretStr("alice:correct-horse"), ui_admins="alice"))
+    url = serve(make_engine(ui_admin=True, ui_auth=SecretStr("alice:correct-horse"), ui_admins="alice"))
     files = {"files": ("notes.txt", b"Field notes.", "text/plain")}
     assert httpx.post(url + "gradio_api/upload", files=files, timeout=30).status_code in (401, 403)
     assert not [p for p in cache.rglob("*") if p.is_file()]
@@ -169,7 +159,7 @@ def test_a_lone_surrogate_in_the_question_is_normalised(make_engine):
 
 
 def test_malformed_requests_to_every_route_get_a_4xx(make_engine):
-    url = _serve(make_engine())
+    url = serve(make_engine())
     bodies = [b"", b"{", b"[]", b'{"data": "x"}', b'{"data": [null, null, null]}', b'{"data": ["\\ud800", 4, "local"]}', b"\xff\xfe"]
     routes = [
         "gradio_api/call/respond", "gradio_api/call/v2/respond", "gradio_api/call/v2/x", "gradio_api/queue/join",
@@ -201,7 +191,7 @@ def test_admin_without_login_does_not_start_outside_loopback(make_engine):
 
 def test_admin_without_login_on_loopback_warns_at_start_and_in_the_corpus_tab(make_engine, caplog):
     with caplog.at_level(logging.WARNING):
-        url = _serve(make_engine(ui_admin=True))
+        url = serve(make_engine(ui_admin=True))
     assert "without a login" in caplog.text
     config = httpx.get(url + "config", timeout=30).json()
     warnings = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "admin-warning"]

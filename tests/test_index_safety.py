@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -15,42 +14,13 @@ import pytest
 import rag
 from rag.errors import IndexBusyError
 
-DOCS = 24
-
-
-def _corpus(root):
-    c = root / "corpus"
-    c.mkdir(parents=True, exist_ok=True)
-    words = "mine border treaty clearance field survey village river bridge convoy".split()
-    for i in range(DOCS):
-        body = " ".join(f"Report {i} sentence {j} mentions the {words[(i + j) % 10]} and the {words[(i * j) % 10]}." for j in range(40))
-        (c / f"doc{i:02d}.md").write_text(f"# Report {i}\n\n{body}\n")
-    return c
-
-
-_DRIVER = textwrap.dedent(
-    """
-    import os, signal, sys
-    import rag
-    from langchain_classic.indexes import SQLRecordManager
-    kill_at = int(os.environ.get("KILL_AT_UPDATE", "0"))
-    if kill_at:
-        original = SQLRecordManager.update
-        calls = {"n": 0}
-        def update(self, *a, **k):
-            calls["n"] += 1
-            if calls["n"] == kill_at:  # the vectors of this batch are written, its records are not
-                os.kill(os.getpid(), signal.SIGKILL)
-            return original(self, *a, **k)
-        SQLRecordManager.update = update
-    engine = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index", index_batch_size=8, embed_batch_size=8))
-    print(engine.ingest().summary(), flush=True)
-    """
-)
+from .helpers import INGEST_DRIVER, REPORTS, damage_then_repair, reports_corpus
 
 
 def _run(root, env=None, timeout=300):
-    return subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", INGEST_DRIVER], cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True
+    )
 
 
 def _records_written(root) -> int:
@@ -82,7 +52,7 @@ def _state(root, embedder):
 @pytest.mark.slow
 def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, embedder, monkeypatch):
     clean = tmp_path / "clean"
-    _corpus(clean)
+    reports_corpus(clean)
     (clean / "corpus" / "doc03.md").unlink()
     monkeypatch.chdir(clean)  # source ids are relative to the working directory, as in the runs below
     reference = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index"), embedder=embedder)
@@ -92,7 +62,7 @@ def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, e
 
     for n, kill in enumerate([("update", 2), ("update", 5), ("time", 0.2)]):
         root = tmp_path / f"run{n}"
-        _corpus(root)
+        reports_corpus(root)
         if kill[0] == "update":
             proc = _run(root, {"KILL_AT_UPDATE": str(kill[1])})
         else:
@@ -117,13 +87,13 @@ def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, e
         assert ids == records, "every vector has its record and every record its vector"
         assert len(ids) == len(set(ids))
         sources = {d.metadata["source"] for d in engine.store.get()}
-        assert "corpus/doc03.md" not in sources and len(sources) == DOCS - 1
+        assert "corpus/doc03.md" not in sources and len(sources) == REPORTS - 1
         assert set(ids) == expected, f"run {n} ({kill}) differs from a clean ingest"
 
 
 def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder=embedder)
     engine.ingest()
     engine.hold_for_serving()
@@ -140,21 +110,9 @@ def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder,
     assert run.returncode == 0, run.stderr
 
 
-def damage_then_repair(engine: rag.Engine) -> rag.IngestReport:
-    """Ingest, delete 3 records (vectors without records) and 2 vectors (records without vectors), ingest again:
-    the second run re-adds exactly those 5 chunks and ends with as many as the first. Its report."""
-    total = engine.ingest().chunks_total
-    keys = engine.store.records.list_keys()
-    engine.store.records.delete_keys(keys[:3])
-    engine.store.vectorstore.delete(ids=keys[3:5])
-    report = engine.ingest()
-    assert report.chunks_total == total and report.chunks_added == 5
-    return report
-
-
 def test_reconcile_repairs_orphans_and_stale_records(tmp_path, embedder, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     engine = rag.Engine(rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index"), embedder=embedder)
     report = damage_then_repair(engine)
     assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
@@ -166,12 +124,12 @@ def test_a_crash_during_rebuild_keeps_serving_the_old_index(tmp_path, embedder, 
     """A rebuild with other chunking writes a new collection; killed before the switch, the old index still serves.
     Writers run in their own processes: an embedded Chroma must not be open in two processes that write."""
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     first = _run(tmp_path)
     assert first.wait(300) == 0
     total = int(re.search(r"(\d+) in index", first.stdout.read()).group(1))
     before = json.loads((tmp_path / "index" / "manifest.json").read_text())
-    driver = _DRIVER.replace('index_dir="index",', 'index_dir="index", chunk_size=120, chunk_overlap=20,')
+    driver = INGEST_DRIVER.replace('index_dir="index",', 'index_dir="index", chunk_size=120, chunk_overlap=20,')
     driver = driver.replace("engine.ingest()", "engine.ingest(rebuild=True)")
     proc = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, env={**os.environ, "KILL_AT_UPDATE": "3"})
     assert proc.wait(300) == -signal.SIGKILL

@@ -10,8 +10,8 @@ import rag
 from rag.cite import without_media
 from ui.render import inert
 
-from .conftest import CORPUS
 from .fakes import ReplayChatModel
+from .helpers import CORPUS
 from .servers import free_port
 
 CANARY = "PWNED"

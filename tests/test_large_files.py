@@ -12,13 +12,9 @@ from rag import chunk
 from rag.load import load
 from rag.store import Store
 
-WORDS = "international convention clearance villagers roadside detectors organisation humanitarian".split()
+from .helpers import numbered_lines
+
 SMALL = "# Field notes\n\nClearing one hectare of minefield took the team eleven days.\n"
-
-
-def _lines(n: int) -> str:
-    """`n` short lines of 12 tokens each: one chunk per line at a chunk size of 16 (6,000 lines: 538 KB)."""
-    return "".join(f"Line {i:04d} " + " ".join(WORDS[(i + j) % 8] for j in range(7)) + ".\n" for i in range(n))
 
 
 def _chunks_of(path, settings) -> list[chunk.Chunk]:
@@ -36,7 +32,7 @@ def _rag(*args, cwd, **env):
 def big_corpus(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "big.txt").write_text(_lines(6000))
+    (corpus / "big.txt").write_text(numbered_lines(6000))
     (corpus / "notes.md").write_text(SMALL)
     return tmp_path
 
@@ -96,7 +92,7 @@ def small_writes(workdir, monkeypatch, embedder):
     settings = rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", **SMALL_CHUNKS, index_batch_size=8)
     engine = rag.Engine(settings, embedder=embedder)
     assert engine.ingest().ok
-    (workdir / "corpus" / "lines.txt").write_text(_lines(40))
+    (workdir / "corpus" / "lines.txt").write_text(numbered_lines(40))
     return engine
 
 
@@ -115,7 +111,7 @@ def test_a_document_larger_than_one_write_is_stored_whole_and_replaced_whole(sma
     assert _stored(engine, src) == _expected(workdir, engine.settings, src) and len(_stored(engine, src)) == 40
     assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
 
-    (workdir / src).write_text(_lines(40).replace("Line 0039", "Last line"))  # every chunk's id changes (doc_hash)
+    (workdir / src).write_text(numbered_lines(40).replace("Line 0039", "Last line"))  # every chunk's id changes (doc_hash)
     report = engine.ingest()
     assert report.updated == [src] and report.chunks_deleted == 40, report.summary()
     assert _stored(engine, src) == _expected(workdir, engine.settings, src), "no chunk of the old version is left"

@@ -20,6 +20,7 @@ import rag
 from ui import serve as ui_serve
 
 from .fakes import ScriptedChatModel
+from .helpers import client_from, serve
 from .servers import free_port, wait_for_port
 
 Q = "When was the Ottawa Convention signed?"
@@ -34,13 +35,6 @@ def make_engine(ready_settings, embedder):
 
     yield make
     ui_serve.close_all()
-
-
-def _serve(engine, host="127.0.0.1"):
-    """Serve on `host` (0.0.0.0 too: the tests reach it on 127.0.0.1); the base URL."""
-    port = free_port()
-    ui_serve.launch(engine, host=host, port=port, block=False)
-    return f"http://127.0.0.1:{port}/"
 
 
 # 1. A network-bound chat with no login: refused, unless the API alone is served.
@@ -71,7 +65,7 @@ def test_a_network_bind_with_keys_but_no_login_refuses_to_serve_the_chat(make_en
 
 
 def test_the_api_alone_serves_v1_and_nothing_of_the_chat(make_engine):
-    url = _serve(make_engine(api_only=True, api_keys=SecretStr("k")), host="0.0.0.0")
+    url = serve(make_engine(api_only=True, api_keys=SecretStr("k")), host="0.0.0.0")
     with httpx.Client(base_url=url, timeout=30) as http:
         for path in ("", "config", "gradio_api/info", "gradio_api/queue/status", "login"):
             assert http.get(path).status_code == 404, path
@@ -92,7 +86,7 @@ def test_the_api_alone_on_a_network_bind_needs_keys(make_engine):
 
 
 def test_a_network_bound_chat_with_a_login_asks_for_it(make_engine):
-    url = _serve(make_engine(api_keys=SecretStr("k"), ui_auth=SecretStr("alice:correct-horse")), host="0.0.0.0")
+    url = serve(make_engine(api_keys=SecretStr("k"), ui_auth=SecretStr("alice:correct-horse")), host="0.0.0.0")
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.get("config").status_code in (401, 403)
         join = http.post("gradio_api/queue/join", json={"data": [Q, 4, "local"], "fn_index": 0, "session_hash": "x"})
@@ -117,7 +111,7 @@ def _declared_only(url: str, path: str, length: int) -> bytes:
 
 
 def test_oversize_bodies_on_the_chat_routes_get_413_unread(make_engine):
-    url = _serve(make_engine())
+    url = serve(make_engine())
     five_mb = 5 * 1024 * 1024
     for path in ("gradio_api/queue/join", "gradio_api/run/predict", "login", "config"):
         assert _declared_only(url, path, five_mb).startswith(b"HTTP/1.1 413"), path
@@ -139,7 +133,7 @@ def test_oversize_bodies_on_the_chat_routes_get_413_unread(make_engine):
 
 def test_uploads_keep_their_own_limit(make_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-cache"))
-    url = _serve(make_engine(ui_admin=True, ui_max_body_kb=64, max_file_mb=1.0))
+    url = serve(make_engine(ui_admin=True, ui_max_body_kb=64, max_file_mb=1.0))
     over_the_body_cap = {"files": ("notes.txt", b"w " * 50_000, "text/plain")}  # 100 KB
     over_the_file_cap = {"files": ("big.txt", b"word " * 400_000, "text/plain")}  # 2 MB
     assert httpx.post(url + "gradio_api/upload", files=over_the_body_cap, timeout=30).status_code == 200
@@ -149,19 +143,14 @@ def test_uploads_keep_their_own_limit(make_engine, tmp_path, monkeypatch):
 # 6. The login throttle believed X-Forwarded-For, and its per-name delay came after the check.
 
 
-def _from(address: str, url: str) -> httpx.Client:
-    """An HTTP client whose requests come from `address` (any of 127.0.0.0/8 reaches the loopback server)."""
-    return httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
-
-
 def _login(url: str, user: str, password: str, source: str = "127.0.0.1", forwarded: str | None = None) -> int:
-    with _from(source, url) as http:
+    with client_from(source, url) as http:
         headers = {"X-Forwarded-For": forwarded} if forwarded else {}
         return http.post("login", data={"username": user, "password": password}, headers=headers).status_code
 
 
 def test_forwarded_addresses_from_an_untrusted_peer_are_not_believed(make_engine):
-    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
     with cf.ThreadPoolExecutor(40) as pool:
         codes = list(pool.map(lambda i: _login(url, f"user{i}", "guess", forwarded=f"198.51.100.{i}"), range(40)))
     assert codes.count(429) >= 30 and set(codes) <= {400, 429}, codes  # 3 free tries for the one real address
@@ -169,7 +158,7 @@ def test_forwarded_addresses_from_an_untrusted_peer_are_not_believed(make_engine
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own(make_engine):
-    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse,bob:battery-staple"), trusted_proxies="127.0.0.1"))
+    url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse,bob:battery-staple"), trusted_proxies="127.0.0.1"))
     codes = [_login(url, "bob", "guess", forwarded="203.0.113.7") for _ in range(6)]
     assert codes[:3] == [400] * 3 and codes[-1] == 429, codes
     spoofed = "198.51.100.1, 203.0.113.7"  # the client wrote the first; the proxy appended what it saw
@@ -180,7 +169,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own(ma
 
 
 def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_engine):
-    url = _serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
+    url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
     guessers = [f"127.0.0.{10 + i}" for i in range(11)]  # one try each: no address waits; the name's delay does the work
     with cf.ThreadPoolExecutor(len(guessers)) as pool:
         assert list(pool.map(lambda source: _login(url, "alice", "guess", source=source), guessers)) == [400] * 11

@@ -7,7 +7,7 @@ import pytest
 import rag
 from rag.conversations import ConversationNotFound, Conversations
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.postgres]
 BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
 EXPERTS = "corpus/experts-urge-britain-reconsider-landmines.md"
 

@@ -23,10 +23,10 @@ import rag
 from rag.catalog import Catalog
 from rag.errors import IndexBusyError, StoreUnavailableError
 
+from .helpers import INGEST_DRIVER, REPORTS, damage_then_repair, reports_corpus
 from .servers import Chroma, Postgres, free_port, stop, wait_for_port
-from .test_index_safety import _DRIVER, DOCS, _corpus, damage_then_repair
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.postgres]
 FRESH_S = 5.0  # the issue's bound: a replica answers from a committed change within this
 NEW = "# Glacier survey\n\nThe quartzite glacier survey of the Vatnajokull plateau counted eleven moraines.\n"
 
@@ -261,7 +261,7 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
     """Both start while the index is held (as by a third writer): each embeds its part while it waits, then they
     write one after the other; together they store exactly what one worker ingesting the whole corpus stores."""
     monkeypatch.chdir(tmp_path)
-    corpus = _corpus(tmp_path)
+    corpus = reports_corpus(tmp_path)
     for i, doc in enumerate(sorted(corpus.glob("*.md"))):
         part = corpus / ("a" if i % 2 else "b")
         part.mkdir(exist_ok=True)
@@ -294,7 +294,7 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     for _, out, _ in outcomes:
         added = re.search(r"(\d+) added, .*\((\d+) chunks embedded, .*; (\d+) embedded while waiting for another writer", out)
-        assert added and int(added[1]) == DOCS // 2 and int(added[2]) == int(added[3]) > 0, out
+        assert added and int(added[1]) == REPORTS // 2 and int(added[2]) == int(added[3]) > 0, out
     engine = rag.Engine(settings, embedder=embedder)
     assert set(_consistent(engine)) == expected
     chunks = engine.store.get()
@@ -309,16 +309,16 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
 @pytest.mark.parametrize("kill", ["between-stores", "anywhere"])
 def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     (tmp_path / "corpus" / "doc03.md").rename(tmp_path / "doc03.md")
     expected = _reference(tmp_path, chroma_server, postgres_url, embedder)
     (tmp_path / "doc03.md").rename(tmp_path / "corpus" / "doc03.md")
 
     settings = _shared(tmp_path, chroma_server, postgres_url)
     if kill == "between-stores":  # the vectors of the second batch are written, its records are not
-        run = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2"))
+        run = subprocess.Popen([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2"))
     else:  # once the first batch is recorded, a moment later, wherever the writer is
-        run = subprocess.Popen([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings))
+        run = subprocess.Popen([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings))
         deadline = time.monotonic() + 300
         while not ((pending := _catalog_row(settings)[1]) and _records(settings, pending)):
             assert run.poll() is None and time.monotonic() < deadline, "the ingest ended before it wrote anything"
@@ -331,7 +331,7 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_p
     assert 0 < _records(settings, pending) < len(expected)
     (tmp_path / "corpus" / "doc03.md").unlink()  # the corpus moves on while the index is broken
     # The killed writer's lock went with its connection: the next writer does not wait for it (timeout 0).
-    finish = subprocess.run([sys.executable, "-c", _DRIVER], cwd=tmp_path, env=_env(settings), capture_output=True, text=True)
+    finish = subprocess.run([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings), capture_output=True, text=True)
     assert finish.returncode == 0, finish.stderr
     engine = rag.Engine(settings, embedder=embedder)
     assert set(_consistent(engine)) == expected
@@ -341,12 +341,12 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_p
 @pytest.mark.slow
 def test_a_crash_during_a_shared_rebuild_keeps_serving_the_old_index(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     settings = _shared(tmp_path, chroma_server, postgres_url)
     first = rag.Engine(settings, embedder=embedder)
     total = first.ingest().chunks_total
     before, _ = _catalog_row(settings)
-    driver = _DRIVER.replace('index_dir="index",', 'index_dir="index", chunk_size=120, chunk_overlap=20,')
+    driver = INGEST_DRIVER.replace('index_dir="index",', 'index_dir="index", chunk_size=120, chunk_overlap=20,')
     driver = driver.replace("engine.ingest()", "engine.ingest(rebuild=True)")
     proc = subprocess.run([sys.executable, "-c", driver], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="3"))
     assert proc.returncode == -signal.SIGKILL
@@ -369,7 +369,7 @@ def test_a_crash_during_a_shared_rebuild_keeps_serving_the_old_index(tmp_path, e
 
 def test_orphans_and_stale_records_are_repaired_against_the_servers(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     engine = rag.Engine(_shared(tmp_path, chroma_server, postgres_url), embedder=embedder)
     report = damage_then_repair(engine)
     assert len(_consistent(engine)) == report.chunks_total
@@ -431,7 +431,7 @@ def test_servers_stopped_mid_question_give_a_clear_error_and_lose_nothing(workdi
 def test_servers_stopped_mid_ingest_give_a_clear_error_then_a_rerun_converges(down, tmp_path, embedder, own_servers, monkeypatch):
     chroma, pg = own_servers
     monkeypatch.chdir(tmp_path)
-    _corpus(tmp_path)
+    reports_corpus(tmp_path)
     expected = _reference(tmp_path, chroma.url, pg.url, embedder)
     settings = _shared(tmp_path, chroma.url, pg.url)
     run = subprocess.Popen(

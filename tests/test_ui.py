@@ -199,7 +199,7 @@ def test_cli_serve_refuses_without_an_index(tmp_path):
 def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monkeypatch):
     import shutil
 
-    from .conftest import CORPUS
+    from .helpers import CORPUS
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(CORPUS, tmp_path / "corpus")

@@ -19,6 +19,7 @@ import rag
 from ui import serve as ui_serve
 
 from .fakes import ScriptedChatModel
+from .helpers import serve
 from .servers import free_port, wait_for_port
 
 Q = "When was the Ottawa Convention signed?"
@@ -39,12 +40,6 @@ class SlowScripted(ScriptedChatModel):
             yield chunk
 
 
-def _serve(engine):
-    port = free_port()
-    ui_serve.launch(engine, port=port, block=False)
-    return f"http://127.0.0.1:{port}/"
-
-
 @pytest.fixture
 def make_engine(ready_settings, embedder):
     def make(model, **overrides):
@@ -56,7 +51,7 @@ def make_engine(ready_settings, embedder):
 
 def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine):
     limit, queue_size, sessions = 1, 2, 6  # sessions = 6 >= 3 x the concurrency limit, more than the queue holds
-    url = _serve(make_engine(SlowScripted(), ui_concurrency=limit, ui_queue_size=queue_size))
+    url = serve(make_engine(SlowScripted(), ui_concurrency=limit, ui_queue_size=queue_size))
     Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")  # warm
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -88,7 +83,7 @@ def test_a_megabyte_question_is_refused_before_any_work(make_engine):
     calls = []
     original = engine.embedder.embed_query
     engine.embedder.embed_query = lambda text: calls.append(len(text)) or original(text)
-    url = _serve(engine)
+    url = serve(engine)
     started = time.monotonic()
     text, sources, *_ = Client(url, verbose=False).predict("x" * 1_000_000, 4, "local", api_name="/respond")
     assert "limit" in text and sources == "" and time.monotonic() - started < 30
@@ -96,7 +91,7 @@ def test_a_megabyte_question_is_refused_before_any_work(make_engine):
 
 
 def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine):
-    url = _serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1))
+    url = serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1))
     client = Client(url, verbose=False)
     started = time.monotonic()
     text, *_ = client.predict(Q, 4, "local", api_name="/respond")
@@ -106,7 +101,7 @@ def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine
 
 
 def test_foreign_origins_get_no_cors_grant(make_engine):
-    url = _serve(make_engine(ScriptedChatModel()))
+    url = serve(make_engine(ScriptedChatModel()))
     for origin in ("http://evil.example", "null"):
         for method, path in (("GET", "gradio_api/info"), ("GET", "config"), ("POST", "gradio_api/queue/join")):
             r = httpx.request(method, url + path, headers={"Origin": origin}, json={} if method == "POST" else None, timeout=10)
@@ -117,7 +112,7 @@ def test_foreign_origins_get_no_cors_grant(make_engine):
 
 
 def test_with_auth_every_route_refuses_anonymous_and_failed_logins_are_throttled(make_engine):
-    url = _serve(make_engine(ScriptedChatModel(), ui_auth=SecretStr("alice:correct-horse")))
+    url = serve(make_engine(ScriptedChatModel(), ui_auth=SecretStr("alice:correct-horse")))
     for path in (
         "config",
         "gradio_api/info",

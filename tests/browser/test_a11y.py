@@ -3,14 +3,13 @@ keyboard alone (ask, open a source, give feedback, start a new chat), and a usab
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
-from .test_browser import SHOTS, browser, question_box, served_scripted  # noqa: F401 (the module's browser fixture)
+from ..helpers import ROOT, SHOTS, question_box, served_scripted
 
 pytestmark = pytest.mark.browser
-AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = ROOT / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 Q = "When was the Ottawa Convention signed?"
 
 
@@ -41,7 +40,7 @@ def _violations(page) -> list[dict]:
     return found
 
 
-def test_no_serious_or_critical_accessibility_violations(browser, served):  # noqa: F811
+def test_no_serious_or_critical_accessibility_violations(browser, served):
     _, url = served
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(url, wait_until="load")
@@ -60,7 +59,7 @@ def test_no_serious_or_critical_accessibility_violations(browser, served):  # no
     assert found == [], found
 
 
-def test_axe_reports_what_it_should(browser, served):  # noqa: F811
+def test_axe_reports_what_it_should(browser, served):
     """The check itself bites: an unlabelled button and faint text put into the page are reported."""
     _, url = served
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -83,7 +82,7 @@ def _tab_to(page, predicate: str, limit: int = 120) -> None:
     raise AssertionError(f"Tab never reached an element where {predicate}")
 
 
-def test_keyboard_only_ask_open_a_source_give_feedback_new_chat(browser, served):  # noqa: F811
+def test_keyboard_only_ask_open_a_source_give_feedback_new_chat(browser, served):
     engine, url = served
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(url, wait_until="load")
@@ -116,7 +115,7 @@ def test_keyboard_only_ask_open_a_source_give_feedback_new_chat(browser, served)
     page.wait_for_function("document.querySelectorAll('#chat .message').length === 0", timeout=10_000)
 
 
-def test_phone_width_layout_is_usable(browser, served):  # noqa: F811
+def test_phone_width_layout_is_usable(browser, served):
     _, url = served
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
     page.goto(url, wait_until="load")

@@ -2,73 +2,16 @@
 
 import re
 import shutil
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 import rag
 from ui import serve as ui_serve
 
-from .conftest import CORPUS
-from .fakes import ReplayChatModel
-from .servers import free_port
+from ..fakes import ReplayChatModel, ScriptedChatModel
+from ..helpers import CORPUS, SHOTS, ask_in_browser, question_box, serve
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parent / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-def serve(engine):
-    port = free_port()
-    ui_serve.launch(engine, port=port, block=False)
-    return f"http://127.0.0.1:{port}/"
-
-
-@contextmanager
-def served_scripted(ready_settings, embedder, tmp_path, **overrides):
-    """(engine, url): the app served on the ready index with the scripted model, its conversations in `tmp_path`."""
-    from .fakes import ScriptedChatModel
-
-    update = {"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}", **overrides}
-    engine = rag.Engine(ready_settings.model_copy(update=update), embedder=embedder, llm=ScriptedChatModel())
-    try:
-        yield engine, serve(engine)
-    finally:
-        ui_serve.close_all()
-
-
-def question_box(page):
-    """The chat's own question box (not the sidebar's title box)."""
-    return page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
-
-
-def ask_in_browser(page, url, question):
-    page.goto(url, wait_until="load")
-    box = question_box(page)
-    box.fill(question)
-    box.press("Enter")
 
 
 def test_question_answer_citation_and_highlighted_source(browser, ready_settings, embedder, request):
@@ -157,8 +100,6 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
 
 def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, ready_settings, embedder):
     """Choose one article in the chat's settings: the sources the answer shows all come from it."""
-    from .fakes import ScriptedChatModel
-
     engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
     titles = {d["source"]: d["title"] for d in engine.documents()}
     question = "How long is Finland's border with Russia?"

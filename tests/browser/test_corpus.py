@@ -12,9 +12,8 @@ from rag.load import load
 from ui import serve as ui_serve
 from ui.corpus import OFF, OPEN_ADMIN
 
-from .conftest import CORPUS
-from .fakes import ReplayChatModel, ScriptedChatModel
-from .test_browser import ask_in_browser, browser, question_box, serve  # noqa: F401 (`browser` is a fixture)
+from ..fakes import ReplayChatModel, ScriptedChatModel
+from ..helpers import CORPUS, ask_in_browser, numbered_lines, question_box, serve
 
 pytestmark = pytest.mark.browser
 Q = "When was the Ottawa Convention signed?"
@@ -41,7 +40,7 @@ def _entries(path, timeout=30.0) -> list[dict]:
         pytest.param(KEPT + " It was signed by 300 countries [1].", "Like", True, id="thumbs-up-on-a-struck-answer"),
     ],
 )
-def test_a_vote_in_the_page_logs_the_question_answer_and_citations(browser, ready_settings, embedder, tmp_path, reply, button, liked):  # noqa: F811
+def test_a_vote_in_the_page_logs_the_question_answer_and_citations(browser, ready_settings, embedder, tmp_path, reply, button, liked):
     log = tmp_path / "feedback" / "votes.jsonl"
     settings = ready_settings.model_copy(update={"llm_backend": "local", "feedback_file": log})
     engine = rag.Engine(settings, embedder=embedder, llm=ReplayChatModel([reply]))
@@ -77,7 +76,7 @@ def _sources(engine: rag.Engine) -> set[str]:
     return {d["source"] for d in engine.documents()}
 
 
-def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):  # noqa: F811
+def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):
     """Upload through the file input, ask about it in the chat, re-index an edit, then remove it: the status line,
     the table and the index follow each step."""
     monkeypatch.chdir(tmp_path)  # source ids read "corpus/…"
@@ -131,7 +130,7 @@ def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browse
         ui_serve.close_all()
 
 
-def test_with_admin_off_the_corpus_tab_lists_but_cannot_change(browser, ready_settings, embedder):  # noqa: F811
+def test_with_admin_off_the_corpus_tab_lists_but_cannot_change(browser, ready_settings, embedder):
     engine = rag.Engine(ready_settings, embedder=embedder)
     url = serve(engine)
     try:
@@ -152,15 +151,13 @@ def test_with_admin_off_the_corpus_tab_lists_but_cannot_change(browser, ready_se
         ui_serve.close_all()
 
 
-def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):  # noqa: F811
+def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):
     """A file over the per-file chunk cap fails (the files beside it are indexed); the tab lists it with why, and
     removing it deletes it from the corpus, so later ingestions stop trying it."""
-    from .test_large_files import _lines
-
     monkeypatch.chdir(tmp_path)
     shutil.copytree(CORPUS, tmp_path / "corpus")
     big = "corpus/big.txt"
-    (tmp_path / big).write_text(_lines(6000))  # 6,000 chunks at 16 tokens: over the default cap of 5,000
+    (tmp_path / big).write_text(numbered_lines(6000))  # 6,000 chunks at 16 tokens: over the default cap of 5,000
     settings = rag.Settings(
         corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local", ui_admin=True, chunk_size=16, chunk_overlap=4
     )

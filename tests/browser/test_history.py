@@ -5,19 +5,11 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from .test_browser import browser, question_box, served_scripted  # noqa: F401 (the module's browser fixture)
+from ..helpers import log_in_page, question_box, served_scripted
 
 pytestmark = pytest.mark.browser
 Q1 = "When was the Ottawa Convention signed?"
 Q2 = "How long is Finland's border with Russia?"
-
-
-def _login(page, url: str, user: str, password: str) -> None:
-    page.goto(url, wait_until="load")
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(password)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("#chat", timeout=30_000)
 
 
 def _ask(page, question: str) -> None:
@@ -37,10 +29,10 @@ def served(ready_settings, embedder, tmp_path):
         yield both
 
 
-def test_resume_choose_rename_export_delete(browser, served, tmp_path):  # noqa: F811
+def test_resume_choose_rename_export_delete(browser, served, tmp_path):
     engine, url = served
     page = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True).new_page()
-    _login(page, url, "alice", "alice-pass-1")
+    log_in_page(page, url, "alice", "alice-pass-1")
     assert _listed(page) == []
     _ask(page, Q1)
     first_answer = page.locator("#chat .message.bot").last.inner_text()
@@ -83,15 +75,15 @@ def test_resume_choose_rename_export_delete(browser, served, tmp_path):  # noqa:
     assert [s.title for s in engine.conversations.list("alice")] == [Q2]
 
 
-def test_each_user_sees_only_their_own_conversations(browser, served):  # noqa: F811
+def test_each_user_sees_only_their_own_conversations(browser, served):
     engine, url = served
     alice = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    _login(alice, url, "alice", "alice-pass-1")
+    log_in_page(alice, url, "alice", "alice-pass-1")
     _ask(alice, Q1)
     (alices,) = engine.conversations.list("alice")
 
     bob = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    _login(bob, url, "bob", "bob-pass-2")
+    log_in_page(bob, url, "bob", "bob-pass-2")
     assert _listed(bob) == [] and bob.locator("#chat .message").count() == 0
     _ask(bob, Q2)
     assert [t for t in _listed(bob) if Q1 in t] == []

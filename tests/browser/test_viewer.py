@@ -1,4 +1,3 @@
-# ruff: noqa: F811 (pytest hands the imported `browser` fixture to the tests as an argument of the same name)
 """Open the source, in Debian's Chromium: a citation's button opens the whole document with the quote marked and
 scrolled into view, by mouse and by keyboard, and a hostile document shows as text."""
 
@@ -10,9 +9,8 @@ import pytest
 import rag
 from ui import serve as ui_serve
 
-from .conftest import CORPUS
-from .fakes import ReplayChatModel
-from .test_browser import SHOTS, ask_in_browser, browser, serve  # noqa: F401 (browser: test_browser's Chromium fixture)
+from ..fakes import ReplayChatModel
+from ..helpers import CORPUS, SHOTS, ask_in_browser, serve
 
 pytestmark = pytest.mark.browser
 
