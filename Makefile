@@ -7,10 +7,10 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
 .DEFAULT_GOAL := help
-.PHONY: help install index run ask test lint bench eval clean
+.PHONY: help install index run ask test test-fast lint bench eval clean
 
 help:  ## show this help
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +38,9 @@ $(AXE): tests/a11y/package.json tests/a11y/package-lock.json
 
 test: install $(AXE)  ## run every test CI runs
 	$(PY) -m pytest
+
+test-fast: install  ## the fast tier: no language model, no browser, no Chroma or PostgreSQL server
+	$(PY) -m pytest -m "not slow and not browser and not server and not postgres" -q
 
 eval: install  ## the gold suite and the Python-docs suite on their test splits, beside the plain LangChain recipe
 	@[ -d /usr/share/doc/python3.11/html/tutorial ] || { echo "install Debian's python3.11-doc first (apt-get install python3.11-doc)"; exit 2; }

@@ -32,7 +32,7 @@ def main() -> int:
             update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{Path(tmp) / 'chats.sqlite'}"}
         )
         engine = rag.Engine(settings)
-        engine.warm_up_model()
+        engine.warm_up()
         ui_serve.launch(engine, port=7870, block=False)
         url = "http://127.0.0.1:7870/"
         try:

@@ -101,7 +101,7 @@ e = rag.Engine(s)
 e.embedder.embed_query("warm up"); e.embedder.embed_documents(["warm up"] * (e.embedder.ONNX_MAX_TEXTS + 1))
 t = time.perf_counter(); r = e.ingest(); first = time.perf_counter() - t
 t = time.perf_counter(); again = e.ingest(); second = time.perf_counter() - t
-texts = [h.text for h in e.chunks()]
+texts = [h.text for h in e.docs.chunks()]
 t = time.perf_counter(); e.embedder.embed_documents(texts); raw = time.perf_counter() - t
 print(json.dumps({{"chunks": r.chunks_total, "ingest_s": first, "raw_embed_s": raw, "reingest_s": second,
   "reingest_embedded": again.texts_embedded, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -222,7 +222,7 @@ def bench_answers(questions: list, backend: str, work: Path) -> dict:
 
     base = Baseline(engine.embedder, engine.llm())
     t = time.perf_counter()
-    base.ingest([(d["source"], engine.document_text(d["source"])) for d in engine.documents()])
+    base.ingest([(d["source"], engine.docs.document_text(d["source"])) for d in engine.admin.documents()])
     base_ingest_s = time.perf_counter() - t
     theirs = {"first_token_ms": [], "total_ms": [], "retrieve_ms": [], "correct": 0}
     for case in questions:

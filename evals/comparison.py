@@ -30,7 +30,7 @@ def run_baseline(
         raise ValueError("the baseline needs a language model; run with a model backend (e.g. --set llm_backend=local)")
     chosen = [c for c in cases if not c.history]
     baseline = Baseline(engine.embedder, model)
-    baseline.ingest([(d["source"], engine.document_text(d["source"])) for d in engine.documents()])
+    baseline.ingest([(d["source"], engine.docs.document_text(d["source"])) for d in engine.admin.documents()])
     rows = []
     for case in chosen:
         try:

@@ -6,7 +6,7 @@ holding their evidence, the latency of one query, and what keeping each current 
 
     python -m evals.lexical_stores --db postgresql+psycopg://user@host:port/db [--out FILE]
 
-Chunks are made exactly as ingestion makes them (`Engine.preview`, the default settings); nothing is embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
+Chunks are made exactly as ingestion makes them (`Engine.docs.preview`, the default settings); nothing is embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def corpus(root: Path) -> tuple[list[str], list[str], dict[str, list[tuple[str, 
     os.chdir(root)
     try:
         engine = rag.Engine(rag.Settings())
-        hits = engine.preview(sorted(Path(".").rglob("*.html")))
-        docs = {src: engine.document_text(src) for src in dict.fromkeys(h.source for h in hits)}
+        hits = engine.docs.preview(sorted(Path(".").rglob("*.html")))
+        docs = {src: engine.docs.document_text(src) for src in dict.fromkeys(h.source for h in hits)}
     finally:
         os.chdir(here)
     spans: dict[str, list[tuple[str, int, int]]] = {}

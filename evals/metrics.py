@@ -61,8 +61,9 @@ _NUMBER_WORD = "|".join([*_UNITS, *_TENS, *_SCALES])
 _NUMBER_RUN = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:\s+|\s+and\s+)(?:{_NUMBER_WORD}))*\b")
 
 
-def normalize(text: str) -> str:
-    """Lower case, straight quotes, dashes as spaces, no thousands separators, `%` as `percent`, number words as digits."""
+def match_form(text: str) -> str:
+    """The form answers and facts are compared in (not rag.text.normalize, the library's normal form of a text): lower
+    case, straight quotes, dashes as spaces, no thousands separators, `%` as `percent`, number words as digits."""
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
     text = _DASHES.sub(" ", text)
     text = _THOUSANDS.sub("", text)
@@ -95,14 +96,14 @@ def _words_to_number(words: str) -> str:
 def fact_pattern(variant: str) -> re.Pattern[str]:
     """The regex one variant compiles to: whole words after normalisation, a plural `s`/`es` allowed, `*` = any ending."""
     prefix = variant.rstrip().endswith("*")
-    core = re.escape(normalize(variant.rstrip().rstrip("*")))
+    core = re.escape(match_form(variant.rstrip().rstrip("*")))
     tail = r"\w*" if prefix else r"(?:s|es)?(?!\w)"
     return re.compile(rf"(?<!\w){core}{tail}")
 
 
 def fact_found(answer: str, variants: Sequence[str]) -> bool:
     """Whether the answer states the fact in any of its accepted variants."""
-    text = normalize(answer)
+    text = match_form(answer)
     return any(fact_pattern(v).search(text) for v in variants)
 
 
@@ -124,6 +125,7 @@ def refusal_precision_recall(refused: Sequence[bool], answerable: Sequence[bool]
 
 
 # ---- support of one answer sentence by one cited passage
+# Independent of rag.cite's support check on purpose: an eval must not grade the system with the code it grades.
 
 SUPPORT_COVERAGE = 0.6  # share of the sentence's content words found in the passage
 SUPPORT_SIMILARITY = 0.7  # cosine between the sentence and the passage's closest sentence
@@ -139,11 +141,11 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 def content_words(text: str) -> set[str]:
     """Lower-cased content words of a text, plurals folded, stop words dropped."""
-    return {_stem(w) for w in _WORD.findall(normalize(text)) if w not in _STOP}
+    return {_stem(w) for w in _WORD.findall(match_form(text)) if w not in _STOP}
 
 
 def numbers(text: str) -> set[str]:
-    return set(_NUMBER.findall(normalize(text)))
+    return set(_NUMBER.findall(match_form(text)))
 
 
 def is_claim(text: str) -> bool:

@@ -48,7 +48,7 @@ def relevant_chunks(engine: rag.Engine, cases: list[Case]) -> dict[str, list[set
 
     A quote that no single chunk holds whole (it straddles a chunk boundary, e.g. with small chunks) counts every chunk
     of its document that overlaps it."""
-    chunks = engine.chunks()
+    chunks = engine.docs.chunks()
     texts: dict[str, str | None] = {}
     out: dict[str, list[set[str]]] = {}
     for case in cases:
@@ -231,7 +231,7 @@ def _same_source(chunk_source: str, evidence_source: str) -> bool:
 def _straddling(engine: rag.Engine, ev: Any, mine: list[rag.Hit], cache: dict[str, str | None]) -> set[str]:
     if ev.source not in cache:
         try:
-            cache[ev.source] = engine.document_text(mine[0].source)
+            cache[ev.source] = engine.docs.document_text(mine[0].source)
         except rag.RagError:
             cache[ev.source] = None
     text = cache[ev.source]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from evals.metrics import fact_found, normalize
+from evals.metrics import fact_found, match_form
 from evals.suite import Case
 
+# Independent of rag.answer.looks_like_refusal on purpose: an eval must not grade the system with the code it grades.
 # A refusal, read from the text of the first sentence: the system says the documents do not hold the answer ("The
 # passages do not say …", "It is not mentioned …", "I could not find …"). The hedge must open the sentence (a right
 # answer may say that one document is silent on something), except for phrases that only a refusal uses. An answer that
@@ -84,7 +85,7 @@ def is_refusal(answer: str) -> bool:
     parts = sentences(answer)
     if not parts:
         return True
-    first = _FIRST_WORD.search(normalize(parts[0]))
+    first = _FIRST_WORD.search(match_form(parts[0]))
     if first and first.group() in ("yes", "no"):
         return False
     return bool(_HEDGE_OPENING.search(parts[0]) or _REFUSAL_ANYWHERE.search(parts[0]))
@@ -110,5 +111,5 @@ def _in_one_sentence(answer: str, facts: list[tuple[str, ...]]) -> bool:
 
 
 def _opens_with(text: str, polarity: str) -> bool:
-    first = _FIRST_WORD.search(normalize(text))
+    first = _FIRST_WORD.search(match_form(text))
     return first is not None and first.group() == polarity

@@ -17,14 +17,21 @@ _WHERE = {
     "Answer": "rag.answer",
     "Citation": "rag.cite",
     "Client": "rag.client",
+    "turns": "rag.condense",
     "QueryParams": "rag.config",
     "Settings": "rag.config",
     "load_settings": "rag.config",
     "Passage": "rag.context",
+    "Conversation": "rag.conversations",
     "Engine": "rag.engine",
+    "ConfigError": "rag.errors",
+    "ConversationsUnavailableError": "rag.errors",
+    "InputError": "rag.errors",
     "RagError": "rag.errors",
+    "StoreUnavailableError": "rag.errors",
     "IngestReport": "rag.index",
     "LexicalIndex": "rag.lexical",
+    "Document": "rag.load",
     "Hit": "rag.retrieve",
     "Way": "rag.whole",
 }
@@ -32,16 +39,23 @@ __all__ = [
     "Answer",
     "Citation",
     "Client",
+    "ConfigError",
+    "Conversation",
+    "ConversationsUnavailableError",
+    "Document",
     "Engine",
     "Hit",
     "IngestReport",
+    "InputError",
     "LexicalIndex",
     "Passage",
     "QueryParams",
     "RagError",
     "Settings",
+    "StoreUnavailableError",
     "Way",
     "load_settings",
+    "turns",
 ]
 if set(__all__) != set(_WHERE):
     raise ImportError("rag.__all__ and its lazy table disagree")
@@ -50,12 +64,15 @@ if TYPE_CHECKING:
     from rag.answer import Answer
     from rag.cite import Citation
     from rag.client import Client
+    from rag.condense import turns
     from rag.config import QueryParams, Settings, load_settings
     from rag.context import Passage
+    from rag.conversations import Conversation
     from rag.engine import Engine
-    from rag.errors import RagError
+    from rag.errors import ConfigError, ConversationsUnavailableError, InputError, RagError, StoreUnavailableError
     from rag.index import IngestReport
     from rag.lexical import LexicalIndex
+    from rag.load import Document
     from rag.retrieve import Hit
     from rag.whole import Way
 

@@ -208,7 +208,7 @@ def _written(
             if parts or "No generation chunks" not in str(exc):
                 raise
         raw = "".join(parts)
-    if not raw.strip() or _REFUSAL_TEXT.search(raw) and not MARKER.search(raw):
+    if _declines(raw):
         yield Event("answer", asked.refusal(raw))
         return
     checked = cite.check(raw, passages, embedder, asked.standalone)
@@ -252,8 +252,13 @@ def strength(parts: list[tuple[str, bool]], evidence: context.Evidence) -> str:
 
 def looks_like_refusal(text: str) -> bool:
     """Whether a reply (this system's or another's) says the documents do not answer, rather than answering."""
-    text = text.strip()
-    return not text or text == REFUSAL or bool(_REFUSAL_TEXT.search(text)) and not MARKER.search(text)
+    return text.strip() == REFUSAL or _declines(text)
+
+
+def _declines(text: str) -> bool:
+    """Whether the model's reply is empty, or says the documents do not answer and cites nothing: the one reading of
+    a refusal in the library (a reply that cites a passage is checked instead)."""
+    return not text.strip() or bool(_REFUSAL_TEXT.search(text)) and not MARKER.search(text)
 
 
 def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,8 +176,34 @@ def _ask(engine, args: argparse.Namespace) -> int:
 
 
 def _search(engine, query: str, k: int | None, sources: list[str] | None) -> list:
-    engine.open_for_search()
+    open_for_search(engine)
     return engine.search(query, k=k, sources=sources)
+
+
+def open_for_search(engine) -> None:
+    """Open the index and load the query encoder, side by side when the encoder is a cached ONNX copy (a cold
+    `rag search` measured ~0.4 s sooner); otherwise the encoder first (its session starts slower once the Chroma
+    client runs, and PyTorch is not imported beside other modules). Nothing happens without an index."""
+    from rag.store import reaching_services
+
+    reaching_services(_open_for_search)(engine)
+
+
+def _open_for_search(engine) -> None:
+    if not engine.has_index():
+        return
+    cached = getattr(engine.embedder, "query_encoder_cached", None)
+    loading = None
+    if cached is not None and cached():
+        loading = threading.Thread(target=engine.embedder.embed_query, args=("warm up",), name="query-encoder", daemon=True)
+        loading.start()
+    else:
+        engine.embedder.embed_query("warm up")
+    try:
+        _ = engine.lexical  # opens the store too
+    finally:
+        if loading is not None:
+            loading.join()
 
 
 def _server(settings: Settings, args: argparse.Namespace):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 from langchain_core.output_parsers import StrOutputParser
 
@@ -17,6 +18,19 @@ History = list[tuple[str, str]]  # (user, assistant) turns, oldest first
 _MAX_TURNS = 2
 _MAX_QUESTION_TOKENS = 100  # earlier questions and answers are clipped: the rewrite needs their topic, not all of them
 _MAX_ANSWER_TOKENS = 60
+
+
+def turns(messages: Iterable[tuple[str, str]]) -> History:
+    """A chat's (role, text) messages as (user, assistant) turns: each assistant reply paired with the user message
+    before it; other roles, and a reply with no question before it, are left out (the chat's and the API's history)."""
+    out, user = [], None
+    for role, text in messages:
+        if role == "user":
+            user = text
+        elif role == "assistant" and user is not None:
+            out.append((user, text))
+            user = None
+    return out
 
 
 def fallback(question: str, history: History) -> str:

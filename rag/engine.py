@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag import embed, lexical, retrieve, store
+from rag.admin import CorpusAdmin
 from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
-from rag.errors import InputError, LoadError
+from rag.documents import Documents
+from rag.errors import InputError
 from rag.llm import make_chat_model
 from rag.store import reaching_services
 from rag.text import normalize
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag se
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-    from rag import answer, condense, conversations, index, load, whole
+    from rag import answer, condense, conversations, index, whole
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class Engine:
 
     Every part can be passed in instead (tests and tools swap one without touching the others): `embedder`, `llm`
     (the chat model of the configured backend, `settings.llm_backend`), `store` (an open collection) and `retriever`.
-    `ingest` reopens the live collection afterwards, so a store passed in is replaced then.
+    `ingest` reopens the live collection afterwards, so a store passed in is replaced then. Reading the indexed
+    documents back is `docs`'s job, managing the corpus `admin`'s.
     """
 
     def __init__(
@@ -60,7 +61,6 @@ class Engine:
         self._reader = Reader(self.settings)
         self._follows = store is None and retriever is None  # parts passed in are kept as they are
         self._checked = time.monotonic()
-        self._why_not: dict[str, str] = {}  # source -> why this process's last ingestion of it did not index it
 
     # -- the parts -------------------------------------------------------------------------------
     @cached_property
@@ -83,6 +83,17 @@ class Engine:
     def lexical(self) -> lexical.LexicalIndex:
         """The saved BM25 index when it matches the manifest; otherwise one built in memory from the store."""
         return self._index.lexical
+
+    @cached_property
+    def docs(self) -> Documents:
+        """The indexed documents read back: one whole (`document`), its text, its chunks; `preview` of what ingesting
+        files would store."""
+        return Documents(self.settings, lambda: self.store, self.check_sources)
+
+    @cached_property
+    def admin(self) -> CorpusAdmin:
+        """Corpus administration: the indexed documents and the corpus files that are not, adding and removing files."""
+        return CorpusAdmin(self.settings, lambda: self.store, self.has_index, self.ingest)
 
     def retriever(
         self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None, sources: tuple[str, ...] | None = None
@@ -237,33 +248,6 @@ class Engine:
         return [retrieve.Hit.from_document(d) for d in docs]
 
     @reaching_services
-    def open_for_search(self) -> None:
-        """Open the index and load the query encoder, side by side when the encoder is a cached ONNX copy (a cold
-        `rag search` measured ~0.4 s sooner); otherwise the encoder first (its session starts slower once the Chroma
-        client runs, and PyTorch is not imported beside other modules). Nothing happens without an index."""
-        if not self.has_index():
-            return
-        cached = getattr(self.embedder, "query_encoder_cached", None)
-        loading = None
-        if cached is not None and cached():
-            loading = threading.Thread(target=self.embedder.embed_query, args=("warm up",), name="query-encoder", daemon=True)
-            loading.start()
-        else:
-            self.embedder.embed_query("warm up")
-        try:
-            _ = self.lexical  # opens the store too
-        finally:
-            if loading is not None:
-                loading.join()
-
-    def warm_up_model(self, backend: LLMBackend | None = None) -> None:
-        """Load the answering model of `backend` (default: settings) and its cached prompt prefix (a command runs this
-        beside retrieval)."""
-        from rag import answer
-
-        answer.warm_up(self.llm(backend))
-
-    @reaching_services
     def warm_up(self) -> None:
         """Load everything a first question needs (embedder, index, BM25, model, cached prompt prefix)."""
         from rag import answer
@@ -317,21 +301,10 @@ class Engine:
 
         report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
         self._index.drop()  # the live collection or its chunks may have changed
-        for src in (*report.added, *report.updated, *report.skipped, *report.deleted):
-            self._why_not.pop(src, None)
-        self._why_not.update(report.failed)
-        self._why_not.update({src: f"the same content as {other}, stored once" for src, other in report.duplicates.items()})
+        self.admin.note(report)
         if self._background and (report.chunks_added or report.chunks_deleted):
             self.way(for_question=True)  # a serving process reads the changed documents whole in the background
         return report
-
-    def preview(self, paths: list[Path]) -> list[retrieve.Hit]:
-        """The chunks `ingest(paths)` would store, made the same way but neither embedded nor stored; their
-        `chunk_id` is "source#position". Files that cannot be read are left out (they are logged)."""
-        from rag import index
-
-        chunks, _ = index.preview(self.settings, paths)
-        return [retrieve.Hit.from_document(c) for c in chunks]
 
     def supports(self, claim: str, passage: str, question: str = "") -> bool:
         """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use), as an
@@ -342,103 +315,6 @@ class Engine:
 
         shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
         return bool(cite.check(f"{claim} [1]", [shown], self.embedder, question).citations)
-
-    @reaching_services
-    def chunks(self, source: str | None = None) -> list[retrieve.Hit]:
-        """Every stored chunk (of one source, when given), as hits without a score."""
-        docs = self.store.get(where={"source": source} if source else None)
-        return [retrieve.Hit.from_document(d) for d in docs]
-
-    def document_text(self, source: str) -> str:
-        """The whole text of an indexed document as ingestion read it (chunk offsets point into it)."""
-        from rag import load
-
-        return load.load(Path(source), source=source, timeout=self.settings.parse_timeout_s).text
-
-    @reaching_services
-    def document(self, source: str) -> load.Document:
-        """An indexed document whole, as ingestion read it: `title`, `text` (citation and chunk offsets point into it),
-        `source_url` (None without one) and, for a PDF, `pages` (where each starts; `page_at(offset)`). `source` as
-        `rag search` shows it, or a unique file name; InputError for one that is not indexed, LoadError when its file
-        no longer holds the text that was indexed (the offsets would point at the wrong words)."""
-        from rag import load
-
-        (source,) = self.check_sources([source])
-        stored = self.store.get(where={"source": source}, with_text=False)
-        digest = next((d.metadata["doc_hash"] for d in stored if d.metadata.get("doc_hash")), None)
-        path = Path(source)
-        # A source id is relative to where ingestion ran: the corpus directory's parent, when not the current one.
-        for candidate in dict.fromkeys([path] if path.is_absolute() else [path, self.settings.corpus_dir.parent / path]):
-            try:
-                doc = load.load(candidate, source=source, timeout=self.settings.parse_timeout_s)
-            except LoadError:
-                continue
-            if digest is None or doc.digest == digest:
-                return doc
-        raise LoadError(f"{source} has changed, moved or gone since it was indexed; run `rag ingest` to index it again")
-
-    @reaching_services
-    def documents(self) -> list[dict]:
-        """The indexed documents: title, source, chunk count and when each was indexed, by source."""
-        docs: dict[str, dict] = {}
-        for meta in (d.metadata for d in self.store.get(with_text=False)):
-            entry = docs.setdefault(meta["source"], {"source": meta["source"], "title": meta.get("title", ""), "chunks": 0})
-            entry["chunks"] += 1
-        stamps = self.store.indexed_at()
-        for src, entry in docs.items():
-            entry["indexed_at"] = datetime.fromtimestamp(stamps.get(src, 0), UTC).isoformat(timespec="seconds")
-        return sorted(docs.values(), key=lambda d: d["source"])
-
-    @reaching_services
-    def not_indexed(self) -> list[dict]:
-        """The files ingestion finds in the corpus that are not indexed (they failed, say, or were never ingested):
-        source, and the reason this process's last ingestion gave ("not indexed" when none did), by source."""
-        from rag import index
-
-        found = index.IngestReport()  # broken or outside-pointing symlinks are reported here
-        files, _ = index.discover([self.settings.corpus_dir], found)
-        indexed = self.store.sources() if self.has_index() else set()
-        out = {src: self._why_not.get(src, "not indexed") for _, src in files if src not in indexed}
-        out |= {src: why for src, why in found.failed.items() if src not in indexed}
-        return [{"source": src, "reason": out[src]} for src in sorted(out)]
-
-    @property
-    def supported_types(self) -> tuple[str, ...]:
-        from rag import load
-
-        return tuple(sorted(load.SUPPORTED_EXTS))
-
-    def add_file(self, name: str, data: bytes) -> index.IngestReport:
-        """Save an uploaded file into the corpus and index it."""
-        from rag import load
-
-        target = self._corpus_path(name)
-        if Path(name).suffix.lower() not in load.SUPPORTED_EXTS:
-            raise InputError(f"cannot index {Path(name).name}: supported types are {', '.join(sorted(load.SUPPORTED_EXTS))}")
-        if len(data) > self.settings.max_file_mb * 1024 * 1024:
-            raise InputError(f"{Path(name).name} is over the {self.settings.max_file_mb:g} MB limit")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.upload")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return self.ingest()
-
-    def remove_document(self, source: str) -> index.IngestReport:
-        """Delete a file of the corpus, indexed or not (one that failed, say), and its chunks."""
-        path = Path(source)
-        corpus = self.settings.corpus_dir.resolve()
-        if not path.resolve().is_relative_to(corpus) or path.resolve() == corpus:
-            raise InputError(f"{source} is not a document of the corpus {self.settings.corpus_dir}")
-        path.unlink(missing_ok=True)
-        return self.ingest()
-
-    def _corpus_path(self, name: str) -> Path:
-        from rag import load
-
-        clean = Path(name).name
-        if not clean or clean.startswith(".") or clean.endswith(load.SIDECAR_SUFFIX):
-            raise InputError(f"{name!r} is not an acceptable file name")
-        return self.settings.corpus_dir / clean
 
     # -- serving ---------------------------------------------------------------------------------
     def hold_for_serving(self) -> None:

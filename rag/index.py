@@ -3,7 +3,6 @@ indexing API, and commit the build through the catalog."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -137,7 +136,7 @@ def preview(settings: Settings, paths: list[Path]) -> tuple[list[LCDocument], In
     files, _ = discover(paths, report)
     chunks = []
     for doc in _load_all(files, settings, report):
-        pieces = _to_documents(doc, hashlib.sha256(doc.text.encode()).hexdigest(), settings)
+        pieces = _to_documents(doc, doc.digest, settings)
         if _over_cap(pieces, doc.source, settings, report):
             continue
         for c in pieces:
@@ -166,7 +165,7 @@ def _plan(
                 owner.setdefault(digest, src)
     chunks: list[LCDocument] = []
     for doc in _load_all(files, settings, report):
-        digest = hashlib.sha256(doc.text.encode()).hexdigest()
+        digest = doc.digest
         first = owner.setdefault(digest, doc.source)
         if first != doc.source:  # the same content under another name is stored once
             report.duplicates[doc.source] = first
@@ -216,7 +215,7 @@ def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | Non
     files, _ = discover(paths or [settings.corpus_dir], IngestReport())
     texts = []
     for doc in _load_all(files, settings, IngestReport()):
-        digest = hashlib.sha256(doc.text.encode()).hexdigest()
+        digest = doc.digest
         if known.get(doc.source) != {digest}:
             pieces = _to_documents(doc, digest, settings)
             if len(pieces) <= settings.max_file_chunks:  # a file over the cap will fail: nothing to embed for it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -46,6 +47,12 @@ class Document:
     def source_url(self) -> str | None:
         """The original address the front matter or sidecar gives (`source_url`), if any."""
         return self.meta.get("source_url") or None
+
+    @property
+    def digest(self) -> str:
+        """The sha256 of `text`, stored with each chunk (`doc_hash`): chunk ids derive from it, re-ingesting an unchanged
+        document finds it stored, and a document read back for the viewer is checked against it."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
 
     def page_at(self, offset: int) -> int | None:
         """The page (from 1) that character `offset` of `text` is on; None for a document without pages."""

@@ -83,6 +83,7 @@ def conversation_block(lines: list[str]) -> str:
     """Earlier turns ("User: …", "Assistant: …"), said after the documents and before the question."""
     return "Conversation so far:\n" + "\n".join(lines) + "\n\n" if lines else ""
 
+
 CONDENSE_SYSTEM = """Rewrite the user's last question so that it can be understood without the conversation.
 Replace each pronoun or pointing word (he, she, it, they, that, this, there) with the person or thing it stands for: \
 usually the one the previous question asked about, or the one its answer named; a person stays a person. Keep the \

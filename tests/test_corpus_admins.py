@@ -45,7 +45,7 @@ def _upload(http: httpx.Client, name: str, body: bytes) -> list:
 
 
 def _sources(engine: rag.Engine) -> set[str]:
-    return {d["source"] for d in engine.documents()}
+    return {d["source"] for d in engine.admin.documents()}
 
 
 def test_only_a_named_admin_changes_the_corpus_over_http(served, workdir):

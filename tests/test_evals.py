@@ -74,8 +74,8 @@ def test_ndcg_by_hand():
         ("1997, 2000", "1997, 2000"),
     ],
 )
-def test_normalize(text, expected):
-    assert metrics.normalize(text) == expected
+def test_match_form(text, expected):
+    assert metrics.match_form(text) == expected
 
 
 def test_fact_variants_plurals_prefixes_and_number_words():

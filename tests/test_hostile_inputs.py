@@ -83,7 +83,7 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
     (tmp_path / "corpus-sibling" / "other.md").write_text("sibling directory text must not be touched")
 
     engine, report = _ingest(tmp_path, embedder, max_file_mb=1.0, parse_timeout_s=20)
-    indexed = {d["source"] for d in engine.documents()}
+    indexed = {d["source"] for d in engine.admin.documents()}
     assert {
         "corpus/good.md",
         "corpus/invalid-utf8.txt",

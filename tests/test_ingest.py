@@ -196,10 +196,10 @@ def test_documents_never_split_across_index_batches(embedder, workdir):
 
 
 def test_preview_makes_the_chunks_ingest_stores_and_stores_nothing(engine, workdir):
-    preview = engine.preview([workdir / "corpus"])
+    preview = engine.docs.preview([workdir / "corpus"])
     assert preview and not engine.has_index() and not (workdir / "index").exists()
     assert len({h.chunk_id for h in preview}) == len(preview) and all(h.chunk_id.startswith(h.source + "#") for h in preview)
     engine.ingest()
     assert sorted((h.source, h.start, h.end, h.text) for h in preview) == sorted(
-        (h.source, h.start, h.end, h.text) for h in engine.chunks()
+        (h.source, h.start, h.end, h.text) for h in engine.docs.chunks()
     )

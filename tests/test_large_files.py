@@ -41,7 +41,7 @@ def _indexed(root, embedder) -> dict[str, int]:
     """source -> chunks stored, read back from the index `rag ingest` built in `root`."""
     settings = rag.Settings(corpus_dir=root / "corpus", index_dir=root / "index", **SMALL_CHUNKS)
     counts: dict[str, int] = {}
-    for hit in rag.Engine(settings, embedder=embedder).chunks():
+    for hit in rag.Engine(settings, embedder=embedder).docs.chunks():
         counts[hit.source] = counts.get(hit.source, 0) + 1
     return counts
 
@@ -97,7 +97,7 @@ def small_writes(workdir, monkeypatch, embedder):
 
 
 def _stored(engine, source) -> list:
-    return sorted((h.start, h.end, h.text) for h in engine.chunks(source))
+    return sorted((h.start, h.end, h.text) for h in engine.docs.chunks(source))
 
 
 def _expected(workdir, settings, source) -> list:

@@ -120,13 +120,14 @@ class _Watched:
 
 def test_open_for_search_loads_a_cached_encoder_beside_the_index_and_any_other_first(ready_settings, embedder):
     import rag
+    from rag.cli import open_for_search
 
     for cached, expected in ((True, "query-encoder"), (False, "MainThread")):
         box: list = []
         watched = _Watched(embedder, cached, box)
         engine = rag.Engine(ready_settings, embedder=watched)
         box.append(engine)
-        engine.open_for_search()
+        open_for_search(engine)
         assert [name for name, _ in watched.calls] == [expected]
         assert engine._index.is_open  # the index is open either way: the collection and its lexical index
         if not cached:

@@ -134,7 +134,7 @@ def test_writers_on_any_machine_exclude_each_other(workdir, embedder, chroma_ser
         )
         time.sleep(8)
         assert waiting.poll() is None, "a writer with a timeout waits for the lock"
-        assert _catalog_row(settings)[0]["collection"] and "glacier" not in str(rag.Engine(settings, embedder=embedder).documents())
+        assert _catalog_row(settings)[0]["collection"] and "glacier" not in str(rag.Engine(settings, embedder=embedder).admin.documents())
     finally:
         held.__exit__(None, None, None)
     assert waiting.wait(120) == 0
@@ -249,7 +249,7 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
         assert first and first == second, "both replicas cite the same chunks"
         engine = rag.Engine(settings, embedder=embedder)
         ids = _consistent(engine)  # no chunk stored twice, records and lexical agree
-        assert {h.source for h in engine.chunks()} >= set(new) and set(first) <= set(ids)
+        assert {h.source for h in engine.docs.chunks()} >= set(new) and set(first) <= set(ids)
     finally:
         for proc in replicas:
             stop(proc)

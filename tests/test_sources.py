@@ -53,7 +53,7 @@ def test_an_answer_from_chosen_documents_cites_only_them(ready_settings, embedde
     with pytest.raises(InputError):
         engine.ask(Q, [], rag.QueryParams(sources=("nope.md",)))
     # The chat's handler passes the picker's choice through.
-    titles = {d["source"]: d["title"] for d in engine.documents()}
+    titles = {d["source"]: d["title"] for d in engine.admin.documents()}
     for chosen, left_out in ((BALTIC, EXPERTS), (EXPERTS, BALTIC)):
         html = list(respond(Q, [], 4, "local", [chosen], engine=engine))[-1][1]
         assert titles[chosen] in html and titles[left_out] not in html

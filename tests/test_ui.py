@@ -207,19 +207,19 @@ def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monke
         rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"), embedder=embedder
     )
     engine.ingest()
-    report = engine.add_file("notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n")
+    report = engine.admin.add_file("notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n")
     assert report.added == ["corpus/notes.md"] and (tmp_path / "corpus" / "notes.md").is_file()
-    assert {d["source"] for d in engine.documents()} >= {"corpus/notes.md"}
+    assert {d["source"] for d in engine.admin.documents()} >= {"corpus/notes.md"}
     assert engine.search("how long to clear a hectare", k=1)[0].source == "corpus/notes.md"
     with pytest.raises(rag.RagError, match="supported types"):
-        engine.add_file("evil.exe", b"MZ")
+        engine.admin.add_file("evil.exe", b"MZ")
     with pytest.raises(rag.RagError, match="not an acceptable file name"):
-        engine.add_file("../.bashrc", b"x")
+        engine.admin.add_file("../.bashrc", b"x")
     with pytest.raises(rag.RagError, match="not a document of the corpus"):
-        engine.remove_document("/etc/passwd")
-    report = engine.remove_document("corpus/notes.md")
+        engine.admin.remove_document("/etc/passwd")
+    report = engine.admin.remove_document("corpus/notes.md")
     assert report.deleted == ["corpus/notes.md"] and not (tmp_path / "corpus" / "notes.md").exists()
-    docs = engine.documents()
+    docs = engine.admin.documents()
     assert len(docs) == 2 and all(d["chunks"] > 0 and d["indexed_at"].startswith("20") for d in docs)
 
 
@@ -265,8 +265,8 @@ def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):
 def test_building_the_app_lists_the_documents_once(scripted_engine, monkeypatch):
     """Listing reads every chunk's metadata (seconds at 100k chunks): the page header, table and dropdown share one read."""
     calls = []
-    real = scripted_engine.documents
-    monkeypatch.setattr(scripted_engine, "documents", lambda: calls.append(1) or real())
+    real = scripted_engine.admin.documents
+    monkeypatch.setattr(scripted_engine.admin, "documents", lambda: calls.append(1) or real())
     config = ui_app.build_app(scripted_engine, admin=True).get_config_file()
     assert len(calls) == 1
     header = next(c["props"]["value"] for c in config["components"] if c.get("type") == "markdown")

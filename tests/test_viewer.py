@@ -86,7 +86,7 @@ def test_a_citation_of_a_pdf_carries_the_page_of_its_quote(tmp_path, embedder):
     assert engine.ingest().ok
     [stored] = engine.store.get()
     assert stored.metadata["page"] == 1 and stored.metadata["page_breaks"]
-    doc = engine.document(stored.metadata["source"])
+    doc = engine.docs.document(stored.metadata["source"])
 
     for question, quote, page in [
         ("How long is Finland's border with Russia?", "Finland has an 800-mile border with Russia.", 3),
@@ -106,24 +106,24 @@ def test_document_gives_the_indexed_text_title_and_address(ready_engine, ready_s
     """Read from where ingestion ran (not the working directory); the text chunk and citation offsets point into."""
     root = ready_settings.corpus_dir.parent
     monkeypatch.chdir(tmp_path)  # "corpus/…" does not resolve from here
-    doc = ready_engine.document(BALTIC)
+    doc = ready_engine.docs.document(BALTIC)
     expected = load(root / BALTIC, source=BALTIC)
     assert (doc.source, doc.text, doc.title) == (BALTIC, expected.text, expected.title)
     assert doc.title.startswith("The Russia-Ukraine war may be coming to an end")
     assert doc.text.endswith("official position of the platform.") and not doc.text.startswith("---")
     assert doc.source_url == BALTIC_URL
     assert doc.pages == [] and doc.page_at(100) is None
-    chunks = ready_engine.chunks(BALTIC)
+    chunks = ready_engine.docs.chunks(BALTIC)
     assert chunks and all(doc.text[h.start : h.end] == h.text for h in chunks)
 
-    experts = ready_engine.document("experts-urge-britain-reconsider-landmines.md")  # a unique file name will do
+    experts = ready_engine.docs.document("experts-urge-britain-reconsider-landmines.md")  # a unique file name will do
     assert experts.source == EXPERTS and experts.source_url is None and "James Cowan" in experts.text
 
 
 @pytest.mark.parametrize("source", ["corpus/nope.md", "/etc/passwd", "../../etc/passwd", ""])
 def test_a_source_that_is_not_indexed_is_a_one_line_error(ready_engine, source):
     with pytest.raises(InputError) as err:
-        ready_engine.document(source)
+        ready_engine.docs.document(source)
     assert "\n" not in str(err.value) and "not an indexed document" in str(err.value)
     assert BALTIC in str(err.value), "the error lists the documents there are"
 
@@ -135,13 +135,13 @@ def test_a_document_changed_or_gone_since_indexing_is_refused_not_misquoted(tmp_
     path.write_text("# Note\n\nThe unit cleared forty mines that week.\n")
     engine = rag.Engine(rag.Settings(corpus_dir=corpus, index_dir=tmp_path / "index"), embedder=embedder)
     assert engine.ingest().ok
-    assert "forty mines" in engine.document(str(path)).text
+    assert "forty mines" in engine.docs.document(str(path)).text
     path.write_text("# Note\n\nThe unit cleared four mines that week.\n")  # offsets of the index no longer fit
     with pytest.raises(LoadError, match="rag ingest"):
-        engine.document(str(path))
+        engine.docs.document(str(path))
     path.unlink()
     with pytest.raises(LoadError, match="rag ingest"):
-        engine.document(str(path))
+        engine.docs.document(str(path))
 
 
 def test_citation_offsets_open_the_viewer_at_the_quote(ready_settings, embedder):
@@ -149,7 +149,7 @@ def test_citation_offsets_open_the_viewer_at_the_quote(ready_settings, embedder)
     engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=model)
     [c] = engine.ask("Can the return of landmines protect the borders of NATO countries in the long run?").citations
     assert (c.source, c.quote, c.page, c.to_dict()["page"]) == (BALTIC, LATE_SENTENCE, None, None)
-    doc = engine.document(c.source)
+    doc = engine.docs.document(c.source)
     assert doc.text[c.start : c.end] == c.quote
 
     shown = open_document(engine, {"source": c.source, "start": c.start, "end": c.end})

@@ -26,7 +26,7 @@ def _engine(settings, embedder, model):
 
 
 def _chunks(engine, source=None):
-    return engine.chunks(source)
+    return engine.docs.chunks(source)
 
 
 def test_auto_reads_the_whole_corpus_when_it_fits_and_says_why(whole_settings, embedder):

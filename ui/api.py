@@ -346,37 +346,37 @@ def _unknown_model(name: str, model: str) -> ApiError:
 def _conversation(messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
     """The last user message, and the earlier (user, assistant) turns; system and tool messages are ignored (the
     answering instructions are the server's)."""
-    turns = [m for m in messages if m.role in ("user", "assistant")]
-    if not turns or turns[-1].role != "user" or messages[-1].role != "user":
+    said = [(m.role, m.text()) for m in messages if m.role in ("user", "assistant")]
+    if not said or said[-1][0] != "user" or messages[-1].role != "user":
         raise ApiError(400, "the last message must be the user's question", param="messages")
-    history, user = [], None
-    for m in turns[:-1]:
-        if m.role == "user":
-            user = m.text()
-        elif user is not None:
-            history.append((user, m.text()))
-            user = None
-    return turns[-1].text(), history
+    return said[-1][1], rag.turns(said[:-1])
+
+
+_CLIENTS_FAULT = (rag.InputError, rag.ConfigError)  # 400: the request asks for what cannot be (a source not indexed)
+_UNAVAILABLE = (rag.StoreUnavailableError, rag.ConversationsUnavailableError)  # 503: a service does not answer
 
 
 def _refused(exc: rag.RagError, param: str) -> ApiError:
     """A check of the request that failed: 400 when the input is the client's fault (a source that is not indexed);
     a service that does not answer is the server's (503, neutral text: `_mapped`), which a client may retry."""
-    if exc.exit_code == 2:  # InputError, ConfigError
+    if isinstance(exc, _CLIENTS_FAULT):
         return ApiError(400, str(exc), param=param)
     return _mapped(exc)
 
 
 def _mapped(exc: Exception) -> ApiError:
+    """The status by the error's type: the client's fault is 400 with its message; a service that does not answer
+    is 503 with neutral text (its message names internal addresses: logged); any other error of the library is 503,
+    with its message when that may be shown (`for_user`), else neutral text, as is any other exception."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, _CLIENTS_FAULT):
+        return ApiError(400, str(exc))
     if isinstance(exc, rag.RagError) and exc.for_user:
-        return ApiError(
-            400 if exc.exit_code == 2 else 503, str(exc), type="invalid_request_error" if exc.exit_code == 2 else "server_error"
-        )
+        return ApiError(503, str(exc), type="server_error")
     log.warning("answer failed: %s: %s", type(exc).__name__, exc)
-    if isinstance(exc, rag.RagError) and exc.told_user:
-        return ApiError(503, exc.told_user, type="server_error", code="index_unavailable")
+    if isinstance(exc, _UNAVAILABLE):
+        return ApiError(503, exc.told_user or "", type="server_error", code="index_unavailable")
     return ApiError(503, "the language model could not answer this time; try again", type="server_error", code="model_error")
 
 

@@ -76,20 +76,19 @@ def _answer(
 
 
 def pairs(history: list[dict]) -> list[tuple[str, str]]:
-    """Gradio's message list as (user, assistant) turns."""
-    out, user = [], None
+    """Gradio's message list as (user, assistant) turns (`rag.turns`), the struck sentences left out of the answers."""
+    return rag.turns(_said(history))
+
+
+def _said(history: list[dict]) -> Iterator[tuple[str, str]]:
+    """(role, text) of each message of Gradio's list that has text."""
     for msg in history or []:
         content = msg.get("content") if isinstance(msg, dict) else None
         if isinstance(content, list):  # Gradio 6 may send content as typed parts
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            continue
-        if msg.get("role") == "user":
-            user = content
-        elif msg.get("role") == "assistant" and user is not None:
-            out.append((user, without_removed(content)))
-            user = None
-    return out
+        if isinstance(content, str):
+            role = msg.get("role")
+            yield role, without_removed(content) if role == "assistant" else content
 
 
 def _shown(p: rag.Passage) -> dict:

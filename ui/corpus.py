@@ -35,7 +35,7 @@ def may_manage(settings: rag.Settings, admin: bool, user: str | None) -> bool:
 
 def listed(engine: rag.Engine) -> list[dict]:
     """The indexed documents (reads every chunk's metadata: call it once per page build or action)."""
-    return engine.documents() if engine.has_index() else []
+    return engine.admin.documents() if engine.has_index() else []
 
 
 def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str = "") -> None:
@@ -62,7 +62,7 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
         upload = gr.File(
             label="Add documents",
             file_count="multiple",
-            file_types=list(engine.supported_types),
+            file_types=list(engine.admin.supported_types),
             interactive=everyone,
             elem_id="corpus-upload",
         )
@@ -91,7 +91,7 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
         reports = []
         for f in progress.tqdm(files or [], desc="indexing"):
             path = Path(f if isinstance(f, str) else f.name)
-            reports.append(_said(engine.add_file(path.name, path.read_bytes())))
+            reports.append(_said(engine.admin.add_file(path.name, path.read_bytes())))
         return refreshed("Indexed: " + "; ".join(reports))
 
     def do_reindex(request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
@@ -103,7 +103,7 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
         allowed(request)
         if not source:
             return refreshed("Choose a document first.")
-        return refreshed(f"Removed {source}: " + _said(engine.remove_document(source)))
+        return refreshed(f"Removed {source}: " + _said(engine.admin.remove_document(source)))
 
     outs = [status, table, failed, remove_choice]
     upload.upload(_guard(do_upload), inputs=[upload], outputs=outs, api_visibility="private")
@@ -130,7 +130,7 @@ def require(admin: bool) -> None:
 def not_indexed(engine: rag.Engine) -> list[dict]:
     """The corpus files that are not indexed, each with why when known."""
     try:
-        return engine.not_indexed()
+        return engine.admin.not_indexed()
     except rag.RagError as exc:  # e.g. the index's services do not answer: the tab still shows what it can
         log.warning("could not list the corpus files that are not indexed: %s", exc)
         return []

@@ -10,7 +10,6 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any  # a saved conversation (rag.conversations.Conversation: shells import only `rag`)
 
 import gradio as gr
 
@@ -24,7 +23,7 @@ from ui.render import checked_answer, sources_html
 log = logging.getLogger(__name__)
 
 EMPTY_SOURCES = sources_html([], "Sources")
-UNSAVED = "This conversation could not be saved: the saved conversations are unavailable right now. Please try again in a moment."
+UNSAVED = rag.ConversationsUnavailableError.told_user  # the library's words for it, said however saving failed
 
 
 def said(exc: rag.RagError) -> str:
@@ -45,7 +44,7 @@ def choices(engine: rag.Engine, who: str) -> list[tuple[str, str]]:
     return [(f"{s.title} · {s.turns} {'question' if s.turns == 1 else 'questions'}", s.id) for s in engine.conversations.list(who)]
 
 
-def messages(conversation: Any, session: str | None = None) -> list[dict]:
+def messages(conversation: rag.Conversation, session: str | None = None) -> list[dict]:
     """The conversation as the chat shows it: each question, then its checked answer (removed sentences struck);
     with the `session` it is shown to, a vote there on a resumed answer logs its question and citations too."""
     out: list[dict] = []
@@ -58,7 +57,7 @@ def messages(conversation: Any, session: str | None = None) -> list[dict]:
     return out
 
 
-def last_sources(conversation: Any) -> str:
+def last_sources(conversation: rag.Conversation) -> str:
     """The sources panel for the conversation's last answer."""
     if not conversation.turns:
         return EMPTY_SOURCES
@@ -98,7 +97,7 @@ class History:
         return [*self.shown_outputs, self.status]
 
     # -- what the handlers return ----------------------------------------------------------------------------------
-    def _following(self, conversation: Any, who: str) -> tuple:
+    def _following(self, conversation: rag.Conversation | None, who: str) -> tuple:
         """Values for `shown_outputs`."""
         if conversation is None:
             off = gr.update(value=None, interactive=False)
@@ -108,7 +107,7 @@ class History:
         listed = gr.update(choices=choices(self.engine, who), value=conversation.id)
         return conversation.id, conversation.id, listed, conversation.title, gr.update(value=md, **on), gr.update(value=js, **on)
 
-    def _page(self, conversation: Any, who: str, message: str = "", session: str | None = None) -> tuple:
+    def _page(self, conversation: rag.Conversation | None, who: str, message: str = "", session: str | None = None) -> tuple:
         """Values for the chat, its history, the sources panel, `shown_outputs` and the status line; when the saved
         conversations do not answer, an empty chat (the list left as it was) and the status line says so."""
         chat = messages(conversation, session) if conversation else []
@@ -239,7 +238,7 @@ class History:
 _EXPORTS_LOCK = threading.Lock()
 
 
-def export_files(conversation: Any) -> tuple[str, str]:
+def export_files(conversation: rag.Conversation) -> tuple[str, str]:
     """The conversation written as Markdown and JSON files (for the download buttons), in this process's export
     folder: one sub-folder per conversation, replaced each time, so it holds one pair of files per conversation shown
     (Gradio serves its own copy of each)."""

@@ -19,8 +19,8 @@ FAILED = "The document could not be opened. Please try again."
 MAX_SOURCE_CHARS = 4096  # a longer source name in a request is no indexed document
 
 
-def viewer_html(doc: Any, start: int, end: int) -> str:
-    """`doc` (what `Engine.document` returns) as a dialog: its title, source, original address (a link only for an
+def viewer_html(doc: rag.Document, start: int, end: int) -> str:
+    """`doc` (what `Engine.docs.document` returns) as a dialog: its title, source, original address (a link only for an
     http(s) one), the page of the quote for a PDF, and the whole text with characters `start`..`end` marked
     (`#viewer-mark`). Everything from the document is escaped: its text is shown, never run as markup."""
     text = doc.text
@@ -71,7 +71,7 @@ def open_document(engine: rag.Engine, request: Any) -> str:
     quote's offsets in it). A request that names no indexed document gets the reason in the dialog."""
     try:
         source, start, end = _read(request)
-        return viewer_html(engine.document(source), start, end)
+        return viewer_html(engine.docs.document(source), start, end)
     except rag.RagError as exc:
         if not exc.for_user:
             log.warning("document viewer: %s", exc)

@@ -101,7 +101,7 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
 def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, ready_settings, embedder):
     """Choose one article in the chat's settings: the sources the answer shows all come from it."""
     engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
-    titles = {d["source"]: d["title"] for d in engine.documents()}
+    titles = {d["source"]: d["title"] for d in engine.admin.documents()}
     question = "How long is Finland's border with Russia?"
     url = serve(engine)
     try:
@@ -136,7 +136,7 @@ def test_the_chat_answers_with_the_whole_corpus_in_view_and_shows_the_cited_pass
         assert "reads the whole corpus" in page.locator("#intro").inner_text()
         page.wait_for_selector("#sources h3:has-text('whole corpus') ~ .source mark", timeout=60_000)
         prompt = model.calls[-1][-1].content
-        assert all(c.text.split(". ")[-1][:50] in prompt for c in engine.chunks()), "every document was in view"
+        assert all(c.text.split(". ")[-1][:50] in prompt for c in engine.docs.chunks()), "every document was in view"
         answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
         cards = {int(i.removeprefix("source-")) for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")}

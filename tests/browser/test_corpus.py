@@ -73,7 +73,7 @@ NEW = "corpus/notes.md"
 
 
 def _sources(engine: rag.Engine) -> set[str]:
-    return {d["source"] for d in engine.documents()}
+    return {d["source"] for d in engine.admin.documents()}
 
 
 def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browser, tmp_path, embedder, monkeypatch):
@@ -181,7 +181,7 @@ def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(bro
             f"Removed {big}: 0 added, 0 updated, 2 skipped, 0 deleted, 0 failed", timeout=60_000
         )
         expect(failed).to_be_hidden()
-        assert not (tmp_path / big).exists() and engine.not_indexed() == []
+        assert not (tmp_path / big).exists() and engine.admin.not_indexed() == []
         assert engine.ingest().summary().startswith("0 added, 0 updated, 2 skipped, 0 deleted, 0 failed")
     finally:
         ui_serve.close_all()

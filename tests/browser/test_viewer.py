@@ -77,7 +77,7 @@ def test_a_citation_opens_the_whole_document_at_the_quote(browser, viewer_settin
         ask_in_browser(page, url, "Can the return of landmines protect the borders of NATO countries in the long run?")
         button = _open_button(page, "The return of landmines")
         source, start, end = (button.get_attribute(a) for a in ("data-source", "data-start", "data-end"))
-        doc = engine.document(source)
+        doc = engine.docs.document(source)
         assert doc.text[int(start) : int(end)] == BALTIC_QUOTE, "the button carries the quote's offsets in the document"
 
         button.click()
