@@ -121,5 +121,5 @@ def test_timeout_and_oversized_prompt_raise_model_errors(llm):
     with pytest.raises(ModelTimeoutError):
         LocalChatModel(timeout=0.01, max_tokens=200).invoke("Count from 1 to 200.")
     with pytest.raises(ModelError, match="context size"):
-        llm.invoke("word " * 5000)
+        llm.invoke("word " * (llm.n_ctx + 1000))  # more tokens than the context holds
     assert "1997" in llm.invoke(_ask("When was the Ottawa Convention signed?")).content
