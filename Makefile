@@ -10,7 +10,7 @@ export ANONYMIZED_TELEMETRY := False
 .PHONY: help install index run ask test test-fast lint bench eval clean
 
 help:  ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,11 +36,13 @@ $(AXE): tests/a11y/package.json tests/a11y/package-lock.json
 	npm ci --prefix tests/a11y --no-audit --no-fund --silent
 	touch $(AXE)
 
-test: install $(AXE)  ## run every test CI runs
+test: install $(AXE)  ## run every test CI runs (20-30 min on 2 cores)
 	$(PY) -m pytest
 
-test-fast: install  ## the fast tier: no language model, no browser, no Chroma or PostgreSQL server
-	$(PY) -m pytest -m "not slow and not browser and not server and not postgres" -q
+# The markers are registered in pyproject.toml; `heavy`: no LLM but 4 s or more each (child processes, timed runs).
+FAST := not slow and not heavy and not browser and not server and not postgres
+test-fast: install  ## the fast tier: no language model, browser, Chroma or PostgreSQL server, nothing heavy
+	$(PY) -m pytest -q -m "$(FAST)"
 
 eval: install  ## the gold suite and the Python-docs suite on their test splits, beside the plain LangChain recipe
 	@[ -d /usr/share/doc/python3.11/html/tutorial ] || { echo "install Debian's python3.11-doc first (apt-get install python3.11-doc)"; exit 2; }

@@ -176,6 +176,7 @@ def test_keys_are_required_once_set_and_elsewhere_than_loopback(serve, ready_set
         ui_serve.check_exposure(ready_settings.model_copy(update={"ui_admin": True, "api_keys": SecretStr("k")}), "0.0.0.0")
 
 
+@pytest.mark.heavy
 def test_a_client_that_goes_away_mid_stream_stops_the_model_and_frees_the_lane(serve):
     model = Slow(delay=0.3)
     base = serve(model, ui_concurrency=1, ui_queue_size=4)
@@ -194,6 +195,7 @@ def test_a_client_that_goes_away_mid_stream_stops_the_model_and_frees_the_lane(s
     assert "1997" in reply.choices[0].message.content and time.monotonic() - started < 10  # the lane came free
 
 
+@pytest.mark.heavy
 def test_clients_that_give_up_on_plain_requests_stop_their_answers_and_leave_the_line(serve):
     """#29.5: non-streaming requests whose clients time out, one being answered and the others waiting for the lane:
     the answer stops at the model's next token, the waiting ones never reach the model, and a real request after them
@@ -234,6 +236,7 @@ def test_clients_that_give_up_on_plain_requests_stop_their_answers_and_leave_the
     assert len(model.calls) == 2
 
 
+@pytest.mark.heavy
 def test_the_chat_and_the_api_share_one_set_of_lanes(serve):
     from gradio_client import Client
 
@@ -262,6 +265,7 @@ def test_the_chat_and_the_api_share_one_set_of_lanes(serve):
     assert done["api2"] < chat_done
 
 
+@pytest.mark.heavy
 def test_past_the_waiting_line_the_api_says_busy(serve):
     model = Slow(delay=0.15)
     base = serve(model, ui_concurrency=1, ui_queue_size=1)
