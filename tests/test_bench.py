@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from evals.bench import ROOT, bench_answers, generate_corpus, pct
 from evals.suite import DEFAULT_SUITE, load
 
@@ -25,6 +27,7 @@ def test_percentiles_are_the_eval_metrics_ones():
     assert pct([5, 1, 3, 2, 4], 50) == 3 and pct([1, 2, 3, 4], 95) == 3.85 and math.isnan(pct([], 50))
 
 
+@pytest.mark.heavy
 def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
     cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--serving", "0", "--backend", "extractive",
            "--out", str(tmp_path)]  # fmt: skip
@@ -39,6 +42,7 @@ def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
     assert (ROOT / "index").exists() == had_index
 
 
+@pytest.mark.heavy
 def test_answering_bench_uses_its_own_index_of_the_real_corpus(tmp_path, monkeypatch):
     """Ours and the baseline answer the same questions with the same (here: scripted) model; index/ is not needed."""
     monkeypatch.setattr("rag.engine.make_chat_model", lambda name, settings: ReplayChatModel(["I don't know."]))

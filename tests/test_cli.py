@@ -40,6 +40,7 @@ def rag_cli(*args, env, cwd):
     return subprocess.run([sys.executable, "-m", "rag", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.heavy
 def test_offline_ingest_then_search_json(workdir, offline_env):
     run = rag_cli("ingest", env=offline_env, cwd=workdir)
     assert run.returncode == 0, run.stderr
@@ -57,6 +58,7 @@ def test_offline_ingest_then_search_json(workdir, offline_env):
     assert "0 added, 0 updated, 2 skipped" in run.stdout and "(0 chunks embedded" in run.stdout
 
 
+@pytest.mark.heavy
 def test_cli_reports_bad_files_and_exits_nonzero(workdir, offline_env):
     (workdir / "corpus" / "bad.txt").write_bytes(b"\x00\xff" * 500)
     run = rag_cli("ingest", "--index", str(workdir / "idx2"), env=offline_env, cwd=workdir)
@@ -86,6 +88,7 @@ ASK_KEYS = {"question", "standalone_question", "answer", "refused", "citations",
 CITATION_KEYS = {"n", "chunk_id", "source", "title", "text", "quote", "start", "end", "page"}
 
 
+@pytest.mark.heavy
 def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
     """`rag ask --json` on an index of the real corpus, without a model: the documented keys, quotes that are exact
     spans of their document, and `--history` that turns a follow-up into a standalone question."""

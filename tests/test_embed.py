@@ -57,6 +57,7 @@ def test_a_serving_process_never_imports_pytorch(cache):
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []
 
 
+@pytest.mark.heavy
 def test_large_sets_go_to_pytorch(cache, reference):
     SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_query("export once")
     emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
@@ -67,6 +68,7 @@ def test_large_sets_go_to_pytorch(cache, reference):
     assert (got[: len(QUERIES)] * reference).sum(axis=1).min() > 0.99999
 
 
+@pytest.mark.heavy
 def test_a_damaged_cached_copy_is_made_again(cache, reference, caplog):
     SentenceTransformerEmbedder("all-MiniLM-L6-v2").embed_query("export once")
     (meta,) = cache.glob("*[0-9a-f].json")

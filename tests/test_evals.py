@@ -301,6 +301,7 @@ def ci_run(ready_settings, tmp_path_factory):
     return proc, (runs[0] if runs else None)
 
 
+@pytest.mark.heavy
 def test_run_writes_cases_summary_report_and_plots(ci_run):
     proc, run_dir = ci_run
     assert run_dir is not None, proc.stderr
@@ -326,6 +327,7 @@ def test_run_writes_cases_summary_report_and_plots(ci_run):
     assert "## By category" in text
 
 
+@pytest.mark.heavy
 def test_console_prints_the_summary_table_quietly(ci_run):
     proc, run_dir = ci_run
     out = proc.stdout
@@ -335,6 +337,7 @@ def test_console_prints_the_summary_table_quietly(ci_run):
     assert "%|" not in proc.stderr, "no progress bar when stderr is not a terminal"
 
 
+@pytest.mark.heavy
 def test_gate_passes_with_the_checked_in_extractive_thresholds(ci_run):
     proc, run_dir = ci_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -347,6 +350,7 @@ def test_gate_passes_with_the_checked_in_extractive_thresholds(ci_run):
 GATED_SCOPES = [("extractive", "ci"), ("extractive", "full"), ("local", "ci")]
 
 
+@pytest.mark.heavy
 def test_thresholds_name_real_metrics_and_come_from_three_runs(ci_run):
     _, run_dir = ci_run
     known = set(flatten(json.loads((run_dir / report.SUMMARY_FILE).read_text(encoding="utf-8"))))
@@ -379,6 +383,7 @@ def test_bounds_sit_one_case_below_the_worst_of_three_runs():
         gate.bounds_from([run(0.8), run(0.8)])
 
 
+@pytest.mark.heavy
 def test_the_full_suite_passes_its_gate(ready_settings, tmp_path):
     """The whole gold suite against its bounds (the no-model backend: deterministic and quick)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
@@ -388,6 +393,7 @@ def test_the_full_suite_passes_its_gate(ready_settings, tmp_path):
     assert proc.returncode == 0 and "gate extractive/full:" in proc.stdout and "gate: passed" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.heavy
 def test_a_broken_retriever_fails_the_gate(tmp_path, embedder):
     """An index that cannot answer the suite (here: another corpus) makes `--gate` exit 1 and name what failed."""
     (tmp_path / "corpus").mkdir()
@@ -443,6 +449,7 @@ def test_gate_on_the_embedded_defaults(ready_settings, tmp_path):
     assert prompt["cached_tokens_p50"] > 500, prompt
 
 
+@pytest.mark.heavy
 def test_compare_prints_deltas_and_flipped_cases(ci_run, tmp_path, capsys):
     from evals.cli import main
 
@@ -629,6 +636,7 @@ def test_answer_sentences_keep_their_markers():
     assert sentences("Yes. It was signed in 1997 [3].") == [("Yes.", []), ("It was signed in 1997.", [3])]
 
 
+@pytest.mark.heavy
 def test_support_heuristic_agreement_with_hand_labels(embedder):
     """Support is heuristic (no NLI model ships in an installable package): its agreement with 170 hand-labelled pairs
     is measured, and a change that makes it worse on the test pairs fails here."""

@@ -34,6 +34,7 @@ def _like(http: httpx.Client, session: str, value, liked: bool = True) -> dict:
     return completed(http, session)
 
 
+@pytest.mark.heavy
 def test_votes_count_only_from_the_session_shown_the_answer_and_stop_at_the_limits(served, caplog):
     from gradio_client import Client
 

@@ -45,6 +45,7 @@ def test_wrong_passwords_from_one_address_do_not_lock_out_another(make_engine):
         assert alice.get("gradio_api/info").status_code == 200, "and is logged in"
 
 
+@pytest.mark.heavy
 def test_the_wait_grows_with_each_failure(make_engine):
     url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
     waits = []

@@ -91,6 +91,7 @@ def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, e
         assert set(ids) == expected, f"run {n} ({kill}) differs from a clean ingest"
 
 
+@pytest.mark.heavy
 def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder, monkeypatch):
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)
@@ -110,6 +111,7 @@ def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder,
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.heavy
 def test_reconcile_repairs_orphans_and_stale_records(tmp_path, embedder, monkeypatch):
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)

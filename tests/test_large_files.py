@@ -50,6 +50,7 @@ SMALL_CHUNKS = {"chunk_size": 16, "chunk_overlap": 4}
 ENV = {"RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "4"}
 
 
+@pytest.mark.heavy
 def test_a_file_over_the_chunk_cap_fails_in_one_line_and_the_file_beside_it_is_indexed(big_corpus, embedder):
     settings = rag.Settings(**SMALL_CHUNKS)
     assert len(_chunks_of(big_corpus / "corpus" / "big.txt", settings)) == 6000

@@ -168,6 +168,7 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own(ma
     assert other[-1] == 429, f"a peer that is not a proxy counts as itself: {other}"
 
 
+@pytest.mark.heavy
 def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_engine):
     url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
     guessers = [f"127.0.0.{10 + i}" for i in range(11)]  # one try each: no address waits; the name's delay does the work
@@ -189,6 +190,7 @@ def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_en
 # 10. Exports left after SIGTERM: removed then, and at start those of servers that are gone.
 
 
+@pytest.mark.heavy
 def test_sigterm_removes_the_exports_and_a_start_removes_those_of_stopped_servers(ready_settings, tmp_path):
     tmp, cache = tmp_path / "tmp", tmp_path / "gradio-cache"
     tmp.mkdir()

@@ -49,6 +49,7 @@ def make_engine(ready_settings, embedder):
     ui_serve.close_all()
 
 
+@pytest.mark.heavy
 def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine):
     limit, queue_size, sessions = 1, 2, 6  # sessions = 6 >= 3 x the concurrency limit, more than the queue holds
     url = serve(make_engine(SlowScripted(), ui_concurrency=limit, ui_queue_size=queue_size))
@@ -90,6 +91,7 @@ def test_a_megabyte_question_is_refused_before_any_work(make_engine):
     assert calls == [] and engine.llm("local").calls == []
 
 
+@pytest.mark.heavy
 def test_a_hung_backend_ends_with_a_clear_error_and_frees_the_worker(make_engine):
     url = serve(make_engine(SlowScripted(hang=60.0), llm_timeout_s=3.0, ui_concurrency=1))
     client = Client(url, verbose=False)

@@ -172,6 +172,7 @@ def test_a_serving_process_answers_retrieved_until_its_reading_is_ready_then_swi
         engine.release_serving()
 
 
+@pytest.mark.heavy
 def test_an_edit_between_two_questions_is_read_anew_and_the_old_text_never_cited(whole_settings, embedder, tmp_path, monkeypatch):
     import shutil
 
