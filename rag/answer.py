@@ -133,8 +133,7 @@ def stream_whole(
         "question": question,
         "shape": shape_line(reading.instructions()),
     }
-    warm = {"passages": corpus.text, "conversation": "", "question": "Why?", "shape": ""}
-    yield from _written(asked, WHOLE_PROMPT, prompt, warm, corpus.passages, evidence, embedder, llm, settings)
+    yield from _written(asked, WHOLE_PROMPT, prompt, corpus.reading, corpus.passages, evidence, embedder, llm, settings)
 
 
 @dataclass

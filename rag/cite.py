@@ -56,9 +56,10 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     by_n = {p.n: p for p in passages}
     claims = split_claims(answer)
     seen = " ".join(p.text for p in passages)
+    written = [c.text for c in claims]  # as the model wrote them: a sentence removed is shown so
     for c in claims:  # what the answer would fetch or link to: images never (the sentence showing one goes), links and
         # addresses only as the passages give them
-        c.raw, c.text = c.text, "" if _IMAGE.search(c.text) else without_media(c.text, seen)
+        c.text = "" if _IMAGE.search(c.text) else without_media(c.text, seen)
     removed = [m for c in claims for m in c.markers if m not in by_n]
     for c in claims:
         c.markers = [m for m in c.markers if m in by_n]
@@ -75,10 +76,14 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     best_quote: dict[int, tuple[float, int, int]] = {}
     unsupported: list[str] = []
     asked = _stems(question)
+
+    def drop(sentence: str) -> None:
+        unsupported.append(sentence)
+        parts.append((sentence, False))
+
     for ci, claim in enumerate(claims):
         if not claim.text:  # nothing but an image or an address no passage gives
-            unsupported.append(claim.raw + claim.punct)
-            parts.append((claim.raw + claim.punct, False))
+            drop(written[ci] + claim.punct)
             continue
         terms = set(tokenize(claim.text))
         if terms <= _VERDICTS and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
@@ -97,16 +102,14 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
                 per_passage[n] = (value, j)
         best_n = max(per_passage, key=lambda n: per_passage[n][0])
         if per_passage[best_n][0] < WEAK:
-            unsupported.append(claim.text + claim.punct)
-            parts.append((claim.text + claim.punct, False))
+            drop(claim.text + claim.punct)
             continue
         keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
         if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
             keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
         text = without_media(claim.text, " ".join(by_n[n].text for n in keep))  # an address only from a passage it cites
         if not text:
-            unsupported.append(claim.raw + claim.punct)
-            parts.append((claim.raw + claim.punct, False))
+            drop(written[ci] + claim.punct)
             continue
         claim.text = text
         for n in keep:

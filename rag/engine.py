@@ -173,7 +173,7 @@ class Engine:
         name = backend or self.settings.llm_backend
         if self._retriever is not None:  # a retriever passed in decides what is seen
             return whole.Way(whole.RETRIEVED, "a retriever was passed in")
-        why = whole.plan(self.settings, name, 0, 0)  # what the settings and backend allow, before reading the index
+        why = whole.not_allowed(self.settings, name)  # before reading the index
         if why is not None:
             return whole.Way(whole.RETRIEVED, why)
         self.follow()

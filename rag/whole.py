@@ -8,12 +8,14 @@ documents in document and position order, numbered from 1, each showing only the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 from langchain_core.documents import Document as LCDocument
@@ -57,7 +59,7 @@ class Corpus:
     tokens: int
     key: str
     sources: tuple[str, ...] = ()
-    _vectors: Any = field(default=None, repr=False)
+    _embedded: bool = field(default=False, repr=False)
 
     @classmethod
     def from_chunks(cls, docs: list[LCDocument], version: str, tokenizer: str) -> Corpus:
@@ -81,14 +83,27 @@ class Corpus:
         """Embed every sentence once (the citation check and the evidence read them for each question)."""
         import numpy as np
 
-        if self._vectors is not None:
+        if self._embedded:
             return
         texts = [p.text[s:e] for p in self.passages for s, e in p.sentences]
         vectors = np.array(embedder.embed_documents(texts)) if texts else np.zeros((0, 1))
         row = 0
         for p in self.passages:
             p.vectors, row = vectors[row : row + len(p.sentences)], row + len(p.sentences)
-        self._vectors = vectors
+        self._embedded = True
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """Every word the documents use (a question sharing none of them is not about them)."""
+        from rag.text import tokenize
+
+        return frozenset(tokenize(self.text))
+
+    @property
+    def reading(self) -> dict[str, str]:
+        """The prompt whose reading is kept: every document, no conversation, and a stand-in question (which the next
+        prompt does not share)."""
+        return {"passages": self.text, "conversation": "", "question": "Why?", "shape": ""}
 
     def evidence(self, question: str, query_vector: Any, k: int) -> tuple[list[context.Passage], context.Evidence]:
         """The `k` passages closest to the question (for the sources panel while the answer is written, each with its
@@ -107,13 +122,9 @@ class Corpus:
         if not best:
             return [], context.Evidence()
         best.sort(reverse=True)
-        shown = []
-        for sim, i, span in best[:k]:
-            p = self.passages[i]
-            shown.append(context.Passage(p.n, p.chunk_id, p.source, p.title, p.text, p.start, p.end, [span], [sim]))
+        shown = [replace(self.passages[i], highlights=[span], scores=[sim]) for sim, i, span in best[:k]]
         terms = set(tokenize(question))
-        covered = set(tokenize(self.text.lower()))
-        coverage = len(terms & covered) / len(terms) if terms else 0.0
+        coverage = len(terms & self.words) / len(terms) if terms else 0.0
         return shown, context.Evidence(best_similarity=best[0][0], term_coverage=coverage)
 
 
@@ -128,6 +139,7 @@ class Reader:
         self._corpora: dict[tuple, Corpus] = {}
         self._lock = threading.Lock()
         self._reading: set[str] = set()
+        self._ready: set[str] = set()  # corpora whose reading the model holds or has saved: it stays so
 
     def way(
         self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str, llm: Any, embedder: Embeddings, background: bool
@@ -147,18 +159,20 @@ class Reader:
         """The documents of `store` (only `sources` when given) as one block, or None and why they cannot be read whole."""
         s = self.settings
         fixed = fixed_tokens(s.tokenizer)
-        if store.count() * 16 > budget(s, fixed) * 4:  # chunks hold at least 16 tokens, and a quarter of them may be overlap
-            return None, plan(s, backend, None, fixed, bool(sources)) or ""
         version = f"{store.name}:{stamp}"
         key = (version, sources or ())
         with self._lock:
             corpus = self._corpora.get(key)
-            if corpus is None:
-                docs = store.get(where={"source": {"$in": list(sources)}} if sources else None)
-                corpus = self._corpora[key] = Corpus.from_chunks(docs, version, s.tokenizer)
+        if corpus is None:
+            if store.count() * 16 > budget(s, fixed) * 4:  # chunks hold at least 16 tokens, a quarter of them may be overlap
+                return None, too_large(s, None, fixed, bool(sources))
+            docs = store.get(where={"source": {"$in": list(sources)}} if sources else None)
+            corpus = Corpus.from_chunks(docs, version, s.tokenizer)
+            with self._lock:
+                self._corpora[key] = corpus
                 while len(self._corpora) > self.KEEP:
                     self._corpora.pop(next(iter(self._corpora)))
-        why = plan(s, backend, corpus.tokens, fixed, bool(sources))
+        why = too_large(s, corpus.tokens, fixed, bool(sources))
         return (None, why) if why else (corpus, "")
 
     @staticmethod
@@ -167,11 +181,13 @@ class Reader:
         question, which the next prompt does not share)."""
         from rag.prompt import WHOLE as template
 
-        return template.invoke({"passages": corpus.text, "conversation": "", "question": "Why?", "shape": ""}).to_messages()
+        return template.invoke(corpus.reading).to_messages()
 
     def ready(self, corpus: Corpus, llm: Any) -> bool:
         """Whether a question can be answered with `corpus` in view at once (a backend without saved states always can)."""
-        return not hasattr(llm, "has_state") or llm.has_state(self.messages(corpus))
+        if corpus.key not in self._ready and (not hasattr(llm, "has_state") or llm.has_state(self.messages(corpus))):
+            self._ready.add(corpus.key)
+        return corpus.key in self._ready
 
     def read(self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: bool = False) -> dict[str, Any]:
         """Read `corpus` now (restored when saved); a progress bar on a terminal. Returns how, seconds, tokens, documents."""
@@ -233,6 +249,7 @@ def render(passages: list[context.Passage]) -> str:
     return "\n\n".join(out)
 
 
+@functools.cache
 def fixed_tokens(tokenizer: str) -> int:
     """The estimated length of the instructions and worked examples that come before the documents."""
     from rag.prompt import WHOLE as template
@@ -247,17 +264,22 @@ def budget(settings: Settings, fixed_tokens: int) -> int:
     return settings.llm_n_ctx - fixed_tokens - settings.deep_max_tokens - _ROOM
 
 
-def plan(settings: Settings, backend: str, total_tokens: int | None, fixed_tokens: int, chosen: bool = False) -> str | None:
-    """Why the retrieved way must be used (None: the whole corpus may be read). `total_tokens` is the documents'
-    estimated length (None: more chunks than could ever fit)."""
+def not_allowed(settings: Settings, backend: str) -> str | None:
+    """Why the settings or the backend keep to retrieved passages whatever the documents (None: they do not)."""
     mode = settings.answer_mode
-    what = "the chosen documents" if chosen else "the indexed documents"
     if mode == "retrieved":
         return "RAG_ANSWER_MODE=retrieved"
     if backend == "extractive":
         return "the extractive backend has no model to read the documents"
     if backend == "openai" and mode == "auto":
         return "the openai backend's context size is unknown here (RAG_ANSWER_MODE=whole reads whole when they fit RAG_LLM_N_CTX)"
+    return None
+
+
+def too_large(settings: Settings, total_tokens: int | None, fixed_tokens: int, chosen: bool = False) -> str | None:
+    """Why the documents cannot be read whole: their estimated length (None: more chunks than could ever fit) is
+    over what the context leaves them (None: they fit)."""
+    what = "the chosen documents" if chosen else "the indexed documents"
     room = budget(settings, fixed_tokens)
     if total_tokens is None or total_tokens > room:
         size = "more" if total_tokens is None else f"about {total_tokens:,}"
@@ -265,4 +287,4 @@ def plan(settings: Settings, backend: str, total_tokens: int | None, fixed_token
     return None
 
 
-__all__ = ["RETRIEVED", "WHOLE", "Corpus", "Reader", "Way", "budget", "fixed_tokens", "plan", "render"]
+__all__ = ["RETRIEVED", "WHOLE", "Corpus", "Reader", "Way", "budget", "fixed_tokens", "not_allowed", "render", "too_large"]

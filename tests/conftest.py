@@ -9,8 +9,9 @@ import pytest
 
 import rag
 from rag.embed import SentenceTransformerEmbedder
-from tests.helpers import CORPUS
-from tests.servers import Chroma, Postgres
+from tests.fakes import ScriptedChatModel
+from tests.helpers import CORPUS, LOGINS
+from tests.servers import Chroma, Postgres, free_port, wait_for_port
 
 # The tests of ingestion, serving and the retrieved way run as they were written: a process that serves or ingests
 # with the embedded model would otherwise read the whole corpus into it (a minute each). The whole-corpus way's own
@@ -89,6 +90,57 @@ def ready_settings(tmp_path_factory, embedder):
 @pytest.fixture
 def ready_engine(ready_settings, embedder):
     return rag.Engine(ready_settings, embedder=embedder)
+
+
+@pytest.fixture
+def admins_served(workdir, embedder):
+    """(engine, url): the corpus copy in `workdir` indexed and served with the two logins, alice the admin."""
+    from ui import serve as ui_serve
+
+    settings = rag.Settings(
+        corpus_dir=workdir / "corpus",
+        index_dir=workdir / "index",
+        llm_backend="local",
+        conversations_db_url=f"sqlite:///{workdir / 'chats.sqlite'}",
+        ui_auth=LOGINS,
+        ui_admin=True,
+        ui_admins="alice",
+    )
+    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
+    assert engine.ingest().ok
+    port = free_port()
+    ui_serve.launch(engine, port=port, block=False)
+    try:
+        yield engine, f"http://127.0.0.1:{port}/"
+    finally:
+        ui_serve.close_all()
+
+
+@pytest.fixture
+def postgres_served(workdir, embedder):
+    """(engine, url, the PostgreSQL): `rag serve` on an index whose records, and whose saved conversations, are in
+    a PostgreSQL of this test's own, to stop."""
+    from ui import serve as ui_serve
+
+    pg = Postgres().start()
+    settings = rag.Settings(
+        corpus_dir=workdir / "corpus",
+        index_dir=workdir / "index",
+        record_db_url=pg.url,
+        conversations_db_url=pg.url,
+        llm_backend="local",
+        index_refresh_s=0,
+    )
+    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
+    assert engine.ingest().ok
+    port = free_port()
+    ui_serve.launch(engine, port=port, block=False)
+    wait_for_port(port)
+    try:
+        yield engine, f"http://127.0.0.1:{port}", pg
+    finally:
+        ui_serve.close_all()
+        pg.remove()
 
 
 def pytest_collection_modifyitems(items):

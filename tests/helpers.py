@@ -18,7 +18,7 @@ from pydantic import SecretStr
 import rag
 
 from .fakes import ScriptedChatModel
-from .servers import Postgres, free_port, wait_for_port
+from .servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -89,57 +89,6 @@ def feedback_app(ready_settings, embedder, tmp_path):
         yield start
     finally:
         ui_serve.close_all()
-
-
-@contextmanager
-def admins_app(workdir, embedder):
-    """(engine, url): the corpus copy in `workdir` indexed and served with the two logins, alice the admin."""
-    from ui import serve as ui_serve
-
-    settings = rag.Settings(
-        corpus_dir=workdir / "corpus",
-        index_dir=workdir / "index",
-        llm_backend="local",
-        conversations_db_url=f"sqlite:///{workdir / 'chats.sqlite'}",
-        ui_auth=LOGINS,
-        ui_admin=True,
-        ui_admins="alice",
-    )
-    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
-    assert engine.ingest().ok
-    port = free_port()
-    ui_serve.launch(engine, port=port, block=False)
-    try:
-        yield engine, f"http://127.0.0.1:{port}/"
-    finally:
-        ui_serve.close_all()
-
-
-@contextmanager
-def app_on_postgres(workdir, embedder):
-    """(engine, url, the PostgreSQL): `rag serve` on an index whose records, and whose saved conversations, are in
-    a PostgreSQL of this test's own, to stop."""
-    from ui import serve as ui_serve
-
-    pg = Postgres().start()
-    settings = rag.Settings(
-        corpus_dir=workdir / "corpus",
-        index_dir=workdir / "index",
-        record_db_url=pg.url,
-        conversations_db_url=pg.url,
-        llm_backend="local",
-        index_refresh_s=0,
-    )
-    engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
-    assert engine.ingest().ok
-    port = free_port()
-    ui_serve.launch(engine, port=port, block=False)
-    wait_for_port(port)
-    try:
-        yield engine, f"http://127.0.0.1:{port}", pg
-    finally:
-        ui_serve.close_all()
-        pg.remove()
 
 
 # Talking to the served app over HTTP.

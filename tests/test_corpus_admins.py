@@ -11,17 +11,11 @@ import rag
 from ui import serve as ui_serve
 
 from .fakes import ScriptedChatModel
-from .helpers import LOGINS, admins_app, completed, logged_in, refused
+from .helpers import LOGINS, completed, logged_in, refused
 from .servers import free_port
 
 SIGNED = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
 NOTES = b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n"
-
-
-@pytest.fixture
-def served(workdir, embedder):
-    with admins_app(workdir, embedder) as both:
-        yield both
 
 
 def _call(http: httpx.Client, elem_id: str, event: str, data: list) -> dict:
@@ -48,8 +42,8 @@ def _sources(engine: rag.Engine) -> set[str]:
     return {d["source"] for d in engine.admin.documents()}
 
 
-def test_only_a_named_admin_changes_the_corpus_over_http(served, workdir):
-    engine, url = served
+def test_only_a_named_admin_changes_the_corpus_over_http(admins_served, workdir):
+    engine, url = admins_served
     before = _sources(engine)
     assert SIGNED in before
     with logged_in(url, "bob", "bob-pass-2") as bob:

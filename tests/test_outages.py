@@ -8,19 +8,12 @@ import re
 import httpx
 import pytest
 
-from .helpers import app_on_postgres
 from .servers import Postgres
 
 pytestmark = [pytest.mark.server, pytest.mark.postgres]
 Q1 = "When was the Ottawa Convention signed?"
 Q2 = "How long is Finland's border with Russia?"
 BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
-
-
-@pytest.fixture
-def down(workdir, embedder):
-    with app_on_postgres(workdir, embedder) as served:
-        yield served
 
 
 def _neutral(r: httpx.Response, pg: Postgres) -> None:
@@ -31,10 +24,10 @@ def _neutral(r: httpx.Response, pg: Postgres) -> None:
         assert leak.lower() not in error["message"].lower(), error["message"]
 
 
-def test_the_api_says_503_in_neutral_words_and_the_chat_that_it_could_not_save(down):
+def test_the_api_says_503_in_neutral_words_and_the_chat_that_it_could_not_save(postgres_served):
     from gradio_client import Client
 
-    engine, url, pg = down
+    engine, url, pg = postgres_served
     chat = {"model": "rag", "messages": [{"role": "user", "content": Q2}], "sources": [BALTIC]}
     search = {"query": "Finland border", "sources": [BALTIC]}
     assert httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).status_code == 200

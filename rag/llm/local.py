@@ -53,7 +53,7 @@ class _Engine:
         self.identity = _identity(model_path, n_ctx)
         self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
-        _prune(self.states, 1000)  # partial files a killed process left
+        _remove_partials(self.states)  # what a killed process left
         self.primed: set[str] = set()
         self.priming = threading.Lock()
         self._sock_dir = tempfile.TemporaryDirectory(prefix="rag-llm-")
@@ -287,11 +287,15 @@ class LocalChatModel(BaseChatModel):
 
 
 def _prune(states: Path, keep: int) -> None:
-    """Keep the `keep` most recently used saved states; remove partial files of processes that are gone."""
+    """Keep the `keep` most recently used saved states."""
     saved = sorted(states.glob("prompt-*.bin"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in saved[keep:]:
         old.unlink(missing_ok=True)
         log.info("removed the least recently used saved prompt state %s", old.name)
+
+
+def _remove_partials(states: Path) -> None:
+    """Remove the partial state files of processes that are gone (killed while saving)."""
     for partial in states.glob(".prompt-*.bin.*"):
         pid = partial.suffix.lstrip(".")
         if pid.isdigit() and not _alive(int(pid)):

@@ -6,20 +6,14 @@ from playwright.sync_api import expect
 
 from ui.corpus import read_only
 
-from ..helpers import admins_app, log_in_page
+from ..helpers import log_in_page
 
 pytestmark = pytest.mark.browser
 SIGNED = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
 
 
-@pytest.fixture
-def served(workdir, embedder):
-    with admins_app(workdir, embedder) as both:
-        yield both
-
-
-def test_a_user_who_is_not_an_admin_sees_the_corpus_tab_read_only(served, browser):
-    _, url = served
+def test_a_user_who_is_not_an_admin_sees_the_corpus_tab_read_only(admins_served, browser):
+    _, url = admins_served
     bob = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     log_in_page(bob, url, "bob", "bob-pass-2")
     bob.get_by_role("tab", name="Corpus").click()

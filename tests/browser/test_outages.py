@@ -7,21 +7,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from ..helpers import app_on_postgres, question_box
+from ..helpers import question_box
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.postgres]
 Q1 = "When was the Ottawa Convention signed?"
 Q2 = "How long is Finland's border with Russia?"
 
 
-@pytest.fixture
-def down(workdir, embedder):
-    with app_on_postgres(workdir, embedder) as served:
-        yield served
-
-
-def test_the_page_says_the_conversation_could_not_be_saved_and_new_chat_too(down, browser):
-    engine, url, pg = down
+def test_the_page_says_the_conversation_could_not_be_saved_and_new_chat_too(postgres_served, browser):
+    engine, url, pg = postgres_served
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(url + "/", wait_until="load")
     box = question_box(page)
