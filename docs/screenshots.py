@@ -18,7 +18,9 @@ QUESTIONS = ["When was the Ottawa Convention signed?", "How long is Finland's bo
 
 
 def ask(page, question: str) -> None:
-    box = page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    box = (
+        page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    )
     box.fill(question)
     box.press("Enter")
     page.wait_for_function(  # the answer is in: its sources are shown and the stop button is gone

@@ -26,7 +26,10 @@ from evals.metrics import percentile
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = {"real": 0, "1k": 1_000, "10k": 10_000, "100k": 100_000}  # generated corpora of about that many chunks
 DOCS = Path("/usr/share/doc/python3.11/html")  # Debian's python3.11-doc: real corpora where generated text stood
-DOC_SCALES = ("docs", "docs-full")  # the evals' 24-page subset (about 1k chunks) and the whole documentation (about 16k)
+DOC_SCALES = (
+    "docs",
+    "docs-full",
+)  # the evals' 24-page subset (about 1k chunks) and the whole documentation (about 16k)
 
 
 def docs_corpus(name: str, out: Path) -> Path:
@@ -38,7 +41,11 @@ def docs_corpus(name: str, out: Path) -> Path:
     if name == "docs":
         files = json.loads((ROOT / "evals" / "corpora" / "pydocs.json").read_text(encoding="utf-8"))["files"]
     else:
-        files = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.html") if not p.relative_to(DOCS).parts[0].startswith("_"))
+        files = sorted(
+            p.relative_to(DOCS).as_posix()
+            for p in DOCS.rglob("*.html")
+            if not p.relative_to(DOCS).parts[0].startswith("_")
+        )
     for f in files:
         (out / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DOCS / f, out / f)
@@ -84,7 +91,12 @@ def pct(values: list[float], q: float) -> float:
 def _child_json(code: str, env: dict | None = None) -> dict:
     """Run `code` in a fresh Python process and return the JSON it prints last, with its peak RSS in MiB."""
     run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=7200
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=7200,
     )
     if run.returncode != 0:
         raise RuntimeError(run.stderr[-2000:])
@@ -251,7 +263,13 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
     from gradio_client import Client
 
     corpus, index, state = ROOT / "corpus", work / f"index-real-{mode}", work / f"llm-states-{mode}"
-    env = {**os.environ, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(index), "RAG_LLM_THREADS": "2", "RAG_ANSWER_MODE": mode}
+    env = {
+        **os.environ,
+        "RAG_CORPUS_DIR": str(corpus),
+        "RAG_INDEX_DIR": str(index),
+        "RAG_LLM_THREADS": "2",
+        "RAG_ANSWER_MODE": mode,
+    }
     run = subprocess.run(
         [sys.executable, "-m", "rag", "ingest"],
         env=env | {"RAG_LLM_STATE_DIR": str(state)},
@@ -282,13 +300,25 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
         extra = {"RAG_LLM_STATE_DIR": str(state)} if state else {}
         t = time.perf_counter()
         run = subprocess.run(
-            [sys.executable, "-m", "rag", *args], env=env | extra, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+            [sys.executable, "-m", "rag", *args],
+            env=env | extra,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
         )
         wall = (time.perf_counter() - t) * 1000
         out = json.loads(run.stdout) if "--json" in args and "ask" in args else {}
         timings = out.get("timings", {})
-        after_first = timings.get("total_ms", 0) - timings.get("first_token_ms", 0)  # writing the rest, checking, exiting
-        return {"wall_ms": wall, "first_token_from_start_ms": wall - after_first, "prompt_tokens": timings.get("prompt_tokens")}
+        after_first = timings.get("total_ms", 0) - timings.get(
+            "first_token_ms", 0
+        )  # writing the rest, checking, exiting
+        return {
+            "wall_ms": wall,
+            "first_token_from_start_ms": wall - after_first,
+            "prompt_tokens": timings.get("prompt_tokens"),
+        }
 
     out["ask_cold_nothing_saved"] = cold("ask", "--local", "--json", q, state=state)
     out["ask_cold_saved_prefix"] = cold("ask", "--local", "--json", q, state=state)
@@ -327,7 +357,9 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
             return ((first or end) - t) * 1000, (end - t) * 1000
 
         def chat(question: str) -> tuple[float, float]:
-            client = Client(base + "/", verbose=False)  # a new session: a new chat, not a follow-up of the last question
+            client = Client(
+                base + "/", verbose=False
+            )  # a new session: a new chat, not a follow-up of the last question
             t, first = time.perf_counter(), None
             job = client.submit(question, 4, "local", api_name="/respond")
             while not job.done():
@@ -371,7 +403,11 @@ def _free_port() -> int:
 
 def _latency(figures: dict, n: int) -> dict:
     """p50/p95 of each timed stage that was recorded, and the share of correct answers."""
-    out = {f"{stage}_p50_ms": pct(figures[f"{stage}_ms"], 50) for stage in ("evidence", "retrieve") if f"{stage}_ms" in figures}
+    out = {
+        f"{stage}_p50_ms": pct(figures[f"{stage}_ms"], 50)
+        for stage in ("evidence", "retrieve")
+        if f"{stage}_ms" in figures
+    }
     for stage in ("first_token", "total"):
         out[f"{stage}_p50_ms"] = pct(figures[f"{stage}_ms"], 50)
         out[f"{stage}_p95_ms"] = pct(figures[f"{stage}_ms"], 95)
@@ -465,9 +501,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: real, docs (the Python docs subset, ~1k chunks), docs-full (all of it, ~16k), or generated 1k, 10k, 100k",
     )
     p.add_argument(
-        "--synthetic", default="100000", help="chunk counts indexed with random vectors for serving memory and search (0 = skip)"
+        "--synthetic",
+        default="100000",
+        help="chunk counts indexed with random vectors for serving memory and search (0 = skip)",
     )
-    p.add_argument("--answers", type=int, default=12, metavar="N", help="suite questions for the answering benchmark (0 = skip)")
+    p.add_argument(
+        "--answers", type=int, default=12, metavar="N", help="suite questions for the answering benchmark (0 = skip)"
+    )
     p.add_argument("--backend", default="local", help="answering backend (default: the embedded model)")
     p.add_argument(
         "--serving",

@@ -27,32 +27,80 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rag eval", description="Evaluate retrieval, answers and citations on JSONL suites (see evals/README.md)."
     )
-    p.add_argument("--suite", action="append", type=Path, metavar="PATH", help=f"a suite file; repeatable (default: {DEFAULT_SUITE.name})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. --set llm_backend=extractive")
-    p.add_argument("--out", type=Path, metavar="DIR", default=DEFAULT_OUT, help="where run folders go (default: evals/results)")
-    p.add_argument("--subset", metavar="NAME", help="only the cases whose `subsets` name this (e.g. ci)")
-    p.add_argument("--split", choices=("dev", "test"), help="only the cases of this split (tune on dev, report on test)")
-    p.add_argument("--corpus", type=Path, metavar="SPEC", help="answer from the corpus a JSON spec names (e.g. evals/corpora/pydocs.json)")
     p.add_argument(
-        "--baseline", action="store_true", help="also answer every case without history with the plain LangChain recipe, same scorer"
+        "--suite",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help=f"a suite file; repeatable (default: {DEFAULT_SUITE.name})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set llm_backend=extractive",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", default=DEFAULT_OUT, help="where run folders go (default: evals/results)"
+    )
+    p.add_argument("--subset", metavar="NAME", help="only the cases whose `subsets` name this (e.g. ci)")
+    p.add_argument(
+        "--split", choices=("dev", "test"), help="only the cases of this split (tune on dev, report on test)"
+    )
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="SPEC",
+        help="answer from the corpus a JSON spec names (e.g. evals/corpora/pydocs.json)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also answer every case without history with the plain LangChain recipe, same scorer",
     )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
-    p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="print metric deltas and flipped cases from run A to run B")
     p.add_argument(
-        "--matrix", nargs="?", const="all", metavar="NAMES", help="run the ablation configurations (comma-separated names; default all)"
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="print metric deltas and flipped cases from run A to run B",
     )
-    p.add_argument("--gate", action="store_true", help="exit 1 when a metric is below its threshold in evals/thresholds.json")
-    p.add_argument("--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)")
+    p.add_argument(
+        "--matrix",
+        nargs="?",
+        const="all",
+        metavar="NAMES",
+        help="run the ablation configurations (comma-separated names; default all)",
+    )
+    p.add_argument(
+        "--gate", action="store_true", help="exit 1 when a metric is below its threshold in evals/thresholds.json"
+    )
+    p.add_argument(
+        "--thresholds", type=Path, metavar="FILE", help="thresholds file for --gate (default: evals/thresholds.json)"
+    )
     p.add_argument(
         "--endpoint",
         metavar="URL",
         help="ask an OpenAI-compatible chat endpoint (a served `rag serve`, or another product) instead of this process; key: RAG_SERVER_KEY",
     )
     p.add_argument("--endpoint-model", metavar="NAME", help="model name for --endpoint (default: the first it lists)")
-    p.add_argument("--judge", metavar="URL", help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)")
-    p.add_argument("--judge-model", default="default", metavar="NAME", help="model name for --judge (key: the judge_api_key setting)")
     p.add_argument(
-        "--support-agreement", action="store_true", help="print how far the support heuristic agrees with the hand-labelled pairs"
+        "--judge",
+        metavar="URL",
+        help="also grade answers with an LLM at this OpenAI-compatible base URL (off by default)",
+    )
+    p.add_argument(
+        "--judge-model",
+        default="default",
+        metavar="NAME",
+        help="model name for --judge (key: the judge_api_key setting)",
+    )
+    p.add_argument(
+        "--support-agreement",
+        action="store_true",
+        help="print how far the support heuristic agrees with the hand-labelled pairs",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     return p
@@ -83,7 +131,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from evals import support_agreement
 
         engine = rag.Engine()
-        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), engine.embedder, engine.supports)))
+        print(
+            support_agreement.table(
+                support_agreement.agreement(support_agreement.load(), engine.embedder, engine.supports)
+            )
+        )
         return 0
     if args.compare:
         from evals.report import compare
@@ -101,13 +153,19 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--endpoint scores what another server answers: drop --gate, --matrix and --baseline")
     if args.gate and (args.limit or args.matrix):
         parser.error("--gate compares a whole suite or subset with its thresholds: drop --limit and --matrix")
-    if args.gate and not args.thresholds and any(p.resolve() != suite.DEFAULT_SUITE.resolve() for p in args.suite or []):
+    if (
+        args.gate
+        and not args.thresholds
+        and any(p.resolve() != suite.DEFAULT_SUITE.resolve() for p in args.suite or [])
+    ):
         parser.error("the checked-in thresholds are for the gold suite; give --thresholds FILE for other suites")
 
     import rag
 
     overrides = _overrides(args.set, parser)
-    overrides.setdefault("llm_threads", "2")  # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
+    overrides.setdefault(
+        "llm_threads", "2"
+    )  # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
     if args.endpoint:
         overrides["llm_backend"] = "extractive"  # no model here: the answers come from the endpoint
     settings = rag.load_settings(**overrides)
@@ -132,7 +190,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "split": args.split,
         "corpus": str(args.corpus) if args.corpus else None,
         "limit": args.limit,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.model_dump().items() if k in _RUN_SETTINGS},
+        "settings": {
+            k: str(v) if isinstance(v, Path) else v for k, v in settings.model_dump().items() if k in _RUN_SETTINGS
+        },
         "commit": _commit(),
     }
     endpoint = None
@@ -248,7 +308,9 @@ def _new_run_dir(root: Path) -> Path:
 def _commit() -> str | None:
     """The git commit of the working tree (with `+dirty` when it has changes), for telling runs apart."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
         ).stdout.strip()

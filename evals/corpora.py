@@ -24,12 +24,22 @@ def prepare(spec_path: Path, settings: rag.Settings, progress: bool = False) -> 
         raise CorpusError(f"cannot read corpus spec {spec_path}: {exc}") from None
     missing = [f for f in files if not (root / f).is_file()]
     if missing:
-        how = f"install Debian's {spec['package']} (apt-get install {spec['package']})" if spec.get("package") else "restore them"
-        raise CorpusError(f"{len(missing)} file(s) of {spec_path} are missing under {root} (first: {missing[0]}); {how}")
-    key = json.dumps([str(root), sorted(files), settings.embed_model, settings.chunk_size, settings.chunk_overlap], sort_keys=True)
+        how = (
+            f"install Debian's {spec['package']} (apt-get install {spec['package']})"
+            if spec.get("package")
+            else "restore them"
+        )
+        raise CorpusError(
+            f"{len(missing)} file(s) of {spec_path} are missing under {root} (first: {missing[0]}); {how}"
+        )
+    key = json.dumps(
+        [str(root), sorted(files), settings.embed_model, settings.chunk_size, settings.chunk_overlap], sort_keys=True
+    )
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag" / "evals"
     index_dir = cache / f"{Path(spec_path).stem}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
-    prepared = settings.model_copy(update={"corpus_dir": root, "index_dir": index_dir, "chroma_url": None, "record_db_url": None})
+    prepared = settings.model_copy(
+        update={"corpus_dir": root, "index_dir": index_dir, "chroma_url": None, "record_db_url": None}
+    )
     report = rag.Engine(prepared).ingest([root / f for f in files], progress=progress)
     if not report.ok:
         raise CorpusError(f"indexing {spec_path} failed for: {', '.join(sorted(report.failed))}")

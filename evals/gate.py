@@ -45,8 +45,15 @@ def thresholds_for(backend: str, scope: str, path: Path = THRESHOLDS) -> dict[st
     try:
         return table[backend][scope]
     except (KeyError, TypeError):
-        have = [f"{b}/{s}" for b, scopes in table.items() if not b.startswith("_") and isinstance(scopes, dict) for s in scopes]
-        raise GateError(f"no thresholds for backend {backend!r} and scope {scope!r} in {path}; have: {', '.join(have)}") from None
+        have = [
+            f"{b}/{s}"
+            for b, scopes in table.items()
+            if not b.startswith("_") and isinstance(scopes, dict)
+            for s in scopes
+        ]
+        raise GateError(
+            f"no thresholds for backend {backend!r} and scope {scope!r} in {path}; have: {', '.join(have)}"
+        ) from None
 
 
 def check(summary: dict[str, Any], bounds: dict[str, Any]) -> tuple[list[Check], list[str]]:
@@ -137,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         table = json.loads(THRESHOLDS.read_text(encoding="utf-8"))
         table.setdefault(backend, {}).setdefault(scope, {})[FLIPS] = flips_from(run, int(args[1]))
         THRESHOLDS.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
-        print(f"{backend}/{scope}: {len(table[backend][scope][FLIPS]['passed'])} passed cases of run {run.name}, {args[1]} may flip")
+        print(
+            f"{backend}/{scope}: {len(table[backend][scope][FLIPS]['passed'])} passed cases of run {run.name}, {args[1]} may flip"
+        )
         return 0
     if len(args) < 5:
         print("usage: python -m evals.gate BACKEND SCOPE RUN_DIR RUN_DIR RUN_DIR [...]", file=sys.stderr)

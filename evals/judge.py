@@ -32,11 +32,18 @@ Cited passages:
 class Judge:
     """A callable grader: `judge(case, answer, passages) -> {"correct", "faithful", "reason"}`, or `{"error"}` on failure."""
 
-    def __init__(self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str, model: str = "default", api_key: str | None = None, timeout: float = 120.0
+    ) -> None:
         from langchain_openai import ChatOpenAI
 
         self.model = ChatOpenAI(
-            base_url=base_url, model=model, api_key=api_key or "not-needed", temperature=0, timeout=timeout, max_retries=1
+            base_url=base_url,
+            model=model,
+            api_key=api_key or "not-needed",
+            temperature=0,
+            timeout=timeout,
+            max_retries=1,
         )
 
     def __call__(self, case: Any, answer: Any, passages: list) -> dict[str, Any]:
@@ -47,7 +54,10 @@ class Judge:
         cited = "\n\n".join(f"[{c.n}] {c.text}" for c in answer.citations) or "(none)"
         question = case.question
         if case.history:
-            question = "\n".join(f"(earlier) User: {u}\n(earlier) Assistant: {a}" for u, a in case.history) + f"\nUser: {question}"
+            question = (
+                "\n".join(f"(earlier) User: {u}\n(earlier) Assistant: {a}" for u, a in case.history)
+                + f"\nUser: {question}"
+            )
         messages = [
             ("system", _SYSTEM),
             ("human", _USER.format(question=question, reference=case.reference, answer=answer.answer, passages=cited)),

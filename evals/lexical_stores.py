@@ -75,7 +75,10 @@ def timed(fn, *args):
 
 def latency(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
-    return {"mean_ms": round(1000 * statistics.mean(ordered), 2), "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 2)}
+    return {
+        "mean_ms": round(1000 * statistics.mean(ordered), 2),
+        "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             conn.execute(sql, (questions[0],)).fetchall()  # warm
             runs = [timed(lambda q, s=sql: [r[0] for r in conn.execute(s, (q,)).fetchall()], q) for q in questions]
-            report[name] = {**scored([r for r, _ in runs], wanted), **latency([t for _, t in runs]), "build_s": round(fts_build_s, 2)}
+            report[name] = {
+                **scored([r for r, _ in runs], wanted),
+                **latency([t for _, t in runs]),
+                "build_s": round(fts_build_s, 2),
+            }
         conn.execute(f"DROP TABLE {TABLE}")
 
     for name in ("bm25", "pg_ts_rank", "pg_ts_rank_cd"):

@@ -27,10 +27,24 @@ CONFIGS = (
     Config("hybrid", "BM25 and dense candidates fused by reciprocal rank (the default)", {"retrieve_mode": "hybrid"}),
     Config("dense", "dense vectors only", {"retrieve_mode": "dense"}),
     Config("bm25", "BM25 only", {"retrieve_mode": "lexical"}),
-    Config("hybrid-mmr", "hybrid, re-ranked by maximal marginal relevance", {"retrieve_mode": "hybrid", "retrieve_mmr": True}),
-    Config("no-condense", "follow-ups not rewritten by the model: the question plus the previous one", {"condense": False}),
-    Config("chunk-100", "chunks of 100 tokens, 20 shared (a separate index of the same corpus)", {"chunk_size": 100, "chunk_overlap": 20}),
-    Config("chunk-400", "chunks of 400 tokens, 80 shared (a separate index of the same corpus)", {"chunk_size": 400, "chunk_overlap": 80}),
+    Config(
+        "hybrid-mmr",
+        "hybrid, re-ranked by maximal marginal relevance",
+        {"retrieve_mode": "hybrid", "retrieve_mmr": True},
+    ),
+    Config(
+        "no-condense", "follow-ups not rewritten by the model: the question plus the previous one", {"condense": False}
+    ),
+    Config(
+        "chunk-100",
+        "chunks of 100 tokens, 20 shared (a separate index of the same corpus)",
+        {"chunk_size": 100, "chunk_overlap": 20},
+    ),
+    Config(
+        "chunk-400",
+        "chunks of 400 tokens, 80 shared (a separate index of the same corpus)",
+        {"chunk_size": 400, "chunk_overlap": 80},
+    ),
 )
 BY_NAME = {c.name: c for c in CONFIGS}
 _INDEX_SHAPE = ("chunk_size", "chunk_overlap", "tokenizer", "embed_model", "embed_backend")

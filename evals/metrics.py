@@ -55,7 +55,9 @@ _UNITS = {
         "sixteen seventeen eighteen nineteen".split()
     )
 }
-_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_TENS = {
+    w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"
+}
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER_WORD = "|".join([*_UNITS, *_TENS, *_SCALES])
 _NUMBER_RUN = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:\s+|\s+and\s+)(?:{_NUMBER_WORD}))*\b")
@@ -263,7 +265,9 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | Non
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_bootstrap(a: Sequence[bool], b: Sequence[bool], rounds: int = 5000, seed: int = 7) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: Sequence[bool], b: Sequence[bool], rounds: int = 5000, seed: int = 7
+) -> tuple[float, float, float]:
     """The difference mean(a) - mean(b) over the same cases, with a 95% percentile bootstrap interval (cases resampled
     in pairs, so the interval reflects that both sides answered the same questions)."""
     import random
@@ -272,5 +276,7 @@ def paired_bootstrap(a: Sequence[bool], b: Sequence[bool], rounds: int = 5000, s
         raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
     rng = random.Random(seed)
     n = len(a)
-    diffs = sorted(sum(a[i] - b[i] for i in idx) / n for idx in ([rng.randrange(n) for _ in range(n)] for _ in range(rounds)))
+    diffs = sorted(
+        sum(a[i] - b[i] for i in idx) / n for idx in ([rng.randrange(n) for _ in range(n)] for _ in range(rounds))
+    )
     return (sum(a) - sum(b)) / n, diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]

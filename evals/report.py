@@ -108,9 +108,15 @@ def compare(a_dir: Path, b_dir: Path) -> str:
             lines.append(f"  {label}: {key} [{b_by[key]['category']}] {b_by[key]['question']}")
             lines.append(f"      A: {_short(a_by[key]['answer'])}")
             lines.append(f"      B: {_short(b_by[key]['answer'])}")
-    hits = [k for k in a_by if k in b_by and _hit(a_by[k]) is not None and _hit(b_by[k]) is not None and _hit(a_by[k]) != _hit(b_by[k])]
+    hits = [
+        k
+        for k in a_by
+        if k in b_by and _hit(a_by[k]) is not None and _hit(b_by[k]) is not None and _hit(a_by[k]) != _hit(b_by[k])
+    ]
     if hits:
-        lines.append("retrieval hit@k flipped: " + ", ".join(f"{k} ({'found' if _hit(b_by[k]) else 'lost'})" for k in hits))
+        lines.append(
+            "retrieval hit@k flipped: " + ", ".join(f"{k} ({'found' if _hit(b_by[k]) else 'lost'})" for k in hits)
+        )
     only = sorted(set(a_by) ^ set(b_by))
     if only:
         lines.append(f"in one run only ({len(only)}): " + ", ".join(only))
@@ -144,7 +150,8 @@ def markdown(records: list[dict], summary: dict[str, Any], plots: list[str]) -> 
         "## Metrics",
         "",
         _md_table(
-            ["metric", "value"], [(label, _fmt(v, name)) for name, label in HEADLINE if (v := flatten(summary).get(name)) is not None]
+            ["metric", "value"],
+            [(label, _fmt(v, name)) for name, label in HEADLINE if (v := flatten(summary).get(name)) is not None],
         ),
         "",
         "## By category",
@@ -173,7 +180,9 @@ def markdown(records: list[dict], summary: dict[str, Any], plots: list[str]) -> 
             missing = "; ".join(f["variants"][0] for f in r.get("facts", []) if not f["found"])
             reasons = "; ".join(x for x in r.get("reasons", []) if "missing" not in x)
             why = r["error"] or (
-                "should refuse" if not r["answerable"] else "; ".join(x for x in (reasons, f"missing: {missing}" if missing else "") if x)
+                "should refuse"
+                if not r["answerable"]
+                else "; ".join(x for x in (reasons, f"missing: {missing}" if missing else "") if x)
             )
             rows.append((r["key"], r["category"], _cell(r["question"]), _cell(_short(r["answer"], 160)), _cell(why)))
         lines += [_md_table(["case", "category", "question", "answer", "why"], rows), ""]
@@ -223,7 +232,13 @@ def _run_plots(run_dir: Path, records: list[dict], summary: dict[str, Any]) -> l
 def matrix_plot(path: Path, rows: list[tuple[str, dict[str, Any]]]) -> Path:
     """Grouped bars: a few headline metrics for every configuration."""
     plt = _pyplot()
-    metrics = ["retrieval.hit@k", "retrieval.mrr", "answers.key_fact_accuracy", "answers.refusal_recall", "citations.recall"]
+    metrics = [
+        "retrieval.hit@k",
+        "retrieval.mrr",
+        "answers.key_fact_accuracy",
+        "answers.refusal_recall",
+        "citations.recall",
+    ]
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(rows)), 4))
     width = 0.8 / len(metrics)
     for i, m in enumerate(metrics):
@@ -278,7 +293,9 @@ def _fmt(value: float | None, name: str = "") -> str:
 def _table(header: list[str], rows: list) -> str:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # noqa: E731
+    fmt = lambda cells: "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )  # noqa: E731
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
 
 

@@ -36,7 +36,9 @@ def run(
     _warm_up(engine)
     relevant = relevant_chunks(engine, cases)
     records = []
-    with tqdm(total=len(cases), disable=not progress, unit="case", desc=label or "eval", leave=False, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(cases), disable=not progress, unit="case", desc=label or "eval", leave=False, dynamic_ncols=True
+    ) as bar:
         for case in cases:
             records.append(_run_case(engine, case, relevant[case.key], k, judge, endpoint))
             bar.update(1)
@@ -59,14 +61,21 @@ def relevant_chunks(engine: rag.Engine, cases: list[Case]) -> dict[str, list[set
             if not ids and mine:
                 ids = _straddling(engine, ev, mine, texts)
             if not ids:
-                log.warning("case %s: quote not found in any indexed chunk of %s: %r", case.key, ev.source, ev.quote[:80])
+                log.warning(
+                    "case %s: quote not found in any indexed chunk of %s: %r", case.key, ev.source, ev.quote[:80]
+                )
             groups.append(ids)
         out[case.key] = groups
     return out
 
 
 def _run_case(
-    engine: rag.Engine, case: Case, groups: list[set[str]], k: int, judge: Callable[..., dict] | None, endpoint: rag.Client | None = None
+    engine: rag.Engine,
+    case: Case,
+    groups: list[set[str]],
+    k: int,
+    judge: Callable[..., dict] | None,
+    endpoint: rag.Client | None = None,
 ) -> dict:
     record: dict[str, Any] = {
         "key": case.key,
@@ -85,7 +94,9 @@ def _run_case(
     started = time.perf_counter()
     try:
         events = (
-            endpoint.ask_stream(case.question, list(case.history)) if endpoint else engine.ask_stream(case.question, list(case.history))
+            endpoint.ask_stream(case.question, list(case.history))
+            if endpoint
+            else engine.ask_stream(case.question, list(case.history))
         )
         for event in events:
             if event.kind == "evidence":
@@ -95,9 +106,17 @@ def _run_case(
     except Exception as exc:  # one failing case (a model timeout, a server error) must not end the run
         log.warning("case %s failed: %s", case.key, exc)
         record["error"] = f"{type(exc).__name__}: {exc}"
-    if final is None:  # scored as a wrong answer; its time counts in the latency figures (a timeout is slow, not absent)
+    if (
+        final is None
+    ):  # scored as a wrong answer; its time counts in the latency figures (a timeout is slow, not absent)
         record["error"] = record["error"] or "no answer event"
-        final = rag.Answer(case.question, case.question, "", False, timings={"total_ms": round((time.perf_counter() - started) * 1000, 1)})
+        final = rag.Answer(
+            case.question,
+            case.question,
+            "",
+            False,
+            timings={"total_ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
     record.update(
         answer=final.answer,
         raw=final.raw,
@@ -137,12 +156,21 @@ def _retrieval(engine: rag.Engine, case: Case, groups: list[set[str]], query: st
 
 
 def _answer_metrics(
-    engine: rag.Engine, case: Case, groups: list[set[str]], final: rag.Answer, passages: list[rag.Passage], error: bool = False
+    engine: rag.Engine,
+    case: Case,
+    groups: list[set[str]],
+    final: rag.Answer,
+    passages: list[rag.Passage],
+    error: bool = False,
 ) -> dict:
     """The strict verdict on the shown answer, and how faithful the shown answer and the raw generation are to the
     sentences the model was shown (support judged by the heuristic in evals.metrics.supports). A case that errored
     is wrong, and not a refusal."""
-    verdict = scoring.Verdict(False, False, [False] * len(case.facts)) if error else scoring.score(case, final.answer, final.refused)
+    verdict = (
+        scoring.Verdict(False, False, [False] * len(case.facts))
+        if error
+        else scoring.score(case, final.answer, final.refused)
+    )
     answered = not verdict.refused and not error
     out: dict[str, Any] = {
         "refused": verdict.refused,
@@ -165,7 +193,11 @@ def _answer_metrics(
     shown = {p.n: _shown(p) for p in passages}
     context = [t for n in sorted(shown) for t in shown[n]]
     claims = [(t, m) for t, m in final.sentences() if metrics.is_claim(t)] if answered else []
-    raw_claims = [t for t, _ in rag.Answer("", "", final.raw, False).sentences() if metrics.is_claim(t)] if final.raw.strip() else []
+    raw_claims = (
+        [t for t, _ in rag.Answer("", "", final.raw, False).sentences() if metrics.is_claim(t)]
+        if final.raw.strip()
+        else []
+    )
     texts = [scoring.clean(final.answer), case.reference, *(c for c, _ in claims), *raw_claims, *context]
     vectors = engine.embedder.embed_documents(texts) if context or answered else []
     if answered and case.answerable:
@@ -194,7 +226,8 @@ def _answer_metrics(
         together = [t for n in cited for t in shown[n]]
         entailed = supported(claim, vec, together)  # ALCE citation recall: the cited passages together support it
         precise = [
-            supported(claim, vec, shown[n]) or (entailed and not supported(claim, vec, [t for m in cited if m != n for t in shown[m]]))
+            supported(claim, vec, shown[n])
+            or (entailed and not supported(claim, vec, [t for m in cited if m != n for t in shown[m]]))
             for n in cited
         ]  # ALCE citation precision: a citation counts if it supports alone, or the rest no longer does without it
         recall_flags.append(entailed)
@@ -212,7 +245,9 @@ def _answer_metrics(
     out["citation_recall"] = sum(recall_flags) / len(recall_flags)
     out["citation_precision"] = sum(precision_flags) / len(precision_flags) if precision_flags else 0.0
     if case.answerable:
-        out["evidence_recall"] = metrics.evidence_recall({c.chunk_id for c in final.citations}, groups, case.evidence_mode)
+        out["evidence_recall"] = metrics.evidence_recall(
+            {c.chunk_id for c in final.citations}, groups, case.evidence_mode
+        )
     return out
 
 

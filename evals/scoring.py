@@ -99,7 +99,11 @@ def score(case: Case, answer: str, refused: bool = False) -> Verdict:
     text = clean(answer)
     facts = [False] * len(case.facts) if refused else [fact_found(text, variants) for variants in case.facts]
     wrong = [v for variants in case.must_not for v in variants if fact_found(text, (v,))] if not refused else []
-    together = all(_in_one_sentence(answer, [case.facts[i] for i in group]) for group in case.together) if not refused else False
+    together = (
+        all(_in_one_sentence(answer, [case.facts[i] for i in group]) for group in case.together)
+        if not refused
+        else False
+    )
     polarity = case.polarity is None or _opens_with(text, case.polarity)
     too_long = len(text.split()) > max(MIN_MAX_WORDS, 3 * len(case.reference.split()))
     passed = not refused and all(facts) and not wrong and together and polarity and not too_long

@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CATEGORIES = ("fact", "list", "number", "why", "paraphrase", "multi_doc", "yes_no", "multi_part", "follow_up", "unanswerable")
+CATEGORIES = (
+    "fact",
+    "list",
+    "number",
+    "why",
+    "paraphrase",
+    "multi_doc",
+    "yes_no",
+    "multi_part",
+    "follow_up",
+    "unanswerable",
+)
 SPLITS = ("dev", "test")
 DEFAULT_SUITE = Path(__file__).parent / "suites" / "gold.jsonl"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -76,7 +87,9 @@ def validate(raw: Any) -> list[str]:
         errors.append("answerable must be true or false")
     facts, evidence = raw.get("facts", []), raw.get("evidence", [])
     if not isinstance(facts, list) or not all(_is_fact(f) for f in facts):
-        errors.append("facts must be a list whose items are a string or a non-empty list of strings (accepted variants)")
+        errors.append(
+            "facts must be a list whose items are a string or a non-empty list of strings (accepted variants)"
+        )
     must_not = raw.get("must_not", [])
     if not isinstance(must_not, list) or not all(_is_fact(f) for f in must_not):
         errors.append("must_not must be a list whose items are a string or a non-empty list of strings (variants)")
@@ -150,7 +163,9 @@ def load(path: Path) -> list[Case]:
     return cases
 
 
-def select(cases: list[Case], subset: str | None = None, limit: int | None = None, split: str | None = None) -> list[Case]:
+def select(
+    cases: list[Case], subset: str | None = None, limit: int | None = None, split: str | None = None
+) -> list[Case]:
     """The cases in `subset` and `split` (all when None), at most `limit` of them, in file order."""
     chosen = [c for c in cases if (subset is None or subset in c.subsets) and (split is None or c.split == split)]
     return chosen[:limit] if limit is not None else chosen
@@ -188,5 +203,7 @@ def _is_fact(f: Any) -> bool:
 
 def _is_evidence(e: Any) -> bool:
     return (
-        isinstance(e, dict) and set(e) == {"source", "quote"} and all(isinstance(e[k], str) and e[k].strip() for k in ("source", "quote"))
+        isinstance(e, dict)
+        and set(e) == {"source", "quote"}
+        and all(isinstance(e[k], str) and e[k].strip() for k in ("source", "quote"))
     )

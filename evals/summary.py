@@ -66,7 +66,9 @@ def _sections(records: list[dict], k: int) -> dict[str, Any]:
     answered = [r for r in records if not r.get("refused") and not r.get("error")]
     generated = [r for r in records if r.get("faithfulness_raw") is not None]
     scored = [r["retrieval"] for r in answerable if r.get("retrieval")]
-    precision, recall = refusal_precision_recall([bool(r.get("refused")) for r in records], [r["answerable"] for r in records])
+    precision, recall = refusal_precision_recall(
+        [bool(r.get("refused")) for r in records], [r["answerable"] for r in records]
+    )
     timings = [r.get("timings") or {} for r in records]  # errored cases too: a timeout is slow, not absent
     out: dict[str, Any] = {
         "retrieval": {"cases": len(scored)}

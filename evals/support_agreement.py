@@ -39,7 +39,10 @@ def agreement(pairs: list[dict], embedder: Any, check: Callable[[str, str], bool
     out: dict[str, Any] = {"pairs": len(rows), "all": _scores(rows)}
     if check is not None:
         checked = [(p, check(p["claim"], p["passage"])) for p in pairs]
-        out["citation_check"] = {"all": _scores(checked), "test": _scores([r for r in checked if split_of(r[0]) == "test"])}
+        out["citation_check"] = {
+            "all": _scores(checked),
+            "test": _scores([r for r in checked if split_of(r[0]) == "test"]),
+        }
         out["citation_check"]["contradicted_kept"] = sum(x for p, x in checked if p["label"] == "contradicted")
         out["citation_check"]["contradicted"] = sum(p["label"] == "contradicted" for p in pairs)
     for split in ("dev", "test"):
@@ -48,7 +51,8 @@ def agreement(pairs: list[dict], embedder: Any, check: Callable[[str, str], bool
     for r in rows:
         kinds[r[0]["kind"]].append(r)
     out["by_kind"] = {
-        k: {"pairs": len(v), "agree": sum(pred == (p["label"] == "supported") for p, pred in v)} for k, v in sorted(kinds.items())
+        k: {"pairs": len(v), "agree": sum(pred == (p["label"] == "supported") for p, pred in v)}
+        for k, v in sorted(kinds.items())
     }
     return out
 
@@ -66,10 +70,14 @@ def _scores(rows: list[tuple[dict, bool]]) -> dict[str, float | int]:
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = [f"support heuristic vs hand labels ({result['pairs']} pairs): accuracy / precision / recall of 'supported'"]
+    lines = [
+        f"support heuristic vs hand labels ({result['pairs']} pairs): accuracy / precision / recall of 'supported'"
+    ]
     for split in ("all", "dev", "test"):
         s = result[split]
-        lines.append(f"  {split:5} {s['pairs']:4} pairs  {s['accuracy']:.3f} / {s['precision']:.3f} / {s['recall']:.3f}")
+        lines.append(
+            f"  {split:5} {s['pairs']:4} pairs  {s['accuracy']:.3f} / {s['precision']:.3f} / {s['recall']:.3f}"
+        )
     lines.append("  by kind: " + ", ".join(f"{k} {v['agree']}/{v['pairs']}" for k, v in result["by_kind"].items()))
     if "citation_check" in result:
         c = result["citation_check"]

@@ -22,7 +22,11 @@ class CorpusAdmin:
     reopened after it)."""
 
     def __init__(
-        self, settings: Settings, store: Callable[[], Store], has_index: Callable[[], bool], ingest: Callable[[], index.IngestReport]
+        self,
+        settings: Settings,
+        store: Callable[[], Store],
+        has_index: Callable[[], bool],
+        ingest: Callable[[], index.IngestReport],
     ) -> None:
         self.settings = settings
         self._store, self._has_index, self._ingest = store, has_index, ingest
@@ -33,7 +37,9 @@ class CorpusAdmin:
         for src in (*report.added, *report.updated, *report.skipped, *report.deleted):
             self._why_not.pop(src, None)
         self._why_not.update(report.failed)
-        self._why_not.update({src: f"the same content as {other}, stored once" for src, other in report.duplicates.items()})
+        self._why_not.update(
+            {src: f"the same content as {other}, stored once" for src, other in report.duplicates.items()}
+        )
 
     @reaching_services
     def documents(self) -> list[dict]:
@@ -41,7 +47,9 @@ class CorpusAdmin:
         docs: dict[str, dict] = {}
         store = self._store()
         for meta in (d.metadata for d in store.get(with_text=False)):
-            entry = docs.setdefault(meta["source"], {"source": meta["source"], "title": meta.get("title", ""), "chunks": 0})
+            entry = docs.setdefault(
+                meta["source"], {"source": meta["source"], "title": meta.get("title", ""), "chunks": 0}
+            )
             entry["chunks"] += 1
         stamps = store.indexed_at()
         for src, entry in docs.items():
@@ -73,7 +81,9 @@ class CorpusAdmin:
 
         target = self._corpus_path(name)
         if Path(name).suffix.lower() not in load.SUPPORTED_EXTS:
-            raise InputError(f"cannot index {Path(name).name}: supported types are {', '.join(sorted(load.SUPPORTED_EXTS))}")
+            raise InputError(
+                f"cannot index {Path(name).name}: supported types are {', '.join(sorted(load.SUPPORTED_EXTS))}"
+            )
         if len(data) > self.settings.max_file_mb * 1024 * 1024:
             raise InputError(f"{Path(name).name} is over the {self.settings.max_file_mb:g} MB limit")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
     raw: str = ""
-    checked: list[tuple[str, bool]] = field(default_factory=list)  # every sentence the model wrote, and whether it stands
+    checked: list[tuple[str, bool]] = field(
+        default_factory=list
+    )  # every sentence the model wrote, and whether it stands
     kind: str = "fact"  # how the question was read: fact, yes_no, why, compare or multi_part
     support: str = ""  # how strong the evidence is, in words (`strength`); empty for a refusal
     way: str = RETRIEVED  # what the model was shown: the whole corpus, or retrieved passages
@@ -78,7 +80,9 @@ def stream(
     """Answer one question from retrieved passages, yielding the evidence as soon as it is known, then tokens, then
     the checked answer."""
     started = time.perf_counter()
-    standalone = condense.condense(question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s)
+    standalone = condense.condense(
+        question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s
+    )
     reading = questions.read(standalone)
     deep = reading.deep and llm is not None  # the extractive backend shows a sentence or two whatever the question
     query_vector = embedder.embed_query(standalone)  # once: for the dense search and for scoring the context
@@ -110,7 +114,13 @@ def stream(
 
 
 def stream_whole(
-    question: str, history: condense.History, *, corpus: Corpus, embedder: Embeddings, llm: BaseChatModel, settings: Settings
+    question: str,
+    history: condense.History,
+    *,
+    corpus: Corpus,
+    embedder: Embeddings,
+    llm: BaseChatModel,
+    settings: Settings,
 ) -> Iterator[Event]:
     """Answer one question with every document of `corpus` in view: the documents are a fixed prefix the runtime
     keeps, so only the conversation and the question are read. The follow-up's rewrite (deterministic, no model
@@ -154,7 +164,9 @@ class _Asked:
         self.timings.setdefault("first_token_ms", _ms(self.started))
         self.timings["total_ms"] = _ms(self.started)
         dropped = checked.unsupported if checked else []
-        shown = [(t, ok) for t, ok in checked.parts if not ok] if checked else []  # connectives ("No.") go with the refusal
+        shown = (
+            [(t, ok) for t, ok in checked.parts if not ok] if checked else []
+        )  # connectives ("No.") go with the refusal
         return Answer(
             self.question,
             self.standalone,
@@ -270,7 +282,9 @@ def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:
     timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + usage["input_tokens"] - cached
     timings["cached_tokens"] = timings.get("cached_tokens", 0) + cached
     if chunk.response_metadata.get("prompt_read_ms") is not None:
-        timings["prompt_read_ms"] = round(timings.get("prompt_read_ms", 0) + chunk.response_metadata["prompt_read_ms"], 1)
+        timings["prompt_read_ms"] = round(
+            timings.get("prompt_read_ms", 0) + chunk.response_metadata["prompt_read_ms"], 1
+        )
 
 
 _WARM = {"passages": "[1] (Title) Text.", "question": "Why?", "shape": ""}  # a prompt holding the whole fixed prefix
@@ -328,4 +342,14 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["Answer", "Event", "REFUSAL", "extractive", "final", "looks_like_refusal", "strength", "stream", "stream_whole"]
+__all__ = [
+    "Answer",
+    "Event",
+    "REFUSAL",
+    "extractive",
+    "final",
+    "looks_like_refusal",
+    "strength",
+    "stream",
+    "stream_whole",
+]

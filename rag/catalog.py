@@ -67,7 +67,11 @@ class Catalog:
 
     def check(self, manifest: dict[str, Any]) -> None:
         wanted = build_settings(self.settings)
-        diffs = [f"{k}: index has {manifest.get(k)!r}, settings say {wanted[k]!r}" for k in _BUILD_KEYS if manifest.get(k) != wanted[k]]
+        diffs = [
+            f"{k}: index has {manifest.get(k)!r}, settings say {wanted[k]!r}"
+            for k in _BUILD_KEYS
+            if manifest.get(k) != wanted[k]
+        ]
         if diffs:
             raise IndexMismatchError(
                 f"index at {self.ledger.where} was built with other settings ({'; '.join(diffs)}); "

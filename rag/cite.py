@@ -63,7 +63,9 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     removed = [m for c in claims for m in c.markers if m not in by_n]
     for c in claims:
         c.markers = [m for m in c.markers if m in by_n]
-    with_text = [p for p in passages if len(p.sentence_vectors(embedder))]  # vectors from building the context, if it did
+    with_text = [
+        p for p in passages if len(p.sentence_vectors(embedder))
+    ]  # vectors from building the context, if it did
     owner = [(p.n, s, e) for p in with_text for s, e in p.sentences]
     if not claims or not owner:
         return Checked(text="", removed_markers=removed)
@@ -91,7 +93,8 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
             parts.append((claim.text + claim.punct, True))
             continue
         support = [
-            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]], asked) for j in range(len(texts))
+            _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]], asked)
+            for j in range(len(texts))
         ]
         per_passage: dict[int, tuple[float, int]] = {}
         contradicted = {owner[j][0] for j in range(len(texts)) if _contradicts(claim.text, terms, texts[j])}
@@ -105,9 +108,16 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
             drop(claim.text + claim.punct)
             continue
         keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
-        if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
+        if (
+            not keep
+            or per_passage[best_n][0] >= SUPPORTED
+            and best_n not in keep
+            and per_passage[keep[0]][0] < SUPPORTED
+        ):
             keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
-        text = without_media(claim.text, " ".join(by_n[n].text for n in keep))  # an address only from a passage it cites
+        text = without_media(
+            claim.text, " ".join(by_n[n].text for n in keep)
+        )  # an address only from a passage it cites
         if not text:
             drop(written[ci] + claim.punct)
             continue
@@ -136,7 +146,9 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
                 page=p.page_at(p.start + s),
             )
         )
-    return Checked(text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts)
+    return Checked(
+        text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts
+    )
 
 
 def without_media(text: str, passages: str) -> str:
@@ -161,7 +173,9 @@ _INSTRUCTION = re.compile(
 )
 
 
-def _support(claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage, asked: set[str] = frozenset()) -> float:
+def _support(
+    claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage, asked: set[str] = frozenset()
+) -> float:
     """How well one source sentence backs a claim: meaning and shared words. A number the claim states that its
     passage lacks is no support at all (a changed figure); a name it lacks (text and title) halves the support; a
     sentence addressing the assistant supports nothing."""
@@ -176,7 +190,9 @@ def _support(claim: str, terms: set[str], similarity: float, sentence: str, pass
     if any(_plain(name) not in lowered for name in _NAME.findall(claim)):
         value *= 0.5
     if recall >= 0.75 and _stems(claim) - _stems(source) - asked:
-        value *= 0.5  # a near copy with a word changed or added ("improved" for "deteriorated", "delivered within weeks")
+        value *= (
+            0.5  # a near copy with a word changed or added ("improved" for "deteriorated", "delivered within weeks")
+        )
     return value
 
 

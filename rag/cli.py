@@ -47,39 +47,60 @@ def registered() -> dict[str, Command]:
 def index_option(parser: argparse.ArgumentParser) -> None:
     """`--index DIR` and `-v`, which every sub-command takes."""
     parser.add_argument(
-        "--index", type=Path, metavar="DIR", default=argparse.SUPPRESS, help="index directory (default: RAG_INDEX_DIR or index/)"
+        "--index",
+        type=Path,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="index directory (default: RAG_INDEX_DIR or index/)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details to stderr"
+    )
 
 
 def _parser(plugins: dict[str, Command]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     index_option(common)
 
-    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over a document corpus.", parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Offline question answering over a document corpus.", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", parents=[common], help="index files (default: the corpus directory)")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH")
-    p.add_argument("--rebuild", action="store_true", help="build a fresh index with the current settings, then switch to it")
+    p.add_argument(
+        "--rebuild", action="store_true", help="build a fresh index with the current settings, then switch to it"
+    )
     p.add_argument("--if-needed", action="store_true", help="do nothing when an index already exists")
 
     p = sub.add_parser("search", parents=[common], help="show the chunks that best match a query")
     p.add_argument("query")
     p.add_argument("-k", type=int, help="number of chunks (default: RAG_RETRIEVE_K)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--source", action="append", metavar="DOC", help="only this document (its source or file name); repeatable")
+    p.add_argument(
+        "--source", action="append", metavar="DOC", help="only this document (its source or file name); repeatable"
+    )
 
     p = sub.add_parser("ask", parents=[common], help="answer a question from the index, with citations")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--history", type=Path, metavar="FILE", help="JSON list of [user, assistant] pairs (earlier turns)")
-    p.add_argument("--backend", help="one of: " + ", ".join(Settings.choices("llm_backend")) + " (default: RAG_LLM_BACKEND)")
+    p.add_argument(
+        "--backend", help="one of: " + ", ".join(Settings.choices("llm_backend")) + " (default: RAG_LLM_BACKEND)"
+    )
     p.add_argument("-k", type=int, help="passages to retrieve")
-    p.add_argument("--source", action="append", metavar="DOC", help="answer only from this document (its source or file name); repeatable")
+    p.add_argument(
+        "--source",
+        action="append",
+        metavar="DOC",
+        help="answer only from this document (its source or file name); repeatable",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--server", metavar="URL", help="ask this running `rag serve` (default: RAG_SERVER_URL, or one answering on 127.0.0.1:7860)"
+        "--server",
+        metavar="URL",
+        help="ask this running `rag serve` (default: RAG_SERVER_URL, or one answering on 127.0.0.1:7860)",
     )
     where.add_argument("--local", action="store_true", help="answer in this process even when a server runs")
 
@@ -195,7 +216,9 @@ def _open_for_search(engine) -> None:
     cached = getattr(engine.embedder, "query_encoder_cached", None)
     loading = None
     if cached is not None and cached():
-        loading = threading.Thread(target=engine.embedder.embed_query, args=("warm up",), name="query-encoder", daemon=True)
+        loading = threading.Thread(
+            target=engine.embedder.embed_query, args=("warm up",), name="query-encoder", daemon=True
+        )
         loading.start()
     else:
         engine.embedder.embed_query("warm up")
@@ -218,7 +241,9 @@ def _server(settings: Settings, args: argparse.Namespace):
     if named:
         client = Client(named, key)
         if not client.available(timeout=2.0):
-            raise InputError(f"no rag server answers at {client.base}; start `rag serve`, fix the address, or use --local")
+            raise InputError(
+                f"no rag server answers at {client.base}; start `rag serve`, fix the address, or use --local"
+            )
         return client
     if getattr(args, "index", None) or args.backend or args.k:
         return None
@@ -243,7 +268,9 @@ def _print_answer(result, as_json: bool) -> int:
 def _read_history(path: Path) -> list[tuple[str, str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in data):
+        if not isinstance(data, list) or not all(
+            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in data
+        ):
             raise ValueError("expected a list of [user, assistant] string pairs")
     except (OSError, ValueError) as exc:
         raise InputError(f"--history {path}: {exc}; give a JSON list of [user, assistant] pairs") from None
@@ -277,4 +304,6 @@ def _read_whole(engine) -> None:
             f"read the {read['documents']} documents whole (about {read['tokens']:,} tokens) in {read['seconds']:.1f} s; saved for later questions"
         )
     else:
-        print(f"the {read['documents']} documents are read whole (about {read['tokens']:,} tokens; the saved reading is current)")
+        print(
+            f"the {read['documents']} documents are read whole (about {read['tokens']:,} tokens; the saved reading is current)"
+        )

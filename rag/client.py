@@ -28,7 +28,9 @@ class Client:
         base = url.rstrip("/")
         self.base = base if base.endswith("/v1") else f"{base}/v1"
         host = httpx.URL(self.base).host
-        self._http = {"trust_env": host not in ("127.0.0.1", "localhost", "::1")}  # no proxy for a server on this machine
+        self._http = {
+            "trust_env": host not in ("127.0.0.1", "localhost", "::1")
+        }  # no proxy for a server on this machine
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._model, self.timeout = model, timeout
 
@@ -47,18 +49,27 @@ class Client:
             self._model = data[0].get("id") or "default"
         return self._model
 
-    def ask_stream(self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None) -> Iterator[Event]:
+    def ask_stream(
+        self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None
+    ) -> Iterator[Event]:
         """`token` events as the server streams them, then the `answer` (timings measured here, as a user waits)."""
         messages: list[dict[str, str]] = []
         for user, reply in history or []:
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         messages.append({"role": "user", "content": question})
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True} | ({"sources": list(sources)} if sources else {})
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True} | (
+            {"sources": list(sources)} if sources else {}
+        )
         started = time.perf_counter()
         words, extension, first = [], None, None
         try:
             with httpx.stream(
-                "POST", f"{self.base}/chat/completions", json=body, headers=self._headers, timeout=self.timeout, **self._http
+                "POST",
+                f"{self.base}/chat/completions",
+                json=body,
+                headers=self._headers,
+                timeout=self.timeout,
+                **self._http,
             ) as r:
                 if r.status_code != 200:
                     r.read()
@@ -68,7 +79,9 @@ class Client:
                         continue
                     chunk = json.loads(line[5:])
                     if "error" in chunk:
-                        raise ModelError(f"the server at {self.base} failed mid-answer: {chunk['error'].get('message')}")
+                        raise ModelError(
+                            f"the server at {self.base} failed mid-answer: {chunk['error'].get('message')}"
+                        )
                     extension = chunk.get("rag") or extension
                     for choice in chunk.get("choices") or []:
                         delta = (choice.get("delta") or {}).get("content")
@@ -79,23 +92,36 @@ class Client:
         except httpx.TimeoutException:
             raise ModelError(f"the server at {self.base} did not answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise ModelError(f"could not reach the server at {self.base} ({exc}); start `rag serve`, or leave out --server") from None
+            raise ModelError(
+                f"could not reach the server at {self.base} ({exc}); start `rag serve`, or leave out --server"
+            ) from None
         ended = time.perf_counter()
-        timings = {"first_token_ms": round(((first or ended) - started) * 1000, 1), "total_ms": round((ended - started) * 1000, 1)}
+        timings = {
+            "first_token_ms": round(((first or ended) - started) * 1000, 1),
+            "total_ms": round((ended - started) * 1000, 1),
+        }
         yield Event("answer", _answer(question, "".join(words), extension, timings))
 
-    def ask(self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None) -> Answer:
+    def ask(
+        self, question: str, history: list[tuple[str, str]] | None = None, sources: list[str] | None = None
+    ) -> Answer:
         return final(self.ask_stream(question, history, sources))
 
     def search(self, query: str, k: int | None = None, sources: list[str] | None = None) -> list[Hit]:
-        body: dict[str, Any] = {"query": query} | ({"k": k} if k else {}) | ({"sources": list(sources)} if sources else {})
+        body: dict[str, Any] = (
+            {"query": query} | ({"k": k} if k else {}) | ({"sources": list(sources)} if sources else {})
+        )
         return [Hit(**h) for h in self._call("POST", "/search", json=body).json()["hits"]]
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            r = httpx.request(method, f"{self.base}{path}", headers=self._headers, timeout=self.timeout, **self._http, **kw)
+            r = httpx.request(
+                method, f"{self.base}{path}", headers=self._headers, timeout=self.timeout, **self._http, **kw
+            )
         except httpx.HTTPError as exc:
-            raise ModelError(f"could not reach the server at {self.base} ({exc}); start `rag serve`, or leave out --server") from None
+            raise ModelError(
+                f"could not reach the server at {self.base} ({exc}); start `rag serve`, or leave out --server"
+            ) from None
         if r.status_code != 200:
             raise self._refused(r)
         return r

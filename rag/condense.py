@@ -53,7 +53,12 @@ def condense(question: str, history: History, llm=None, timeout: float = 60.0) -
     except Exception as exc:  # a failed rewrite must not fail the answer
         log.warning("question rewrite failed (%s); using the fallback", exc)
         return fallback(question, history)
-    rewritten = re.sub(r"^(rewritten|standalone)?\s*question\s*:\s*", "", raw.strip().splitlines()[0] if raw.strip() else "", flags=re.I)
+    rewritten = re.sub(
+        r"^(rewritten|standalone)?\s*question\s*:\s*",
+        "",
+        raw.strip().splitlines()[0] if raw.strip() else "",
+        flags=re.I,
+    )
     rewritten = rewritten.strip().strip('"“”').strip()
     if not rewritten or len(rewritten) > 3 * len(question) + 150 or NOT_FOUND in rewritten:
         return fallback(question, history)

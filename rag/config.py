@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; unset = embedded")
-    record_db_url: str | None = Field(None, description="SQLAlchemy URL of the record store; unset = SQLite in index_dir")
+    record_db_url: str | None = Field(
+        None, description="SQLAlchemy URL of the record store; unset = SQLite in index_dir"
+    )
     collection_prefix: str = "rag"
 
     embed_backend: EmbedBackend = "sentence-transformers"
@@ -56,10 +58,16 @@ class Settings(BaseSettings):
     retrieve_mmr: bool = False
 
     context_tokens: int = Field(250, ge=50, le=6000, description="token budget of the passages shown to the model")
-    context_margin: float = Field(0.25, ge=0.0, le=2.0, description="skip sentences scoring this far below the best one")
-    deep_retrieve_k: int = Field(6, ge=1, le=20, description="passages for a question asking why/how, for each source or in parts")
+    context_margin: float = Field(
+        0.25, ge=0.0, le=2.0, description="skip sentences scoring this far below the best one"
+    )
+    deep_retrieve_k: int = Field(
+        6, ge=1, le=20, description="passages for a question asking why/how, for each source or in parts"
+    )
     deep_context_tokens: int = Field(500, ge=50, le=6000, description="token budget for such a question")
-    deep_context_margin: float = Field(0.4, ge=0.0, le=2.0, description="its margin: reasons match the question less closely")
+    deep_context_margin: float = Field(
+        0.4, ge=0.0, le=2.0, description="its margin: reasons match the question less closely"
+    )
     deep_max_tokens: int = Field(320, ge=16, le=4096, description="answer length limit for such a question")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
     answer_mode: Literal["auto", "retrieved", "whole"] = Field(
@@ -68,58 +76,90 @@ class Settings(BaseSettings):
     )
 
     llm_backend: LLMBackend = "local"
-    llm_model_path: str | None = Field(None, description="a GGUF file; unset = the packaged Qwen2.5-Coder-1.5B-Instruct")
-    llm_n_ctx: int = Field(8192, ge=512, description="the model's context in tokens: how large a corpus can be read whole")
+    llm_model_path: str | None = Field(
+        None, description="a GGUF file; unset = the packaged Qwen2.5-Coder-1.5B-Instruct"
+    )
+    llm_n_ctx: int = Field(
+        8192, ge=512, description="the model's context in tokens: how large a corpus can be read whole"
+    )
     llm_threads: int | None = Field(None, ge=1)
     llm_max_tokens: int = Field(200, ge=16, le=4096)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_timeout_s: float = Field(120.0, gt=0)
-    llm_state_dir: Path | None = Field(None, description="where the embedded runtime keeps saved prompt states; unset = the user cache")
-    llm_states_max: int = Field(8, ge=1, le=1000, description="saved prompt states kept on disk; the least recently used go first")
+    llm_state_dir: Path | None = Field(
+        None, description="where the embedded runtime keeps saved prompt states; unset = the user cache"
+    )
+    llm_states_max: int = Field(
+        8, ge=1, le=1000, description="saved prompt states kept on disk; the least recently used go first"
+    )
     llm_speculative: Literal["none", "ngram"] = Field(
-        "none", description="embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)"
+        "none",
+        description="embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)",
     )
     openai_base_url: str | None = None
     openai_model: str = "default"
     openai_api_key: SecretStr | None = None
 
     max_question_chars: int = Field(2000, ge=10, le=100_000)
-    max_history_turns: int = Field(20, ge=0, le=1000, description="earlier turns a question may come with; more is refused")
-    max_history_chars: int = Field(20_000, ge=0, description="characters of all earlier turns together; more is refused")
+    max_history_turns: int = Field(
+        20, ge=0, le=1000, description="earlier turns a question may come with; more is refused"
+    )
+    max_history_chars: int = Field(
+        20_000, ge=0, description="characters of all earlier turns together; more is refused"
+    )
 
     feedback_file: Path = Path("feedback/feedback.jsonl")
-    feedback_max_mb: float = Field(50.0, gt=0, description="the feedback log's cap: past it, further votes are refused (and logged)")
+    feedback_max_mb: float = Field(
+        50.0, gt=0, description="the feedback log's cap: past it, further votes are refused (and logged)"
+    )
     conversations_db_url: str | None = Field(
-        None, description="SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite"
+        None,
+        description="SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite",
     )
     ui_admin: bool = Field(False, description="turn on the Corpus tab's upload, re-index and remove actions")
     ui_auth: SecretStr | None = Field(
-        None, description="user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats"
+        None,
+        description="user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats",
     )
     ui_admins: str | None = Field(
-        None, description="comma-separated logins of RAG_UI_AUTH that may use the Corpus tab's actions; with a login, nobody else may"
+        None,
+        description="comma-separated logins of RAG_UI_AUTH that may use the Corpus tab's actions; with a login, nobody else may",
     )
-    judge_api_key: SecretStr | None = Field(None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`")
+    judge_api_key: SecretStr | None = Field(
+        None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`"
+    )
     ui_queue_size: int = Field(16, ge=1, le=1000)
-    ui_concurrency: int = Field(1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)")
-    ui_max_body_kb: int = Field(1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)")
-    api_only: bool = Field(False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes")
+    ui_concurrency: int = Field(
+        1, ge=1, le=16, description="answers generated at once (the local model runs one at a time)"
+    )
+    ui_max_body_kb: int = Field(
+        1024, ge=1, le=65536, description="largest request body a chat route reads (uploads: max_file_mb)"
+    )
+    api_only: bool = Field(
+        False, description="serve the HTTP API (/v1) alone: no web chat, its page, queue and file routes"
+    )
     trusted_proxies: str | None = Field(
-        None, description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none"
+        None,
+        description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none",
     )
     api_keys: SecretStr | None = Field(
         None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"
     )
     server_url: str | None = Field(
-        None, description="a running `rag serve` that `rag ask` uses; unset = the default address when one answers there"
+        None,
+        description="a running `rag serve` that `rag ask` uses; unset = the default address when one answers there",
     )
     server_key: SecretStr | None = Field(None, description="the API key `rag ask` sends to that server")
-    api_model: str = Field("rag", min_length=1, max_length=64, description="the model name the HTTP API lists and accepts")
+    api_model: str = Field(
+        "rag", min_length=1, max_length=64, description="the model name the HTTP API lists and accepts"
+    )
     api_max_body_kb: int = Field(256, ge=1, le=65536, description="largest request body the HTTP API reads")
 
     max_file_mb: float = Field(50.0, gt=0)
     max_file_chunks: int = Field(
-        5000, ge=1, description="chunks one file may make; a file with more fails before any embedding (other files are indexed)"
+        5000,
+        ge=1,
+        description="chunks one file may make; a file with more fails before any embedding (other files are indexed)",
     )
     parse_timeout_s: float = Field(60.0, gt=0, description="time limit for parsing one PDF or Word file")
     index_batch_size: int = Field(
@@ -127,7 +167,10 @@ class Settings(BaseSettings):
     )
     lock_timeout_s: float = Field(0.0, ge=0, description="how long a writer waits for the index lock; 0 = fail fast")
     index_refresh_s: float = Field(
-        1.0, ge=0, le=3600, description="how often a serving process checks for changes other processes committed to the index"
+        1.0,
+        ge=0,
+        le=3600,
+        description="how often a serving process checks for changes other processes committed to the index",
     )
 
     @field_validator("ui_auth")
@@ -148,13 +191,17 @@ class Settings(BaseSettings):
             try:
                 ipaddress.ip_network(part, strict=False)
             except ValueError:
-                raise ValueError(f"{part!r} is not an IP address or network (such as 10.0.0.2 or 10.0.0.0/24)") from None
+                raise ValueError(
+                    f"{part!r} is not an IP address or network (such as 10.0.0.2 or 10.0.0.0/24)"
+                ) from None
         return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
         return self
 
     @classmethod
@@ -167,7 +214,10 @@ class Settings(BaseSettings):
         """The web chat's logins, user -> password, or None when it has none."""
         if self.ui_auth is None:
             return None
-        return {user.strip(): password for user, _, password in (p.partition(":") for p in self.ui_auth.get_secret_value().split(","))}
+        return {
+            user.strip(): password
+            for user, _, password in (p.partition(":") for p in self.ui_auth.get_secret_value().split(","))
+        }
 
     @property
     def admins(self) -> tuple[str, ...]:
@@ -226,6 +276,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']} (check RAG_* variables and {DEFAULT_CONFIG_FILE})") from None
+        raise ConfigError(
+            f"invalid setting {where}: {first['msg']} (check RAG_* variables and {DEFAULT_CONFIG_FILE})"
+        ) from None
     log.debug("resolved settings: %s", settings.model_dump())
     return settings

@@ -103,7 +103,9 @@ class Evidence:
 
 
 SOURCES_HEARD = 3  # a question about several documents hears at most this many, each through its best sentence
-_LEANS_BACK = re.compile(r"^(?:it|its|this|that|these|those|they|their|he|she|his|her|such|the latter|the former)\b", re.I)
+_LEANS_BACK = re.compile(
+    r"^(?:it|its|this|that|these|those|they|their|he|she|his|her|such|the latter|the former)\b", re.I
+)
 
 
 def build(
@@ -137,7 +139,9 @@ def build(
     terms = set(tokenize(question))
     overlaps = [len(terms & set(tokenize(t))) / len(terms) if terms else 0.0 for t in texts]
     # Semantic match first; shared terms and the retriever's rank break near-ties.
-    scores = [float(sim) + 0.3 * ov - 0.02 * spans[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))]
+    scores = [
+        float(sim) + 0.3 * ov - 0.02 * spans[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))
+    ]
 
     first: list[int] = [int(np.argmax(vectors @ np.asarray(v))) for v in parts]
     if spread:
@@ -170,7 +174,9 @@ def build(
     for n, p in enumerate(passages, 1):
         p.n = n
     covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
-    evidence = Evidence(best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0)
+    evidence = Evidence(
+        best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0
+    )
     return passages, evidence
 
 

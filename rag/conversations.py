@@ -56,13 +56,19 @@ class Conversation:
 
     def to_markdown(self) -> str:
         """The conversation for reading: each question, its checked answer, then its numbered sources with quotes."""
-        lines = [f"# {_one_line(self.title)}", "", f"_Saved {_when(self.created_at)}; last answer {_when(self.updated_at)}._"]
+        lines = [
+            f"# {_one_line(self.title)}",
+            "",
+            f"_Saved {_when(self.created_at)}; last answer {_when(self.updated_at)}._",
+        ]
         for turn in self.turns:
             lines += ["", f"## {_one_line(turn.question)}", "", turn.answer.strip() or "_(no answer)_"]
             if turn.support and not turn.refused:
                 lines += ["", f"_Evidence: {turn.support}._"]
             if turn.unsupported:
-                lines += ["", "Removed (not supported by the documents):"] + [f"- ~~{_one_line(s)}~~" for s in turn.unsupported]
+                lines += ["", "Removed (not supported by the documents):"] + [
+                    f"- ~~{_one_line(s)}~~" for s in turn.unsupported
+                ]
             if turn.citations and not turn.refused:
                 lines += ["", "Sources:", ""]
                 for c in turn.citations:
@@ -130,7 +136,13 @@ class Conversations:
             "conversation_turns",
             meta,
             Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("conversation_id", String(32), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, index=True),
+            Column(
+                "conversation_id",
+                String(32),
+                ForeignKey("conversations.id", ondelete="CASCADE"),
+                nullable=False,
+                index=True,
+            ),
             Column("position", Integer, nullable=False),
             Column("question", Text, nullable=False),
             Column("record", Text, nullable=False),
@@ -146,7 +158,11 @@ class Conversations:
         now = time.time()
         cid = uuid.uuid4().hex
         with self.engine.begin() as conn:
-            conn.execute(self.conversations.insert().values(id=cid, owner=owner, title=_title(title), created_at=now, updated_at=now))
+            conn.execute(
+                self.conversations.insert().values(
+                    id=cid, owner=owner, title=_title(title), created_at=now, updated_at=now
+                )
+            )
         return cid
 
     @_reaching
@@ -157,20 +173,32 @@ class Conversations:
         now = time.time()
         with self._lock, self.engine.begin() as conn:
             self._owned(conn, owner, conversation_id)
-            position = conn.execute(select(func.count()).where(self.turns.c.conversation_id == conversation_id)).scalar_one()
+            position = conn.execute(
+                select(func.count()).where(self.turns.c.conversation_id == conversation_id)
+            ).scalar_one()
             record = json.dumps(answer.to_dict(), ensure_ascii=False)
             conn.execute(
                 self.turns.insert().values(
-                    conversation_id=conversation_id, position=position, question=answer.question, record=record, created_at=now
+                    conversation_id=conversation_id,
+                    position=position,
+                    question=answer.question,
+                    record=record,
+                    created_at=now,
                 )
             )
-            conn.execute(self.conversations.update().where(self.conversations.c.id == conversation_id).values(updated_at=now))
+            conn.execute(
+                self.conversations.update().where(self.conversations.c.id == conversation_id).values(updated_at=now)
+            )
 
     @_reaching
     def rename(self, owner: str, conversation_id: str, title: str) -> None:
         with self.engine.begin() as conn:
             self._owned(conn, owner, conversation_id)
-            conn.execute(self.conversations.update().where(self.conversations.c.id == conversation_id).values(title=_title(title)))
+            conn.execute(
+                self.conversations.update()
+                .where(self.conversations.c.id == conversation_id)
+                .values(title=_title(title))
+            )
 
     @_reaching
     def delete(self, owner: str, conversation_id: str) -> None:
@@ -187,7 +215,11 @@ class Conversations:
 
         count = select(func.count()).where(self.turns.c.conversation_id == self.conversations.c.id).scalar_subquery()
         c = self.conversations.c
-        query = select(c.id, c.title, c.created_at, c.updated_at, count).where(c.owner == owner).order_by(c.updated_at.desc())
+        query = (
+            select(c.id, c.title, c.created_at, c.updated_at, count)
+            .where(c.owner == owner)
+            .order_by(c.updated_at.desc())
+        )
         with self.engine.connect() as conn:
             return [Summary(*row) for row in conn.execute(query)]
 
@@ -198,7 +230,9 @@ class Conversations:
         with self.engine.connect() as conn:
             row = self._owned(conn, owner, conversation_id)
             records = conn.execute(
-                select(self.turns.c.record).where(self.turns.c.conversation_id == conversation_id).order_by(self.turns.c.position)
+                select(self.turns.c.record)
+                .where(self.turns.c.conversation_id == conversation_id)
+                .order_by(self.turns.c.position)
             )
             turns = [answer_from_dict(json.loads(r[0])) for r in records]
         return Conversation(row.id, row.owner, row.title, row.created_at, row.updated_at, turns)
@@ -207,7 +241,9 @@ class Conversations:
         from sqlalchemy import select
 
         c = self.conversations.c
-        row = conn.execute(select(self.conversations).where(c.id == str(conversation_id or ""), c.owner == owner)).first()
+        row = conn.execute(
+            select(self.conversations).where(c.id == str(conversation_id or ""), c.owner == owner)
+        ).first()
         if row is None:
             raise ConversationNotFound("no such conversation (it was deleted, or it is not yours); start a new chat")
         return row

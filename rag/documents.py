@@ -21,7 +21,10 @@ class Documents:
     resolves a source as `rag search` shows it, or a unique file name, to the indexed one (InputError otherwise)."""
 
     def __init__(
-        self, settings: Settings, store: Callable[[], Store], check_sources: Callable[[list[str]], tuple[str, ...] | None]
+        self,
+        settings: Settings,
+        store: Callable[[], Store],
+        check_sources: Callable[[list[str]], tuple[str, ...] | None],
     ) -> None:
         self.settings = settings
         self._store, self._check_sources = store, check_sources
@@ -39,7 +42,9 @@ class Documents:
         digest = next((d.metadata["doc_hash"] for d in stored if d.metadata.get("doc_hash")), None)
         path = Path(source)
         # A source id is relative to where ingestion ran: the corpus directory's parent, when not the current one.
-        for candidate in dict.fromkeys([path] if path.is_absolute() else [path, self.settings.corpus_dir.parent / path]):
+        for candidate in dict.fromkeys(
+            [path] if path.is_absolute() else [path, self.settings.corpus_dir.parent / path]
+        ):
             try:
                 doc = load.load(candidate, source=source, timeout=self.settings.parse_timeout_s)
             except LoadError:

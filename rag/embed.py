@@ -79,7 +79,11 @@ class SentenceTransformerEmbedder(Embeddings):
             vectors = encoder.encode(list(texts))
         else:
             vectors = self._load().encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
             )
         self.texts_embedded += len(texts)
         return vectors.tolist()
@@ -166,7 +170,9 @@ EMBEDDERS: dict[str, Callable[[Settings], Embeddings]] = {
     ),
 }
 if set(EMBEDDERS) != set(get_args(EmbedBackend)):
-    raise ImportError(f"rag.embed.EMBEDDERS {sorted(EMBEDDERS)} and rag.config.EmbedBackend {get_args(EmbedBackend)} disagree")
+    raise ImportError(
+        f"rag.embed.EMBEDDERS {sorted(EMBEDDERS)} and rag.config.EmbedBackend {get_args(EmbedBackend)} disagree"
+    )
 
 
 def make_embedder(settings: Settings) -> Embeddings:
@@ -174,5 +180,7 @@ def make_embedder(settings: Settings) -> Embeddings:
     try:
         factory = EMBEDDERS[settings.embed_backend]
     except KeyError:
-        raise ConfigError(f"unknown embedding backend {settings.embed_backend!r}; valid: {', '.join(EMBEDDERS)}") from None
+        raise ConfigError(
+            f"unknown embedding backend {settings.embed_backend!r}; valid: {', '.join(EMBEDDERS)}"
+        ) from None
     return factory(settings)

@@ -96,7 +96,11 @@ class Engine:
         return CorpusAdmin(self.settings, lambda: self.store, self.has_index, self.ingest)
 
     def retriever(
-        self, k: int | None = None, mode: RetrieveMode | None = None, mmr: bool | None = None, sources: tuple[str, ...] | None = None
+        self,
+        k: int | None = None,
+        mode: RetrieveMode | None = None,
+        mmr: bool | None = None,
+        sources: tuple[str, ...] | None = None,
     ) -> retrieve.HybridRetriever:
         """The retriever passed in, or the hybrid one over this index; unset arguments come from the settings;
         `sources` (checked with `check_sources`) keeps it to those documents."""
@@ -140,7 +144,12 @@ class Engine:
             way = self.way(sources, params.backend, for_question=True)
             if way.whole:
                 events = answer.stream_whole(
-                    question, history, corpus=way.corpus, embedder=self.embedder, llm=self.llm(params.backend), settings=self.settings
+                    question,
+                    history,
+                    corpus=way.corpus,
+                    embedder=self.embedder,
+                    llm=self.llm(params.backend),
+                    settings=self.settings,
                 )
             else:
                 events = answer.stream(
@@ -163,7 +172,9 @@ class Engine:
             return
 
     # -- the whole corpus in view ----------------------------------------------------------------
-    def way(self, sources: tuple[str, ...] | None = None, backend: LLMBackend | None = None, for_question: bool = False) -> whole.Way:
+    def way(
+        self, sources: tuple[str, ...] | None = None, backend: LLMBackend | None = None, for_question: bool = False
+    ) -> whole.Way:
         """How a question is answered now, and why: with every indexed document (or every one of `sources`) in the
         model's view when they fit its context (`settings.answer_mode`), else from retrieved passages. `for_question`:
         a serving process whose saved reading of these documents is not ready yet starts reading them in the
@@ -178,7 +189,13 @@ class Engine:
             return whole.Way(whole.RETRIEVED, why)
         self.follow()
         return self._reader.way(
-            self.store, self.lexical.stamp, sources, name, self.llm(name), self.embedder, background=for_question and self._background
+            self.store,
+            self.lexical.stamp,
+            sources,
+            name,
+            self.llm(name),
+            self.embedder,
+            background=for_question and self._background,
         )
 
     def read_corpus(self, progress: bool = False) -> dict[str, Any] | None:
@@ -201,13 +218,17 @@ class Engine:
             raise InputError(f"the question is {len(question)} characters long; the limit is {s.max_question_chars}")
         turns = [(normalize(user), normalize(reply)) for user, reply in history]
         if len(turns) > s.max_history_turns:
-            raise InputError(f"the conversation has {len(turns)} earlier turns; the limit is {s.max_history_turns}: start a new chat")
+            raise InputError(
+                f"the conversation has {len(turns)} earlier turns; the limit is {s.max_history_turns}: start a new chat"
+            )
         size = sum(len(user) + len(reply) for user, reply in turns)
         if size > s.max_history_chars or any(len(user) > s.max_question_chars for user, _ in turns):
             raise InputError(f"the conversation so far is too long ({size} characters); start a new chat")
         return question, turns
 
-    def ask(self, question: str, history: condense.History | None = None, params: QueryParams | None = None) -> answer.Answer:
+    def ask(
+        self, question: str, history: condense.History | None = None, params: QueryParams | None = None
+    ) -> answer.Answer:
         from rag import answer
 
         return answer.final(self.ask_stream(question, history, params))
@@ -236,7 +257,11 @@ class Engine:
 
     @reaching_services
     def search(
-        self, query: str, k: int | None = None, mode: RetrieveMode | None = None, sources: tuple[str, ...] | list[str] | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        mode: RetrieveMode | None = None,
+        sources: tuple[str, ...] | list[str] | None = None,
     ) -> list[retrieve.Hit]:
         """The top chunks for `query` (only of `sources` when given)."""
         try:
@@ -263,7 +288,11 @@ class Engine:
         reload its lexical index when either changed. Searching and answering call this; vectors on a Chroma server
         are current anyway, the lexical index is what goes stale. When the database does not answer, what is open
         keeps serving (a warning is logged)."""
-        if not self._follows or not self._index.is_open or time.monotonic() - self._checked < self.settings.index_refresh_s:
+        if (
+            not self._follows
+            or not self._index.is_open
+            or time.monotonic() - self._checked < self.settings.index_refresh_s
+        ):
             return
         self._checked = time.monotonic()
         try:
@@ -296,10 +325,14 @@ class Engine:
         return self.catalog.manifest() is not None
 
     @reaching_services
-    def ingest(self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False) -> index.IngestReport:
+    def ingest(
+        self, paths: list[Path] | None = None, rebuild: bool = False, progress: bool = False
+    ) -> index.IngestReport:
         from rag import index
 
-        report = index.ingest(self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None)
+        report = index.ingest(
+            self.settings, self.embedder, paths, rebuild=rebuild, progress=progress, in_server=self._serving is not None
+        )
         self._index.drop()  # the live collection or its chunks may have changed
         self.admin.note(report)
         if self._background and (report.chunks_added or report.chunks_deleted):

@@ -56,7 +56,9 @@ class StoreUnavailableError(RagError):
 
     exit_code = 6
     for_user = False  # names internal addresses: logged for the operator
-    told_user = "The document index is unavailable right now (a server it needs does not answer). Please try again in a moment."
+    told_user = (
+        "The document index is unavailable right now (a server it needs does not answer). Please try again in a moment."
+    )
 
 
 class ConversationsUnavailableError(RagError):

@@ -116,7 +116,8 @@ def ingest(
         ahead = Remembered(embedder)
         embedder = ahead
     with catalog.writing(
-        in_server=in_server, while_waiting=(lambda: _embed_ahead(catalog, ahead, paths, rebuild, report)) if ahead else None
+        in_server=in_server,
+        while_waiting=(lambda: _embed_ahead(catalog, ahead, paths, rebuild, report)) if ahead else None,
     ):
         build = catalog.begin(embedder, rebuild)
         report.collection = build.store.name
@@ -146,7 +147,12 @@ def preview(settings: Settings, paths: list[Path]) -> tuple[list[LCDocument], In
 
 
 def _plan(
-    db: Store, settings: Settings, files: list[tuple[Path, str]], prefixes: list[str], damaged: set[str], report: IngestReport
+    db: Store,
+    settings: Settings,
+    files: list[tuple[Path, str]],
+    prefixes: list[str],
+    damaged: set[str],
+    report: IngestReport,
 ) -> list[LCDocument]:
     """Delete what vanished, then load each file and return the chunks of the new and changed ones; unchanged and
     duplicate files are recorded in the report and skipped, and so are files over the chunk cap (as failed)."""
@@ -180,7 +186,9 @@ def _plan(
             if stored < db.max_batch or len(pieces := _to_documents(doc, digest, settings)) == stored:
                 report.skipped.append(doc.source)  # unchanged and complete: nothing to do
                 continue
-            log.warning("%s holds %d of its %d chunks (an interrupted run); writing it again", doc.source, stored, len(pieces))
+            log.warning(
+                "%s holds %d of its %d chunks (an interrupted run); writing it again", doc.source, stored, len(pieces)
+            )
         pieces = pieces or _to_documents(doc, digest, settings)
         if _over_cap(pieces, doc.source, settings, report):
             del owner[digest]  # a copy of it elsewhere fails the same way, not as its duplicate
@@ -202,7 +210,9 @@ def _over_cap(pieces: list[LCDocument], source: str, settings: Settings, report:
     return True
 
 
-def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | None, rebuild: bool, report: IngestReport) -> None:
+def _embed_ahead(
+    catalog: Catalog, embedder: Remembered, paths: list[Path] | None, rebuild: bool, report: IngestReport
+) -> None:
     """While another writer holds the index: embed the chunks of the files that are new or changed as the index
     stands now (read only; the plan is made again under the lock, and whatever changed meanwhile is embedded then)."""
     settings = catalog.settings
@@ -223,7 +233,9 @@ def _embed_ahead(catalog: Catalog, embedder: Remembered, paths: list[Path] | Non
     log.info("another writer holds the index; embedding %d chunks meanwhile", len(texts))
     report.embedded_ahead = embedder.remember(texts)
     log.info(
-        "embedded %d chunks ahead; waiting for the index (at most RAG_LOCK_TIMEOUT_S=%g s)", report.embedded_ahead, settings.lock_timeout_s
+        "embedded %d chunks ahead; waiting for the index (at most RAG_LOCK_TIMEOUT_S=%g s)",
+        report.embedded_ahead,
+        settings.lock_timeout_s,
     )
 
 
@@ -233,7 +245,9 @@ def _load_all(files: list[tuple[Path, str]], settings: Settings, report: IngestR
         try:
             size = path.stat().st_size
             if size > settings.max_file_mb * 1024 * 1024:
-                raise LoadError(f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)")
+                raise LoadError(
+                    f"{size / 1048576:.1f} MB is over the {settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)"
+                )
             docs.append(load.load(path, source=src, timeout=settings.parse_timeout_s))
         except LoadError as exc:
             report.failed[src] = str(exc)
@@ -241,7 +255,9 @@ def _load_all(files: list[tuple[Path, str]], settings: Settings, report: IngestR
     return docs
 
 
-def _write(db: Store, chunks: list[LCDocument], embedder: Embeddings, batch_size: int, progress: bool, report: IngestReport) -> None:
+def _write(
+    db: Store, chunks: list[LCDocument], embedder: Embeddings, batch_size: int, progress: bool, report: IngestReport
+) -> None:
     """Embed and store the chunks with LangChain's incremental `index()`, which also removes a rewritten source's
     old chunks. Its cleanup deletes a source's records written before the call started (not before the batch), so
     a document must never span two calls: each call gets whole documents only. Within a call, writes are at most
@@ -291,7 +307,14 @@ def _to_documents(doc: load.Document, digest: str, settings: Settings) -> list[L
     return [
         LCDocument(
             page_content=c.text,
-            metadata={**base, "position": c.position, "start": c.start, "end": c.end, "tokens": c.tokens, **_pages(doc, c)},
+            metadata={
+                **base,
+                "position": c.position,
+                "start": c.start,
+                "end": c.end,
+                "tokens": c.tokens,
+                **_pages(doc, c),
+            },
         )
         for c in chunk.split(doc.text, settings.chunk_size, settings.chunk_overlap, settings.tokenizer)
     ]

@@ -45,11 +45,19 @@ class Ledger(Protocol):
 
 def shared(settings: Settings) -> bool:
     """Whether the index lives wholly in shared services (a Chroma server and a PostgreSQL record store)."""
-    return bool(settings.chroma_url and settings.record_db_url and urlparse(settings.record_db_url).scheme.startswith("postgresql"))
+    return bool(
+        settings.chroma_url
+        and settings.record_db_url
+        and urlparse(settings.record_db_url).scheme.startswith("postgresql")
+    )
 
 
 def ledger_for(settings: Settings) -> Ledger:
-    return SqlLedger(settings.record_db_url or "", settings.collection_prefix) if shared(settings) else FileLedger(settings.index_dir)
+    return (
+        SqlLedger(settings.record_db_url or "", settings.collection_prefix)
+        if shared(settings)
+        else FileLedger(settings.index_dir)
+    )
 
 
 class FileLedger:
@@ -136,10 +144,18 @@ class SqlLedger:
         self.engine = create_engine(url, pool_pre_ping=True)
         meta = MetaData()
         self.catalog = Table(
-            "rag_catalog", meta, Column("prefix", Text, primary_key=True), Column("manifest", Text), Column("pending", Text)
+            "rag_catalog",
+            meta,
+            Column("prefix", Text, primary_key=True),
+            Column("manifest", Text),
+            Column("pending", Text),
         )
         self.lexical = Table(
-            "rag_lexical", meta, Column("collection", Text, primary_key=True), Column("stamp", Text), Column("data", LargeBinary)
+            "rag_lexical",
+            meta,
+            Column("collection", Text, primary_key=True),
+            Column("stamp", Text),
+            Column("data", LargeBinary),
         )
         self._meta = meta
         self._ready = False
@@ -171,7 +187,11 @@ class SqlLedger:
         row = {"collection": collection, "stamp": index.stamp, "data": index.to_bytes()}
         stmt = insert(self.lexical).values(**row)
         with self._connect() as conn, conn.begin():
-            conn.execute(stmt.on_conflict_do_update(index_elements=["collection"], set_={"stamp": row["stamp"], "data": row["data"]}))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["collection"], set_={"stamp": row["stamp"], "data": row["data"]}
+                )
+            )
 
     def drop_lexical(self, collection: str) -> None:
         with self._connect() as conn, conn.begin():
@@ -227,7 +247,9 @@ class SqlLedger:
             conn.execute(stmt.on_conflict_do_update(index_elements=["prefix"], set_=values))
 
 
-def _acquire(attempt: Callable[[], bool], timeout_s: float, while_waiting: Callable[[], None] | None, busy: str) -> None:
+def _acquire(
+    attempt: Callable[[], bool], timeout_s: float, while_waiting: Callable[[], None] | None, busy: str
+) -> None:
     """Take a lock with `attempt` (True = taken): at once, or after `while_waiting` has run (the work a waiting
     writer can do ahead) and at most `timeout_s` more of polling; IndexBusyError saying `busy` otherwise."""
     if attempt():

@@ -36,7 +36,9 @@ class LexicalIndex:
     """BM25 over chunk texts; `ids[i]` is the chunk id of document i. `data[indptr[t]:indptr[t + 1]]` are term t's
     scores in the chunks `indices[indptr[t]:indptr[t + 1]]`; `vocab` maps a term to t."""
 
-    def __init__(self, ids: list[str], vocab: dict[str, int], arrays: dict[str, np.ndarray], params: dict[str, Any], stamp: str) -> None:
+    def __init__(
+        self, ids: list[str], vocab: dict[str, int], arrays: dict[str, np.ndarray], params: dict[str, Any], stamp: str
+    ) -> None:
         self.ids = ids
         self.vocab = vocab
         self.data, self.indices, self.indptr = (arrays[name] for name in _ARRAYS)

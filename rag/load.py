@@ -94,7 +94,12 @@ def load(path: Path, source: str | None = None, timeout: float = 60.0) -> Docume
         raise LoadError("no text found (empty, whitespace-only, or an image-only file)")
     title = meta.pop("title", "") or title or _first_line_title(text) or path.stem
     return Document(
-        source=source or str(path), title=normalize(title)[:300], text=text, format=fmt, meta=meta, pages=_page_starts(pages, text)
+        source=source or str(path),
+        title=normalize(title)[:300],
+        text=text,
+        format=fmt,
+        meta=meta,
+        pages=_page_starts(pages, text),
     )
 
 
@@ -130,7 +135,9 @@ def sniff(path: Path, data: bytes) -> str:
     if ext == ".docx":
         raise LoadError("named .docx but is not a Word document (not a zip archive)")
     if ext not in SUPPORTED_EXTS:
-        raise LoadError(f"unsupported file type {ext or '(no extension)'}; supported: {', '.join(sorted(SUPPORTED_EXTS))}")
+        raise LoadError(
+            f"unsupported file type {ext or '(no extension)'}; supported: {', '.join(sorted(SUPPORTED_EXTS))}"
+        )
     if _looks_binary(data):
         raise LoadError(f"binary content in a {ext} file; only text can be indexed from it")
     head = data[:2048].lstrip().lower()
@@ -251,10 +258,14 @@ def _check_zip(data: bytes) -> None:
         raise LoadError(f"suspicious .docx: {len(infos)} archive entries (limit {MAX_ZIP_ENTRIES})")
     total = sum(i.file_size for i in infos)
     if total > MAX_ZIP_BYTES:
-        raise LoadError(f"suspicious .docx: expands to {total / 1048576:.0f} MB (limit {MAX_ZIP_BYTES / 1048576:.0f} MB)")
+        raise LoadError(
+            f"suspicious .docx: expands to {total / 1048576:.0f} MB (limit {MAX_ZIP_BYTES / 1048576:.0f} MB)"
+        )
     for i in infos:
         if i.file_size > 1024 * 1024 and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
-            raise LoadError(f"suspicious .docx: {i.filename} compresses {i.file_size // max(i.compress_size, 1)}:1 (a zip bomb?)")
+            raise LoadError(
+                f"suspicious .docx: {i.filename} compresses {i.file_size // max(i.compress_size, 1)}:1 (a zip bomb?)"
+            )
 
 
 def _isolated(parse, data: bytes, timeout: float) -> tuple[str, str]:

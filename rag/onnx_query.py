@@ -70,7 +70,9 @@ def open_cached(model_dir: Path) -> OnnxEncoder | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        encoder = _open(onnx_path, onnx_path.with_suffix(".tokenizer.json").read_text(), meta["max_length"], meta["normalize"])
+        encoder = _open(
+            onnx_path, onnx_path.with_suffix(".tokenizer.json").read_text(), meta["max_length"], meta["normalize"]
+        )
         agreement = _cosine(encoder.encode([_PROBE])[0], np.asarray(meta["probe"], dtype=np.float32))
         problem = f"cosine {agreement:.6f} to the vector it gave when checked"
     except Exception as exc:
@@ -111,14 +113,17 @@ def build(model: Any, model_dir: Path) -> OnnxEncoder | None:
         probe = encoder.encode([_PROBE])[0]
         agreement = _cosine(probe, reference)
     except Exception as exc:  # any failure to export or run only costs speed
-        log.warning("embeddings stay on PyTorch: the ONNX copy could not be made or run (%s)", str(exc).splitlines()[0][:200])
+        log.warning(
+            "embeddings stay on PyTorch: the ONNX copy could not be made or run (%s)", str(exc).splitlines()[0][:200]
+        )
         return None
     if agreement < _AGREEMENT:
         log.warning("embeddings stay on PyTorch: the ONNX copy disagrees (cosine %.6f)", agreement)
         return None
     _write(onnx_path.with_suffix(".tokenizer.json"), tokenizer_json)
     _write(  # last: its presence marks a checked copy
-        onnx_path.with_suffix(".json"), json.dumps({"max_length": max_length, "normalize": normalize, "probe": probe.tolist()})
+        onnx_path.with_suffix(".json"),
+        json.dumps({"max_length": max_length, "normalize": normalize, "probe": probe.tolist()}),
     )
     return encoder
 
@@ -153,8 +158,12 @@ def _plain_mean_pooling(model: Any) -> bool | None:
 
 def _cached_path(model_dir: Path) -> Path:
     """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, PyTorch's version and the probe)."""
-    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file())
-    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{metadata.version('torch')}|{_PROBE}".encode()).hexdigest()[:16]
+    stamp = "|".join(
+        f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file()
+    )
+    key = hashlib.sha256(f"{model_dir.resolve()}|{stamp}|{metadata.version('torch')}|{_PROBE}".encode()).hexdigest()[
+        :16
+    ]
     return cache_dir() / "onnx" / f"{model_dir.name}-{key}.onnx"
 
 
@@ -183,7 +192,9 @@ def _exported(model: Any, model_dir: Path) -> Path:
             self.inner = transformer
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     sample = model.tokenizer(["an example query"], return_tensors="pt")
     sample.setdefault("token_type_ids", torch.zeros_like(sample["input_ids"]))

@@ -66,7 +66,10 @@ _FIXED = [("system", SYSTEM)] + [
     m
     for q, a in _EXAMPLES  # each example's shape line is the one reading its question gives, as for a real question
     for m in (
-        ("human", _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(read(q).instructions())))),
+        (
+            "human",
+            _literal(_HUMAN.format(passages=_EXAMPLE_PASSAGES, question=q, shape=shape_line(read(q).instructions()))),
+        ),
         ("ai", _literal(a)),
     )
 ]
@@ -90,7 +93,10 @@ usually the one the previous question asked about, or the one its answer named; 
 question's other words. Do not answer it. Reply with the rewritten question only, on one line."""
 
 CONDENSE = ChatPromptTemplate.from_messages(
-    [("system", CONDENSE_SYSTEM), ("human", "Conversation:\n{history}\n\nLast question: {question}\n\nRewritten question:")]
+    [
+        ("system", CONDENSE_SYSTEM),
+        ("human", "Conversation:\n{history}\n\nLast question: {question}\n\nRewritten question:"),
+    ]
 )
 
 

@@ -89,7 +89,9 @@ class HybridRetriever:
         retriever = self
 
         class LangChainRetriever(BaseRetriever):
-            def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+            def _get_relevant_documents(
+                self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+            ) -> list[LCDocument]:
                 return retriever.retrieve(query)
 
         return LangChainRetriever()
@@ -114,7 +116,10 @@ class HybridRetriever:
         need_vector = self.mode in ("hybrid", "dense") or self.mmr
         where = {"source": {"$in": list(self.sources)}} if self.sources else None
         allowed = {d.id for d in self.store.get(where=where, with_text=False)} if self.sources else None
-        vectors = [self.embedder.embed_query(q) if v is None and need_vector else v for q, v in zip(queries, vectors, strict=True)]
+        vectors = [
+            self.embedder.embed_query(q) if v is None and need_vector else v
+            for q, v in zip(queries, vectors, strict=True)
+        ]
         for query, vector in zip(queries, vectors, strict=True):
             if self.mode in ("hybrid", "dense"):
                 dense = self.store.search(list(vector), self.candidates, where=where)
@@ -138,11 +143,18 @@ class HybridRetriever:
             docs.update((d.id, d) for d in self.store.get(ids=batch))
             read += len(batch)
         present = [i for i in ranked if i in docs]
-        chosen = _spread(present, {i: docs[i].metadata.get("source", "") for i in present}, k) if spread else present[:k]
+        chosen = (
+            _spread(present, {i: docs[i].metadata.get("source", "") for i in present}, k) if spread else present[:k]
+        )
         out = []
         for i in chosen:
             doc = docs[i]
-            meta = {**doc.metadata, "score": fused[i], "dense_score": dense_scores.get(i), "lexical_score": lexical_scores.get(i, 0.0)}
+            meta = {
+                **doc.metadata,
+                "score": fused[i],
+                "dense_score": dense_scores.get(i),
+                "lexical_score": lexical_scores.get(i, 0.0),
+            }
             out.append(LCDocument(id=i, page_content=doc.page_content, metadata=meta))
         return out
 

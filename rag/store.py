@@ -37,7 +37,12 @@ class Store:
     def vectorstore(self) -> Any:
         from langchain_chroma import Chroma
 
-        return Chroma(collection_name=self.name, embedding_function=self._embedder, client=self.client, collection_configuration=_SPACE)
+        return Chroma(
+            collection_name=self.name,
+            embedding_function=self._embedder,
+            client=self.client,
+            collection_configuration=_SPACE,
+        )
 
     @cached_property
     def records(self) -> Any:
@@ -67,7 +72,8 @@ class Store:
         res = self.collection.get(ids=ids, where=where, include=include)
         texts = res.get("documents") or [""] * len(res["ids"])
         return [
-            LCDocument(id=i, page_content=t or "", metadata=m or {}) for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)
+            LCDocument(id=i, page_content=t or "", metadata=m or {})
+            for i, t, m in zip(res["ids"], texts, res["metadatas"], strict=True)
         ]
 
     def vectors(self, ids: list[str]) -> dict[str, list[float]]:
@@ -89,7 +95,8 @@ class Store:
 
         with self.records.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT DISTINCT group_id FROM upsertion_record WHERE namespace = :ns"), {"ns": self.records.namespace}
+                text("SELECT DISTINCT group_id FROM upsertion_record WHERE namespace = :ns"),
+                {"ns": self.records.namespace},
             )
             return {r[0] for r in rows if r[0] is not None}
 
@@ -127,14 +134,20 @@ class Store:
         if stale:
             query = text("SELECT DISTINCT group_id FROM upsertion_record WHERE namespace = :ns AND key IN :keys")
             with self.records.engine.connect() as conn:
-                rows = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"ns": self.records.namespace, "keys": stale})
+                rows = conn.execute(
+                    query.bindparams(bindparam("keys", expanding=True)), {"ns": self.records.namespace, "keys": stale}
+                )
                 touched |= {r[0] for r in rows if r[0]}
         if orphans:
             self.vectorstore.delete(ids=orphans)
         if stale:
             self.records.delete_keys(stale)
         if orphans or stale:
-            log.warning("repaired the index after an interrupted run: %d orphan chunks removed, %d stale records", len(orphans), len(stale))
+            log.warning(
+                "repaired the index after an interrupted run: %d orphan chunks removed, %d stale records",
+                len(orphans),
+                len(stale),
+            )
         touched.discard("")
         return touched
 
@@ -211,7 +224,9 @@ def unavailable(exc: BaseException, settings: Settings) -> StoreUnavailableError
 
     then = "nothing is lost: try again once it is back (an ingestion resumes where it stopped)"
     if settings.chroma_url and (
-        isinstance(exc, httpx.TransportError) or isinstance(exc, ValueError) and "Could not connect to a Chroma server" in str(exc)
+        isinstance(exc, httpx.TransportError)
+        or isinstance(exc, ValueError)
+        and "Could not connect to a Chroma server" in str(exc)
     ):
         return StoreUnavailableError(
             f"the Chroma server at {settings.chroma_url} does not answer ({_reason(exc)}); start it or check RAG_CHROMA_URL; {then}"

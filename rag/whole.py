@@ -69,7 +69,9 @@ class Corpus:
         for n, doc in enumerate(docs, 1):
             p = context.Passage.from_document(n, doc)
             seen = last_end.get(p.source, -1)
-            fresh = [(s, e) for s, e in p.sentences if p.start + s >= seen - 1]  # the overlap was shown with the chunk before
+            fresh = [
+                (s, e) for s, e in p.sentences if p.start + s >= seen - 1
+            ]  # the overlap was shown with the chunk before
             p.highlights = fresh or list(p.sentences[-1:])
             p.scores = [0.0] * len(p.highlights)
             last_end[p.source] = max(seen, p.end)
@@ -142,7 +144,14 @@ class Reader:
         self._ready: set[str] = set()  # corpora whose reading the model holds or has saved: it stays so
 
     def way(
-        self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str, llm: Any, embedder: Embeddings, background: bool
+        self,
+        store: Any,
+        stamp: str | None,
+        sources: tuple[str, ...] | None,
+        backend: str,
+        llm: Any,
+        embedder: Embeddings,
+        background: bool,
     ) -> Way:
         """How a question over `store` (at lexical `stamp`) is answered; `background`: when the reading is not ready,
         start it on a thread and answer from retrieved passages meanwhile."""
@@ -153,9 +162,15 @@ class Reader:
             self.read_in_background(corpus, llm, embedder)
             return Way(RETRIEVED, "the documents are being read once (retrieved passages until then)")
         ctx = self.settings.llm_n_ctx
-        return Way(WHOLE, f"{len(corpus.sources)} documents, about {corpus.tokens:,} tokens, fit the model's {ctx:,}-token context", corpus)
+        return Way(
+            WHOLE,
+            f"{len(corpus.sources)} documents, about {corpus.tokens:,} tokens, fit the model's {ctx:,}-token context",
+            corpus,
+        )
 
-    def corpus(self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str) -> tuple[Corpus | None, str]:
+    def corpus(
+        self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str
+    ) -> tuple[Corpus | None, str]:
         """The documents of `store` (only `sources` when given) as one block, or None and why they cannot be read whole."""
         s = self.settings
         fixed = fixed_tokens(s.tokenizer)
@@ -164,7 +179,9 @@ class Reader:
         with self._lock:
             corpus = self._corpora.get(key)
         if corpus is None:
-            if store.count() * 16 > budget(s, fixed) * 4:  # chunks hold at least 16 tokens, a quarter of them may be overlap
+            if (
+                store.count() * 16 > budget(s, fixed) * 4
+            ):  # chunks hold at least 16 tokens, a quarter of them may be overlap
                 return None, too_large(s, None, fixed, bool(sources))
             docs = store.get(where={"source": {"$in": list(sources)}} if sources else None)
             corpus = Corpus.from_chunks(docs, version, s.tokenizer)
@@ -207,7 +224,12 @@ class Reader:
         finally:
             if bar is not None:
                 bar.close()
-        return {"how": how, "seconds": round(time.perf_counter() - started, 1), "tokens": corpus.tokens, "documents": len(corpus.sources)}
+        return {
+            "how": how,
+            "seconds": round(time.perf_counter() - started, 1),
+            "tokens": corpus.tokens,
+            "documents": len(corpus.sources),
+        }
 
     def read_in_background(self, corpus: Corpus, llm: Any, embedder: Embeddings) -> None:
         """Read `corpus` on a thread, once at a time for each corpus."""
@@ -220,7 +242,11 @@ class Reader:
             started = time.perf_counter()
             try:
                 how = self._prime(corpus, llm, embedder)
-                log.info("the documents are read (%s, %.1f s): answering with the whole corpus in view", how, time.perf_counter() - started)
+                log.info(
+                    "the documents are read (%s, %.1f s): answering with the whole corpus in view",
+                    how,
+                    time.perf_counter() - started,
+                )
             except Exception as exc:
                 log.warning("could not read the documents whole (%s); answering from retrieved passages", exc)
             finally:
@@ -229,11 +255,15 @@ class Reader:
 
         threading.Thread(target=run, name="rag-read-corpus", daemon=True).start()
 
-    def _prime(self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: Callable[[int, int], None] | None = None) -> str:
+    def _prime(
+        self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: Callable[[int, int], None] | None = None
+    ) -> str:
         corpus.embed(embedder)
         if hasattr(llm, "prime"):
             return llm.prime(self.messages(corpus), progress=progress)
-        return "sent"  # a backend without saved states reads the documents with each question (its server may cache them)
+        return (
+            "sent"  # a backend without saved states reads the documents with each question (its server may cache them)
+        )
 
 
 def render(passages: list[context.Passage]) -> str:
@@ -287,4 +317,15 @@ def too_large(settings: Settings, total_tokens: int | None, fixed_tokens: int, c
     return None
 
 
-__all__ = ["RETRIEVED", "WHOLE", "Corpus", "Reader", "Way", "budget", "fixed_tokens", "not_allowed", "render", "too_large"]
+__all__ = [
+    "RETRIEVED",
+    "WHOLE",
+    "Corpus",
+    "Reader",
+    "Way",
+    "budget",
+    "fixed_tokens",
+    "not_allowed",
+    "render",
+    "too_large",
+]

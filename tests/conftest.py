@@ -151,4 +151,6 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--ui-backend", default="local", help="answering backend for the browser chat test (local = the real model)")
+    parser.addoption(
+        "--ui-backend", default="local", help="answering backend for the browser chat test (local = the real model)"
+    )

@@ -134,7 +134,9 @@ def log_entries(path: Path) -> list[dict]:
 
 def question_box(page):
     """The chat's own question box (not the sidebar's title box)."""
-    return page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    return (
+        page.locator("#chat").locator("xpath=ancestor::div[contains(@class,'column')][1]").get_by_role("textbox").first
+    )
 
 
 def ask_in_browser(page, url, question):
@@ -172,7 +174,10 @@ def reports_corpus(root: Path) -> Path:
     c.mkdir(parents=True, exist_ok=True)
     words = "mine border treaty clearance field survey village river bridge convoy".split()
     for i in range(REPORTS):
-        body = " ".join(f"Report {i} sentence {j} mentions the {words[(i + j) % 10]} and the {words[(i * j) % 10]}." for j in range(40))
+        body = " ".join(
+            f"Report {i} sentence {j} mentions the {words[(i + j) % 10]} and the {words[(i * j) % 10]}."
+            for j in range(40)
+        )
         (c / f"doc{i:02d}.md").write_text(f"# Report {i}\n\n{body}\n")
     return c
 

@@ -103,7 +103,17 @@ class Postgres(_Server):
     def start(self) -> Postgres:
         data = str(self.root / "data")
         self._spawn(
-            [str(PG_BIN / "postgres"), "-D", data, "-p", str(self.port), "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"],
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                data,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ],
             **self.as_user,
         )
         return self

@@ -47,7 +47,9 @@ def test_out_of_corpus_question_is_refused(local_engine):
 def test_follow_up_is_answered_from_the_history(local_engine):
     first = local_engine.ask("What does the Ottawa Convention ban?")
     assert not first.refused and "mine" in first.answer.lower()
-    second = local_engine.ask("How many countries have joined it?", history=[("What does the Ottawa Convention ban?", first.answer)])
+    second = local_engine.ask(
+        "How many countries have joined it?", history=[("What does the Ottawa Convention ban?", first.answer)]
+    )
     assert "ottawa" in second.standalone_question.lower(), second.standalone_question
     assert not second.refused and "164" in second.answer
     assert any("164" in c.quote for c in second.citations)
@@ -87,5 +89,8 @@ def test_a_later_process_restores_the_saved_prompt_prefix_instead_of_reading_it(
     for run in runs:  # the question reads only its own part: the prefix is held before it (read, then restored)
         assert run["timings"]["cached_tokens"] > 1000 and run["timings"]["prompt_tokens"] < 500, run["timings"]
     # The first process waited for the prefix to be read (about 1,200 tokens at ~30 ms); the second restored it.
-    assert second["timings"]["first_token_ms"] < first["timings"]["first_token_ms"] / 2, (first["timings"], second["timings"])
+    assert second["timings"]["first_token_ms"] < first["timings"]["first_token_ms"] / 2, (
+        first["timings"],
+        second["timings"],
+    )
     assert second["answer"] == first["answer"] and not second["refused"]

@@ -81,7 +81,11 @@ def test_the_openai_client_gets_the_checked_answer_streamed_and_not(serve, ready
     assert reply.choices[0].message.content == ext["answer"]
     assert [c["n"] for c in ext["citations"]] == [1] and "[1]" in ext["answer"]
     _quotes_hold(ready_settings, ext["citations"])
-    assert ext["timings"]["total_ms"] > 0 and reply.choices[0].finish_reason == "stop" and ext["support"] == "well supported"
+    assert (
+        ext["timings"]["total_ms"] > 0
+        and reply.choices[0].finish_reason == "stop"
+        and ext["support"] == "well supported"
+    )
 
     stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": Q}], stream=True)
     chunks = list(stream)
@@ -106,19 +110,25 @@ def test_earlier_turns_drive_the_follow_up_rewrite(serve):
     assert reply.model_extra["rag"]["standalone_question"] == f"Who signed it? (about: {Q})"
     condenser_prompt = model.calls[0][-1].content
     assert f"User: {Q}" in condenser_prompt and "In 1997" in condenser_prompt
-    assert all("Ignore the documents" not in m.content for call in model.calls for m in call)  # a system turn is not obeyed
+    assert all(
+        "Ignore the documents" not in m.content for call in model.calls for m in call
+    )  # a system turn is not obeyed
 
 
 def test_a_question_the_documents_do_not_cover_is_refused(serve):
     base = serve(ScriptedChatModel())
-    reply = _client(base).chat.completions.create(model="rag", messages=[{"role": "user", "content": "Wie backt man Sauerteigbrot?"}])
+    reply = _client(base).chat.completions.create(
+        model="rag", messages=[{"role": "user", "content": "Wie backt man Sauerteigbrot?"}]
+    )
     assert reply.model_extra["rag"]["refused"] and reply.choices[0].message.content == REFUSAL
     assert reply.model_extra["rag"]["citations"] == []
 
 
 def _post(base, body, **kw):
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{base}/chat/completions", content=content, headers={"content-type": "application/json", **kw}, timeout=30)
+    return httpx.post(
+        f"{base}/chat/completions", content=content, headers={"content-type": "application/json", **kw}, timeout=30
+    )
 
 
 def test_bad_requests_get_openai_shaped_4xx_errors(serve):
@@ -129,12 +139,21 @@ def test_bad_requests_get_openai_shaped_4xx_errors(serve):
         "invalid JSON": (b'{"model": "rag", "messages": [', 400),
         "no messages": ({"model": "rag"}, 400),
         "empty messages": ({"model": "rag", "messages": []}, 400),
-        "last turn not the user's": ({"model": "rag", "messages": [*user, {"role": "assistant", "content": "1997"}]}, 400),
-        "content over the question limit": ({"model": "rag", "messages": [{"role": "user", "content": "why " * 60}]}, 400),
+        "last turn not the user's": (
+            {"model": "rag", "messages": [*user, {"role": "assistant", "content": "1997"}]},
+            400,
+        ),
+        "content over the question limit": (
+            {"model": "rag", "messages": [{"role": "user", "content": "why " * 60}]},
+            400,
+        ),
         "unknown model": ({"model": "gpt-4o", "messages": user}, 404),
         "n > 1": ({"model": "rag", "messages": user, "n": 2}, 400),
         "a role that does not exist": ({"model": "rag", "messages": [{"role": "wizard", "content": Q}]}, 400),
-        "body over the size limit": ({"model": "rag", "messages": [{"role": "system", "content": "x" * 5000}, *user]}, 413),
+        "body over the size limit": (
+            {"model": "rag", "messages": [{"role": "system", "content": "x" * 5000}, *user]},
+            413,
+        ),
     }
     for name, (body, status) in cases.items():
         r = _post(base, body)
@@ -152,7 +171,9 @@ def test_bad_requests_get_openai_shaped_4xx_errors(serve):
 
 
 def test_keys_are_required_once_set_and_elsewhere_than_loopback(serve, ready_settings):
-    base = serve(ScriptedChatModel(), host="0.0.0.0", api_keys=SecretStr("k-one, k-two"), api_only=True)  # no chat: no login
+    base = serve(
+        ScriptedChatModel(), host="0.0.0.0", api_keys=SecretStr("k-one, k-two"), api_only=True
+    )  # no chat: no login
     assert httpx.get(f"{base}/models").status_code == 401
     assert httpx.get(f"{base}/models", headers={"Authorization": "Bearer k-three"}).status_code == 401
     assert httpx.get(f"{base}/models", headers={"Authorization": "Bearer k-two"}).status_code == 200
@@ -173,7 +194,9 @@ def test_keys_are_required_once_set_and_elsewhere_than_loopback(serve, ready_set
     with pytest.raises(rag.RagError, match="RAG_API_KEYS"):
         ui_serve.check_exposure(ready_settings.model_copy(update={"api_only": True}), "0.0.0.0")
     with pytest.raises(rag.RagError, match="RAG_UI_AUTH"):
-        ui_serve.check_exposure(ready_settings.model_copy(update={"ui_admin": True, "api_keys": SecretStr("k")}), "0.0.0.0")
+        ui_serve.check_exposure(
+            ready_settings.model_copy(update={"ui_admin": True, "api_keys": SecretStr("k")}), "0.0.0.0"
+        )
 
 
 @pytest.mark.heavy
@@ -225,7 +248,9 @@ def test_clients_that_give_up_on_plain_requests_stop_their_answers_and_leave_the
     time.sleep(0.5)
     stopped = model.words
     time.sleep(1.5)
-    assert model.words == stopped < 16, f"the model kept writing for clients that had gone ({stopped} -> {model.words} words)"
+    assert model.words == stopped < 16, (
+        f"the model kept writing for clients that had gone ({stopped} -> {model.words} words)"
+    )
     assert len(model.calls) == 1, "a request that gave up while waiting for the lane never reached the model"
 
     model.delay, model.repeat = 0.0, 1
@@ -252,7 +277,9 @@ def test_the_chat_and_the_api_share_one_set_of_lanes(serve):
     first = threading.Thread(target=api_answer, args=("api",))
     first.start()
     time.sleep(0.5)  # the API answer holds the one lane
-    busy = _post(base, {"model": "rag", "messages": [{"role": "user", "content": Q}]})  # waits for the lane: the queue holds 1
+    busy = _post(
+        base, {"model": "rag", "messages": [{"role": "user", "content": Q}]}
+    )  # waits for the lane: the queue holds 1
     assert busy.status_code == 200  # it waited its turn (queue of one)
     first.join()
     # The chat waits for an API answer in progress instead of running beside it.
@@ -308,9 +335,13 @@ def test_fuzzed_requests_get_no_5xx_and_answers_on_their_schema(serve):
             case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
             | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
         )
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+        @settings(
+            max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+        )
         def fuzz(case):
-            case.call_and_validate(checks=[not_a_server_error, response_schema_conformance, content_type_conformance], timeout=60)
+            case.call_and_validate(
+                checks=[not_a_server_error, response_schema_conformance, content_type_conformance], timeout=60
+            )
 
         fuzz()
     assert sorted(labels) == ["GET /v1/models", "GET /v1/models/{name}", "POST /v1/chat/completions", "POST /v1/search"]
@@ -394,5 +425,7 @@ def test_the_real_model_through_the_api_streams_follows_up_and_refuses(serve, re
     assert "Finland" in fext["standalone_question"], fext["standalone_question"]
     assert "NATO" in follow.choices[0].message.content and fext["citations"]
 
-    refused = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": "What is the capital of Australia?"}])
+    refused = client.chat.completions.create(
+        model="rag", messages=[{"role": "user", "content": "What is the capital of Australia?"}]
+    )
     assert refused.model_extra["rag"]["refused"] and refused.choices[0].message.content == REFUSAL

@@ -66,7 +66,9 @@ def test_overlap_must_be_smaller_than_size():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.sampled_from("ab .!?\n\u00e9\u4e2d\U0001f600"), min_size=1, max_size=600), st.integers(8, 80))
+@given(
+    st.text(alphabet=st.sampled_from("ab .!?\n\u00e9\u4e2d\U0001f600"), min_size=1, max_size=600), st.integers(8, 80)
+)
 def test_offsets_hold_for_any_text(raw, size):
     text = normalize(raw)
     for c in split(text, size, size // 4):

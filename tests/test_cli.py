@@ -37,7 +37,9 @@ def offline_env(workdir, tmp_path):
 
 
 def rag_cli(*args, env, cwd):
-    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.heavy
@@ -70,7 +72,10 @@ def test_cli_reports_bad_files_and_exits_nonzero(workdir, offline_env):
 
 def test_cli_errors_are_one_line(workdir, offline_env):
     run = rag_cli("search", "anything", "--index", str(workdir / "nowhere"), env=offline_env, cwd=workdir)
-    assert run.returncode == 3 and run.stderr.strip() == f"error: no index at {workdir / 'nowhere'}; run `rag ingest` first"
+    assert (
+        run.returncode == 3
+        and run.stderr.strip() == f"error: no index at {workdir / 'nowhere'}; run `rag ingest` first"
+    )
     env = {**offline_env, "RAG_CHUNK_OVERLAP": "500"}
     run = rag_cli("config", env=env, cwd=workdir)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "chunk_overlap" in run.stderr
@@ -95,7 +100,11 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
     from rag.load import load
 
     root = ready_settings.corpus_dir.parent  # source ids read "corpus/…" from here
-    env = {**offline_env, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
+    env = {
+        **offline_env,
+        "RAG_INDEX_DIR": str(ready_settings.index_dir),
+        "RAG_CORPUS_DIR": str(ready_settings.corpus_dir),
+    }
 
     run = rag_cli("ask", QUESTION, "--json", "--backend", "extractive", env=env, cwd=root)
     assert run.returncode == 0, run.stderr
@@ -109,13 +118,17 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
         assert f"[{c['n']}]" in out["answer"]
         document = load(root / c["source"], source=c["source"]).text
         raw = (root / c["source"]).read_text(encoding="utf-8")
-        assert c["quote"] and document[c["start"] : c["end"]] == c["quote"], "start/end point at the quote in the document"
+        assert c["quote"] and document[c["start"] : c["end"]] == c["quote"], (
+            "start/end point at the quote in the document"
+        )
         assert c["quote"] in c["text"] and c["quote"] in raw
     assert any("1997" in c["quote"] for c in out["citations"])
 
     history = tmp_path / "history.json"
     history.write_text(json.dumps([["What does the Ottawa Convention ban?", "Anti-personnel mines [1]."]]))
-    run = rag_cli("ask", "When was it signed?", "--json", "--history", str(history), "--backend", "extractive", env=env, cwd=root)
+    run = rag_cli(
+        "ask", "When was it signed?", "--json", "--history", str(history), "--backend", "extractive", env=env, cwd=root
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert ASK_KEYS <= set(out) and out["question"] == "When was it signed?"
@@ -123,15 +136,25 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
 
     for bad in ('[["only the user\'s half"]]', "{not json"):
         history.write_text(bad)
-        run = rag_cli("ask", "When was it signed?", "--history", str(history), "--backend", "extractive", env=env, cwd=root)
+        run = rag_cli(
+            "ask", "When was it signed?", "--history", str(history), "--backend", "extractive", env=env, cwd=root
+        )
         assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
         lines = run.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: --history {history}:") and "[user, assistant] pairs" in lines[0], lines
+        assert (
+            len(lines) == 1
+            and lines[0].startswith(f"error: --history {history}:")
+            and "[user, assistant] pairs" in lines[0]
+        ), lines
 
 
 def test_search_into_a_reader_that_left_is_quiet(ready_settings, offline_env):
     """`rag search ... | head`: the reader closing the pipe is no error of ours (before: a BrokenPipeError traceback)."""
-    env = {**offline_env, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
+    env = {
+        **offline_env,
+        "RAG_INDEX_DIR": str(ready_settings.index_dir),
+        "RAG_CORPUS_DIR": str(ready_settings.corpus_dir),
+    }
     env = {k: v for k, v in env.items() if k not in ("XDG_CACHE_HOME", "HF_HOME")}  # the ONNX copy already made
     for extra in ([], ["--json"]):
         proc = subprocess.Popen(

@@ -45,7 +45,10 @@ def test_a_conversation_keeps_every_answer_field_in_order(store):
     store.add("", cid, first)
     store.add("", cid, second)
     got = store.get("", cid)
-    assert got.title == "When was it signed?" and [t.question for t in got.turns] == ["When was it signed?", "Who signed it?"]
+    assert got.title == "When was it signed?" and [t.question for t in got.turns] == [
+        "When was it signed?",
+        "Who signed it?",
+    ]
     assert got.turns[0] == first and got.turns[1] == second  # citations, timings, checked sentences, label: all of it
     assert [(s.id, s.turns) for s in store.list("")] == [(cid, 2)]
 
@@ -87,7 +90,11 @@ def test_rename_and_delete(store):
         store.get("", cid)
     with pytest.raises(ConversationNotFound):
         store.get("", "")
-    rows = sqlite3.connect(store.url.removeprefix("sqlite:///")).execute("SELECT COUNT(*) FROM conversation_turns").fetchone()
+    rows = (
+        sqlite3.connect(store.url.removeprefix("sqlite:///"))
+        .execute("SELECT COUNT(*) FROM conversation_turns")
+        .fetchone()
+    )
     assert rows == (0,)  # its answers went with it
 
 
@@ -117,7 +124,10 @@ def test_a_second_process_sees_what_the_first_saved(tmp_path):
     )
     cid = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, check=True).stdout.strip()
     store = Conversations(url)
-    assert store.get("alice", cid).turns[0].answer == "a [1]." and store.list("alice")[0].title == "saved before the restart"
+    assert (
+        store.get("alice", cid).turns[0].answer == "a [1]."
+        and store.list("alice")[0].title == "saved before the restart"
+    )
 
 
 def test_an_answer_saved_by_an_older_version_still_loads():
@@ -155,7 +165,9 @@ def _request(user: str | None):
 
 @pytest.fixture
 def chat_engine(ready_settings, embedder, tmp_path):
-    settings = ready_settings.model_copy(update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'c.sqlite'}"})
+    settings = ready_settings.model_copy(
+        update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'c.sqlite'}"}
+    )
     return rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
 
 
@@ -200,6 +212,9 @@ def test_exports_are_replaced_not_piled_up(store):
     md2, js2 = export_files(store.get("", cid))
     folder = Path(md2).parent
     assert sorted(p.name for p in folder.iterdir()) == ["second-title.json", "second-title.md"]  # the old pair went
-    assert Path(md2).read_text().startswith("# second title") and json.loads(Path(js2).read_text())["title"] == "second title"
+    assert (
+        Path(md2).read_text().startswith("# second title")
+        and json.loads(Path(js2).read_text())["title"] == "second title"
+    )
     other = store.start("", "other")
     assert Path(export_files(store.get("", other))[0]).parent.parent == folder.parent  # one folder per conversation

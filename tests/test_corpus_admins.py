@@ -26,7 +26,8 @@ def _call(http: httpx.Client, elem_id: str, event: str, data: list) -> dict:
     fn = next(d["id"] for d in config["dependencies"] if [target, event] in [list(t) for t in d["targets"]])
     session = uuid.uuid4().hex
     joined = http.post(
-        "gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session, "trigger_id": target, "event_data": None}
+        "gradio_api/queue/join",
+        json={"data": data, "fn_index": fn, "session_hash": session, "trigger_id": target, "event_data": None},
     )
     assert joined.status_code == 200, joined.text
     return completed(http, session)
@@ -70,11 +71,17 @@ def test_only_a_named_admin_changes_the_corpus_over_http(admins_served, workdir)
     ("overrides", "says"),
     [
         pytest.param({"ui_admin": True, "ui_auth": LOGINS}, "set RAG_UI_ADMINS=", id="a-login-but-no-admin-named"),
-        pytest.param({"ui_admin": True, "ui_auth": LOGINS, "ui_admins": "alice,carol"}, "carol, not a login", id="an-admin-with-no-login"),
+        pytest.param(
+            {"ui_admin": True, "ui_auth": LOGINS, "ui_admins": "alice,carol"},
+            "carol, not a login",
+            id="an-admin-with-no-login",
+        ),
         pytest.param({"ui_admin": True, "ui_admins": "alice"}, "no login to tell them by", id="admins-but-no-login"),
     ],
 )
-def test_serving_refuses_admin_settings_that_would_open_the_corpus_to_everyone(ready_settings, embedder, overrides, says):
+def test_serving_refuses_admin_settings_that_would_open_the_corpus_to_everyone(
+    ready_settings, embedder, overrides, says
+):
     engine = rag.Engine(ready_settings.model_copy(update=overrides), embedder=embedder, llm=ScriptedChatModel())
     with pytest.raises(rag.RagError, match=says) as refused:
         ui_serve.launch(engine, port=free_port(), block=False)

@@ -52,7 +52,9 @@ def test_a_serving_process_never_imports_pytorch(cache):
         "e.embed_query('When was it signed?'); e.embed_documents(['One sentence.', 'Another one.'] * 20)\n"
         "print(json.dumps(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)))"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []
 
@@ -92,7 +94,9 @@ def test_a_failed_export_keeps_pytorch_with_a_warning(cache, monkeypatch, caplog
         vector = emb.embed_query(QUERIES[0])
     assert emb._onnx is None and "exporter unavailable" in caplog.text
     assert np.allclose(vector, reference[0], atol=1e-6)
-    assert not cache.exists() or not list(cache.glob("*.json")), "a copy that was never checked must not be trusted later"
+    assert not cache.exists() or not list(cache.glob("*.json")), (
+        "a copy that was never checked must not be trusted later"
+    )
 
 
 def test_torch_query_backend_exports_nothing(cache):
@@ -119,5 +123,7 @@ def test_remembered_vectors_are_handed_out_by_text_once_and_the_rest_embedded():
     assert ahead.remember(["aa", "bbb", "aa"]) == 2 and inner.texts_embedded == 2
     assert ahead.embed_documents(["bbb", "c", "aa"]) == [[3.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
     assert inner.texts_embedded == 3, "only the text not remembered was embedded"
-    assert ahead.embed_documents(["aa"]) == [[2.0, 1.0]] and inner.texts_embedded == 4, "handed out once, then forgotten"
+    assert ahead.embed_documents(["aa"]) == [[2.0, 1.0]] and inner.texts_embedded == 4, (
+        "handed out once, then forgotten"
+    )
     assert ahead.texts_embedded == 4 and ahead.embed_query("q") == [0.0, 0.0]

@@ -90,7 +90,11 @@ def test_fact_variants_plurals_prefixes_and_number_words():
     assert metrics.fact_found("up to two weeks", ["2 weeks"])
     assert metrics.fact_found("around 600 000 or 600,000", ["600,000"])
     assert not metrics.fact_found("the U.S. decision", ["us"])
-    assert metrics.facts_found("Lithuania and Latvia", [["Lithuania"], ["Estonia", "Latvia"], ["Poland"]]) == [True, True, False]
+    assert metrics.facts_found("Lithuania and Latvia", [["Lithuania"], ["Estonia", "Latvia"], ["Poland"]]) == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_refusal_precision_and_recall():
@@ -106,11 +110,15 @@ def test_refusal_precision_and_recall():
 
 
 def test_support_needs_every_number_and_words_or_meaning():
-    passage = "The Ottawa Convention on Anti-Personnel Mines was signed in 1997. It has been joined by 164 countries so far."
+    passage = (
+        "The Ottawa Convention on Anti-Personnel Mines was signed in 1997. It has been joined by 164 countries so far."
+    )
     assert metrics.content_words("The countries' conventions were signed") == {"country", "convention", "signed"}
     assert metrics.coverage("The convention was signed in 1997.", passage) == 1.0
     assert metrics.supports("The convention was signed in 1997.", passage, similarity=0.2)
-    assert not metrics.supports("The convention was signed in 1999.", passage, similarity=0.95)  # a number the passage lacks
+    assert not metrics.supports(
+        "The convention was signed in 1999.", passage, similarity=0.95
+    )  # a number the passage lacks
     assert not metrics.supports("Finland has a long border.", passage, similarity=0.3)
     assert metrics.supports("Finland has a long border.", passage, similarity=metrics.SUPPORT_SIMILARITY)
     assert metrics.supports("Yes.", passage, similarity=0.0)  # nothing to ground
@@ -121,7 +129,9 @@ def test_support_refuses_a_negated_copy_a_swapped_name_and_an_antonym():
     passage = "The minister said that Estonia would not leave the treaty. Latvia increased its stockpile."
     assert metrics.supports("The minister said that Estonia would not leave the treaty.", passage, similarity=0.99)
     assert not metrics.supports("The minister said that Estonia would leave the treaty.", passage, similarity=0.95)
-    assert not metrics.supports("The minister said that Lithuania would not leave the treaty.", passage, similarity=0.95)
+    assert not metrics.supports(
+        "The minister said that Lithuania would not leave the treaty.", passage, similarity=0.95
+    )
     assert not metrics.supports("Latvia decreased its stockpile.", passage, similarity=0.9)
     assert metrics.supports("Latvia increased its stockpile.", passage, similarity=0.9)
 
@@ -169,7 +179,9 @@ def test_gold_suite_validates_and_has_every_kind_of_case():
     counts = Counter(c.category for c in cases)
     assert len(cases) >= 150
     assert set(counts) == set(suite.CATEGORIES)
-    assert counts["why"] >= 30 and counts["multi_doc"] >= 20 and counts["yes_no"] >= 20 and counts["multi_part"] >= 10, counts
+    assert (
+        counts["why"] >= 30 and counts["multi_doc"] >= 20 and counts["yes_no"] >= 20 and counts["multi_part"] >= 10
+    ), counts
     assert sum(not c.answerable for c in cases) >= 25
     assert sum(len(c.history) >= 2 for c in cases) >= 5, "three-turn chats"
     assert {c.polarity for c in cases if c.category == "yes_no"} == {"yes", "no"}
@@ -226,7 +238,11 @@ def test_a_negated_or_wrong_claim_fails_a_right_answer():
 
 def test_refusals_are_read_from_the_text():
     case = next(c for c in suite.load(GOLD) if c.answerable)
-    for hedge in ("The passages do not say when it happened [1].", "It is not mentioned in the documents.", "NOT FOUND"):
+    for hedge in (
+        "The passages do not say when it happened [1].",
+        "It is not mentioned in the documents.",
+        "NOT FOUND",
+    ):
         verdict = scoring.score(case, hedge + " " + case.reference)
         assert verdict.refused and not verdict.passed, hedge
     assert not scoring.is_refusal("No. The article says he would not condemn it [1].")
@@ -318,7 +334,13 @@ def test_run_writes_cases_summary_report_and_plots(ci_run):
     assert summary["run"]["cases"] == len(ci) and summary["run"]["subset"] == "ci"
     assert summary["run"]["settings"]["llm_backend"] == "extractive"
     assert set(summary["by_category"]) == set(suite.CATEGORIES)
-    for name in ("retrieval.hit@k", "answers.key_fact_accuracy", "answers.refusal_recall", "citations.precision", "latency_ms.total.p95"):
+    for name in (
+        "retrieval.hit@k",
+        "answers.key_fact_accuracy",
+        "answers.refusal_recall",
+        "citations.precision",
+        "latency_ms.total.p95",
+    ):
         assert name in flatten(summary), name
     text = (run_dir / report.REPORT_FILE).read_text(encoding="utf-8")
     pngs = sorted(run_dir.glob("*.png"))
@@ -360,7 +382,9 @@ def test_thresholds_name_real_metrics_and_come_from_three_runs(ci_run):
         assert bounds and set(bounds) <= known and all(v is not None for v in bounds.values()), (backend, scope)
         measured = table["_measured"][backend][scope]
         assert len(measured["runs"]) >= 3, (backend, scope)
-        assert all(bounds[m] < measured["worst"][m] or measured["worst"][m] == 0 for m in bounds), "a bound below the worst run"
+        assert all(bounds[m] < measured["worst"][m] or measured["worst"][m] == 0 for m in bounds), (
+            "a bound below the worst run"
+        )
 
 
 def test_the_stored_flip_list_of_the_local_full_suite_names_gold_cases():
@@ -390,14 +414,18 @@ def test_the_full_suite_passes_its_gate(ready_settings, tmp_path):
     cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={ready_settings.index_dir}",
            "--set", f"corpus_dir={ready_settings.corpus_dir}", "--out", str(tmp_path), "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0 and "gate extractive/full:" in proc.stdout and "gate: passed" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "gate extractive/full:" in proc.stdout and "gate: passed" in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
 
 
 @pytest.mark.heavy
 def test_a_broken_retriever_fails_the_gate(tmp_path, embedder):
     """An index that cannot answer the suite (here: another corpus) makes `--gate` exit 1 and name what failed."""
     (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "garden.md").write_text("# Gardening\n\nTomatoes need six hours of sun a day. Water them at the root.\n")
+    (tmp_path / "corpus" / "garden.md").write_text(
+        "# Gardening\n\nTomatoes need six hours of sun a day. Water them at the root.\n"
+    )
     settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
     rag.Engine(settings, embedder=embedder).ingest()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
@@ -426,7 +454,9 @@ def test_an_errored_case_is_wrong_and_counts_in_latency(ready_settings, embedder
         assert r["error"] and "backend down" in r["error"] and not r["passed"] and not r["refused"], r
         assert r["timings"]["total_ms"] > 0
     s = summarize(records, 4)
-    assert s["answers"]["errors"] == 2 and s["latency_ms"]["total"]["max"] == max(r["timings"]["total_ms"] for r in records)
+    assert s["answers"]["errors"] == 2 and s["latency_ms"]["total"]["max"] == max(
+        r["timings"]["total_ms"] for r in records
+    )
 
 
 @pytest.mark.slow
@@ -486,7 +516,12 @@ def test_gate_fails_below_a_minimum_and_above_a_maximum():
     summary = {"answers": {"key_fact_accuracy": 0.5}, "latency_ms": {"total": {"p95": 900.0}}}
     checks, unset = gate.check(
         summary,
-        {"answers.key_fact_accuracy": 0.6, "latency_ms.total.p95": {"max": 800}, "citations.recall": None, "retrieval.mrr": 0.1},
+        {
+            "answers.key_fact_accuracy": 0.6,
+            "latency_ms.total.p95": {"max": 800},
+            "citations.recall": None,
+            "retrieval.mrr": 0.1,
+        },
     )
     assert unset == ["citations.recall"]
     by_name = {c.metric: c for c in checks}
@@ -505,7 +540,9 @@ def test_a_flip_list_fails_a_run_that_loses_more_stored_passes_than_allowed(tmp_
     flips = gate.flips_from(stored, allowed=2)
     assert flips["passed"] == [f"gold/c{i}" for i in range(6)] and flips["run"] == stored.name
     bounds = {"answers.pass_rate": 0.1, gate.FLIPS: flips}
-    assert gate.check({"answers": {"pass_rate": 0.5}}, bounds)[0][0].metric == "answers.pass_rate"  # the list is no metric
+    assert (
+        gate.check({"answers": {"pass_rate": 0.5}}, bounds)[0][0].metric == "answers.pass_rate"
+    )  # the list is no metric
     two_lost = [{"key": f"gold/c{i}", "passed": i in (2, 3, 4, 5, 8)} for i in range(10)]
     three_lost = [{"key": f"gold/c{i}", "passed": i in (3, 4, 5, 7, 8, 9)} for i in range(10)]
     assert gate.flip_check(two_lost, bounds).ok
@@ -630,9 +667,15 @@ def test_answer_sentences_keep_their_markers():
     def sentences(text):
         return rag.Answer("q", "q", text, False).sentences()
 
-    assert sentences("Signed in 1997 [1, 2]. Joined by 164 [2].") == [("Signed in 1997.", [1, 2]), ("Joined by 164.", [2])]
+    assert sentences("Signed in 1997 [1, 2]. Joined by 164 [2].") == [
+        ("Signed in 1997.", [1, 2]),
+        ("Joined by 164.", [2]),
+    ]
     # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before
-    assert sentences("He said the U.S. is… [1] Analysts disagree [2].") == [("He said the U.S. is…", [1]), ("Analysts disagree.", [2])]
+    assert sentences("He said the U.S. is… [1] Analysts disagree [2].") == [
+        ("He said the U.S. is…", [1]),
+        ("Analysts disagree.", [2]),
+    ]
     assert sentences("Yes. It was signed in 1997 [3].") == [("Yes.", []), ("It was signed in 1997.", [3])]
 
 

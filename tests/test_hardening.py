@@ -107,7 +107,9 @@ def test_every_earlier_turn_reaching_the_model_is_clipped(make_engine):
 def test_a_model_failure_shows_a_neutral_message(make_engine, caplog):
     class Failing(ScriptedChatModel):
         def _stream(self, messages, *args, **kwargs):
-            raise rag.errors.ModelError("local LLM refused the request: request (50593 tokens) exceeds the available context size")
+            raise rag.errors.ModelError(
+                "local LLM refused the request: request (50593 tokens) exceeds the available context size"
+            )
             yield
 
     with caplog.at_level(logging.WARNING):
@@ -161,7 +163,15 @@ def test_a_lone_surrogate_in_the_question_is_normalised(make_engine):
 
 def test_malformed_requests_to_every_route_get_a_4xx(make_engine):
     url = serve(make_engine())
-    bodies = [b"", b"{", b"[]", b'{"data": "x"}', b'{"data": [null, null, null]}', b'{"data": ["\\ud800", 4, "local"]}', b"\xff\xfe"]
+    bodies = [
+        b"",
+        b"{",
+        b"[]",
+        b'{"data": "x"}',
+        b'{"data": [null, null, null]}',
+        b'{"data": ["\\ud800", 4, "local"]}',
+        b"\xff\xfe",
+    ]
     routes = [
         "gradio_api/call/respond", "gradio_api/call/v2/respond", "gradio_api/call/v2/x", "gradio_api/queue/join",
         "gradio_api/run/respond", "gradio_api/api/respond", "gradio_api/upload", "gradio_api/component_server",

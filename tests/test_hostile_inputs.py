@@ -43,7 +43,9 @@ def _looping_pdf(path):
         offsets.append(len(out))
         out += f"{i} 0 obj\n{o}\nendobj\n".encode()
     xref = len(out)
-    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode() + b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode() + b"".join(
+        f"{o:010d} 00000 n \n".encode() for o in offsets
+    )
     out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     path.write_bytes(bytes(out))
 
@@ -53,7 +55,9 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
     c = tmp_path / "corpus"
     (c / "sub").mkdir(parents=True)
     (c / "good.md").write_text(GOOD)
-    (c / "invalid-utf8.txt").write_bytes(b"Mine fields \xff\xfe near the border are dangerous.\n" + b"More text here. " * 5)
+    (c / "invalid-utf8.txt").write_bytes(
+        b"Mine fields \xff\xfe near the border are dangerous.\n" + b"More text here. " * 5
+    )
     (c / "latin1.txt").write_bytes(
         "Les mines antipersonnel sont interdites depuis la Convention d'Ottawa, signée à Ottawa.".encode("latin-1")
     )
@@ -66,8 +70,12 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
     (c / "truncated.pdf").write_bytes(good_pdf.read_bytes()[: len(good_pdf.read_bytes()) // 2])
     (c / "malformed.pdf").write_bytes(b"%PDF-1.7\n" + os.urandom(2000))
     _looping_pdf(c / "loop.pdf")
-    (c / "nested.html").write_text("<html><body>" + "<div>" * 20000 + "Deep text about mines." + "</div>" * 20000 + "</body></html>")
-    (c / "unclosed.html").write_text("<html><body><p>Unclosed paragraph about mine risk education<div><span>still going")
+    (c / "nested.html").write_text(
+        "<html><body>" + "<div>" * 20000 + "Deep text about mines." + "</div>" * 20000 + "</body></html>"
+    )
+    (c / "unclosed.html").write_text(
+        "<html><body><p>Unclosed paragraph about mine risk education<div><span>still going"
+    )
     _zip_bomb(c / "bomb.docx")
     make_docx(c / "ok.docx", ["A Word file about mine risk education."])
     (c / "huge.txt").write_bytes(b"word " * (300 * 1024))
@@ -109,10 +117,14 @@ def test_hostile_corpus_is_indexed_or_reported_and_nothing_bad_is_stored(tmp_pat
         assert reason in report.failed[src], (src, report.failed[src])
     for src in ("corpus/truncated.pdf", "corpus/loop.pdf", "corpus/nested.html", "corpus/unclosed.html"):
         assert src in indexed or src in report.failed, src
-    assert "Unclosed paragraph" in " ".join(d.page_content for d in engine.store.get(where={"source": "corpus/unclosed.html"}))
+    assert "Unclosed paragraph" in " ".join(
+        d.page_content for d in engine.store.get(where={"source": "corpus/unclosed.html"})
+    )
     for doc in engine.store.get():
         assert doc.page_content.strip() and len(doc.page_content) >= 3
-        assert "\x00" not in doc.page_content and "\ufffd" not in doc.page_content[:0] + doc.page_content.replace("\ufffd", "", 0)
+        assert "\x00" not in doc.page_content and "\ufffd" not in doc.page_content[:0] + doc.page_content.replace(
+            "\ufffd", "", 0
+        )
         assert not doc.metadata["source"].startswith(("corpus/.", "corpus/sub/.", "corpus-sibling", "outside"))
     assert not any("secret" in d.page_content or "sibling" in d.page_content for d in engine.store.get())
 

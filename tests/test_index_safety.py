@@ -19,7 +19,11 @@ from .helpers import INGEST_DRIVER, REPORTS, damage_then_repair, reports_corpus
 
 def _run(root, env=None, timeout=300):
     return subprocess.Popen(
-        [sys.executable, "-c", INGEST_DRIVER], cwd=root, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", INGEST_DRIVER],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -79,7 +83,9 @@ def test_sigkill_at_any_point_then_rerun_converges_to_a_clean_ingest(tmp_path, e
         # Killed mid-write: the first build is still pending (no manifest), with some of its chunks recorded, not all.
         assert (root / "index" / "rebuilding.json").exists() and not (root / "index" / "manifest.json").exists()
         written = _records_written(root)
-        assert 0 < written < len(expected), f"run {n} ({kill}) was killed with {written} of {len(expected)}+ chunks recorded"
+        assert 0 < written < len(expected), (
+            f"run {n} ({kill}) was killed with {written} of {len(expected)}+ chunks recorded"
+        )
         (root / "corpus" / "doc03.md").unlink()  # and the corpus moves on while the index is broken
         finish = _run(root)
         assert finish.wait(300) == 0
@@ -100,14 +106,18 @@ def test_a_served_index_refuses_writers_from_other_processes(tmp_path, embedder,
     engine.hold_for_serving()
     try:
         started = time.monotonic()
-        run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == IndexBusyError.exit_code and "a chat server is using" in run.stderr
         assert time.monotonic() - started < 60, "fails fast, no long busy-wait"
         (tmp_path / "corpus" / "doc00.md").write_text("# New\n\nThe server's own re-index is allowed.\n")
         assert engine.ingest().updated == ["corpus/doc00.md"]
     finally:
         engine.release_serving()
-    run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -142,7 +152,9 @@ def test_a_crash_during_rebuild_keeps_serving_the_old_index(tmp_path, embedder, 
     assert reopened.store.name == before["collection"] and reopened.store.count() == total
     assert reopened.search("clearance near the river", k=3)
     # The next rebuild removes the half-built collection, switches over, and drops the old one.
-    new = rag.Engine(rag.Settings(corpus_dir="corpus", index_dir="index", chunk_size=120, chunk_overlap=20), embedder=embedder)
+    new = rag.Engine(
+        rag.Settings(corpus_dir="corpus", index_dir="index", chunk_size=120, chunk_overlap=20), embedder=embedder
+    )
     report = new.ingest(rebuild=True)
     assert {c.name for c in new.store.client.list_collections()} == {report.collection}
     assert not (tmp_path / "index" / "rebuilding.json").exists()

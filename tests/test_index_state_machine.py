@@ -16,7 +16,9 @@ WORDS = "mine border treaty clearance field survey village river bridge convoy r
 
 
 def _text(marker: str, n: int, seed: int) -> str:
-    body = " ".join(f"The {WORDS[(seed + i) % 12]} near the {WORDS[(seed * 3 + i) % 12]} was checked on day {i}." for i in range(n))
+    body = " ".join(
+        f"The {WORDS[(seed + i) % 12]} near the {WORDS[(seed * 3 + i) % 12]} was checked on day {i}." for i in range(n)
+    )
     return f"# Note {marker}\n\nThis note carries the tag {marker}. {body}\n"
 
 
@@ -91,7 +93,12 @@ def test_index_state_machine(tmp_path_factory, embedder):
             """A fresh process ingests, then a fresh engine reads."""
             env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_ANSWER_MODE": "retrieved"}
             run = subprocess.run(
-                [sys.executable, "-m", "rag", "ingest"], cwd=self.root, env=env, capture_output=True, text=True, timeout=300
+                [sys.executable, "-m", "rag", "ingest"],
+                cwd=self.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             assert run.returncode == 0, run.stderr
             self.engine = self._engine()
@@ -113,5 +120,7 @@ def test_index_state_machine(tmp_path_factory, embedder):
                 hits = self.engine.search(f"tag {marker}", k=3, mode="lexical")
                 assert hits and hits[0].source == f"corpus/{name}", (marker, [h.source for h in hits])
 
-    IndexMachine.TestCase.settings = settings(max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck))
+    IndexMachine.TestCase.settings = settings(
+        max_examples=6, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     IndexMachine.TestCase().runTest()

@@ -78,7 +78,9 @@ def test_edited_file_replaces_its_chunks(engine, workdir):
     engine.ingest()
     path = workdir / EXPERTS
     text = path.read_text()
-    path.write_text(text.replace("164 nations", "165 nations") + "\n\nA new closing paragraph about demining budgets.\n")
+    path.write_text(
+        text.replace("164 nations", "165 nations") + "\n\nA new closing paragraph about demining budgets.\n"
+    )
     report = engine.ingest()
     assert report.updated == [EXPERTS] and report.skipped == [BALTIC]
     assert 0 < report.texts_embedded < report.chunks_total
@@ -136,7 +138,8 @@ def test_manifest_mismatch_fails_loudly_and_rebuild_switches(engine, settings, e
     engine.ingest()
     old = Catalog(settings).manifest()
     other = rag.Engine(
-        rag.Settings(corpus_dir=settings.corpus_dir, index_dir=settings.index_dir, chunk_size=120, chunk_overlap=20), embedder=embedder
+        rag.Settings(corpus_dir=settings.corpus_dir, index_dir=settings.index_dir, chunk_size=120, chunk_overlap=20),
+        embedder=embedder,
     )
     with pytest.raises(IndexMismatchError, match=r"rag ingest --rebuild"):
         other.search(QUESTION)
@@ -188,7 +191,9 @@ def test_documents_never_split_across_index_batches(embedder, workdir):
         (workdir / "corpus" / f"extra{i}.md").write_text(
             " ".join(f"Extra document {i} sentence {j} about survey teams." for j in range(80))
         )
-    eng = rag.Engine(rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", index_batch_size=7), embedder=embedder)
+    eng = rag.Engine(
+        rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", index_batch_size=7), embedder=embedder
+    )
     first = eng.ingest()
     assert first.chunks_added == first.chunks_total
     again = eng.ingest()
@@ -198,7 +203,9 @@ def test_documents_never_split_across_index_batches(embedder, workdir):
 def test_preview_makes_the_chunks_ingest_stores_and_stores_nothing(engine, workdir):
     preview = engine.docs.preview([workdir / "corpus"])
     assert preview and not engine.has_index() and not (workdir / "index").exists()
-    assert len({h.chunk_id for h in preview}) == len(preview) and all(h.chunk_id.startswith(h.source + "#") for h in preview)
+    assert len({h.chunk_id for h in preview}) == len(preview) and all(
+        h.chunk_id.startswith(h.source + "#") for h in preview
+    )
     engine.ingest()
     assert sorted((h.source, h.start, h.end, h.text) for h in preview) == sorted(
         (h.source, h.start, h.end, h.text) for h in engine.docs.chunks()

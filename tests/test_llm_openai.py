@@ -41,7 +41,9 @@ def llama_server():
     """llama.cpp's OpenAI-compatible server on a free loopback port; its /v1 base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(ensure_model()), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-c", _SERVER, str(ensure_model()), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -73,7 +75,9 @@ def test_answers_and_streams_through_a_real_openai_compatible_server(llama_serve
     assert events[0].kind == "evidence" and len(tokens) > 3  # streamed, not one block
     assert not final.refused and "1997" in final.answer
     assert any("1997" in c.quote for c in final.citations)
-    follow = engine.ask("Which alliance did it join?", [("How long is Finland's border with Russia?", "About 800 miles [1].")])
+    follow = engine.ask(
+        "Which alliance did it join?", [("How long is Finland's border with Russia?", "About 800 miles [1].")]
+    )
     assert "Finland" in follow.standalone_question and "NATO" in follow.answer
 
 

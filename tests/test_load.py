@@ -38,7 +38,12 @@ def test_pdf_is_chosen_by_content(tmp_path, name):
 
 
 def test_docx_paragraphs_and_tables(tmp_path):
-    p = make_docx(tmp_path / "d.docx", ["First para.", "Second para."], title="Word doc", table=[["Country", "Year"], ["Finland", "2025"]])
+    p = make_docx(
+        tmp_path / "d.docx",
+        ["First para.", "Second para."],
+        title="Word doc",
+        table=[["Country", "Year"], ["Finland", "2025"]],
+    )
     doc = load(p)
     assert doc.format == "docx" and doc.title == "Word doc"
     assert "First para." in doc.text and "Finland | 2025" in doc.text

@@ -51,7 +51,9 @@ def test_a_network_bind_with_keys_but_no_login_refuses_to_serve_the_chat(make_en
         httpx.get(f"http://127.0.0.1:{port}/config", timeout=5)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}  # the README's old deployment line
-    env.update(RAG_API_KEYS="k", RAG_INDEX_DIR=str(ready_settings.index_dir), RAG_CORPUS_DIR=str(ready_settings.corpus_dir))
+    env.update(
+        RAG_API_KEYS="k", RAG_INDEX_DIR=str(ready_settings.index_dir), RAG_CORPUS_DIR=str(ready_settings.corpus_dir)
+    )
     run = subprocess.run(
         [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
         env=env,
@@ -61,7 +63,9 @@ def test_a_network_bind_with_keys_but_no_login_refuses_to_serve_the_chat(make_en
         timeout=120,
     )
     lines = run.stderr.strip().splitlines()
-    assert run.returncode != 0 and len(lines) == 1 and "RAG_UI_AUTH" in lines[0] and "--api-only" in lines[0], run.stderr
+    assert run.returncode != 0 and len(lines) == 1 and "RAG_UI_AUTH" in lines[0] and "--api-only" in lines[0], (
+        run.stderr
+    )
 
 
 def test_the_api_alone_serves_v1_and_nothing_of_the_chat(make_engine):
@@ -75,7 +79,9 @@ def test_the_api_alone_serves_v1_and_nothing_of_the_chat(make_engine):
         assert http.get("v1/models").status_code == 401, "the keys still guard the API"
         models = http.get("v1/models", headers=KEY)
         assert models.status_code == 200 and models.json()["data"][0]["id"] == "rag"
-        reply = http.post("v1/chat/completions", headers=KEY, json={"model": "rag", "messages": [{"role": "user", "content": Q}]})
+        reply = http.post(
+            "v1/chat/completions", headers=KEY, json={"model": "rag", "messages": [{"role": "user", "content": Q}]}
+        )
         assert reply.status_code == 200 and "1997" in reply.json()["choices"][0]["message"]["content"]
 
 
@@ -103,7 +109,9 @@ def _declared_only(url: str, path: str, length: int) -> bytes:
     """What the server answers a POST that declares `length` bytes of body and sends none of them."""
     parsed = httpx.URL(url)
     with socket.create_connection((parsed.host, parsed.port), timeout=10) as s:
-        s.sendall(f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+        s.sendall(
+            f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
         try:
             return s.recv(4096)
         except TimeoutError:
@@ -125,7 +133,9 @@ def test_oversize_bodies_on_the_chat_routes_get_413_unread(make_engine):
         assert http.post("gradio_api/queue/join", content=chunked(five_mb)).status_code == 413
 
         join = json.dumps({"data": [Q, 4, "local", [], None], "fn_index": 0, "session_hash": "s1"}).encode()
-        small = http.post("gradio_api/queue/join", content=iter([join[:10], join[10:]]), headers={"content-type": "application/json"})
+        small = http.post(
+            "gradio_api/queue/join", content=iter([join[:10], join[10:]]), headers={"content-type": "application/json"}
+        )
         assert small.status_code == 200 and "event_id" in small.json(), "a small chunked body reaches the route whole"
     text, *_ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
     assert "1997" in text, "a normal question still works"
@@ -171,7 +181,9 @@ def test_behind_a_trusted_proxy_each_forwarded_client_is_throttled_on_its_own(ma
 @pytest.mark.heavy
 def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_engine):
     url = serve(make_engine(ui_auth=SecretStr("alice:correct-horse")))
-    guessers = [f"127.0.0.{10 + i}" for i in range(11)]  # one try each: no address waits; the name's delay does the work
+    guessers = [
+        f"127.0.0.{10 + i}" for i in range(11)
+    ]  # one try each: no address waits; the name's delay does the work
     with cf.ThreadPoolExecutor(len(guessers)) as pool:
         assert list(pool.map(lambda source: _login(url, "alice", "guess", source=source), guessers)) == [400] * 11
 
@@ -184,7 +196,9 @@ def test_tries_sent_at_once_for_one_name_wait_its_delay_before_the_check(make_en
         results = list(pool.map(lambda t: timed(*t), batch))
     assert [code for code, _ in results] == [400, 400, 200], results  # slowed, never refused
     right = results[-1][1]  # whatever its place in the line, it waits at least the delay the 11 failures set (0.5 s)
-    assert right >= 0.4, f"the right password was answered after {right:.2f} s: checked beside the wrong ones, before the name's delay"
+    assert right >= 0.4, (
+        f"the right password was answered after {right:.2f} s: checked beside the wrong ones, before the name's delay"
+    )
 
 
 # 10. Exports left after SIGTERM: removed then, and at start those of servers that are gone.
@@ -196,7 +210,11 @@ def test_sigterm_removes_the_exports_and_a_start_removes_those_of_stopped_server
     tmp.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", ""])
     gone.wait()
-    stale, live, unknown = tmp / f"rag-exports-{gone.pid}-abc", tmp / f"rag-exports-{os.getpid()}-def", tmp / "rag-exports-old"
+    stale, live, unknown = (
+        tmp / f"rag-exports-{gone.pid}-abc",
+        tmp / f"rag-exports-{os.getpid()}-def",
+        tmp / "rag-exports-old",
+    )
     for folder in (stale, live, unknown):
         (folder / "c1").mkdir(parents=True)
         (folder / "c1" / "chat.md").write_text("an exported conversation")
@@ -222,11 +240,15 @@ def test_sigterm_removes_the_exports_and_a_start_removes_those_of_stopped_server
     try:
         wait_for_port(port, timeout=300, proc=server)
         assert not stale.exists(), "the folder of a server that is gone is removed at start"
-        assert live.exists() and unknown.exists(), "a running process's folder, and one whose owner is unknown, are kept"
+        assert live.exists() and unknown.exists(), (
+            "a running process's folder, and one whose owner is unknown, are kept"
+        )
         text, *_ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(Q, 4, "extractive", api_name="/respond")
         assert "1997" in text
         mine = list(tmp.glob(f"rag-exports-{server.pid}-*"))
-        assert len(mine) == 1 and list(mine[0].rglob("*.md")) and list(mine[0].rglob("*.json")), "the answer was exported"
+        assert len(mine) == 1 and list(mine[0].rglob("*.md")) and list(mine[0].rglob("*.json")), (
+            "the answer was exported"
+        )
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, server.stderr.read()
     finally:

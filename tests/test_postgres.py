@@ -32,7 +32,9 @@ def test_ingestion_keeps_its_records_in_postgresql(workdir, embedder, postgres_u
     (workdir / EXPERTS).unlink()
     gone = engine.ingest()
     assert gone.deleted == [EXPERTS] and gone.chunks_deleted == by_source[EXPERTS]
-    assert dict(_rows(postgres_url, "SELECT group_id, COUNT(*) FROM upsertion_record GROUP BY group_id")) == {BALTIC: by_source[BALTIC]}
+    assert dict(_rows(postgres_url, "SELECT group_id, COUNT(*) FROM upsertion_record GROUP BY group_id")) == {
+        BALTIC: by_source[BALTIC]
+    }
     assert {h.source for h in engine.search("How long is Finland's border with Russia?", k=5)} == {BALTIC}
 
 
@@ -41,7 +43,9 @@ def test_saved_conversations_live_in_postgresql_per_owner(postgres_url):
     cid = store.start("alice", "When was it signed?")
     store.add("alice", cid, rag.Answer("When was it signed?", "When was it signed?", "In 1997 [1].", False))
     elsewhere = Conversations(postgres_url)  # another process or machine on the same database
-    assert elsewhere.get("alice", cid).turns[0].answer == "In 1997 [1]." and [s.id for s in elsewhere.list("alice")] == [cid]
+    assert elsewhere.get("alice", cid).turns[0].answer == "In 1997 [1]." and [
+        s.id for s in elsewhere.list("alice")
+    ] == [cid]
     with pytest.raises(ConversationNotFound):
         elsewhere.get("bob", cid)
     elsewhere.delete("alice", cid)

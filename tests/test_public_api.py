@@ -20,7 +20,16 @@ def test_import_rag_is_cheap():
     code = "import sys, json, rag; print(json.dumps(sorted(m for m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(json.loads(out))
-    heavy = {"torch", "sentence_transformers", "transformers", "gradio", "xllamacpp", "chromadb", "langchain_chroma", "tiktoken"}
+    heavy = {
+        "torch",
+        "sentence_transformers",
+        "transformers",
+        "gradio",
+        "xllamacpp",
+        "chromadb",
+        "langchain_chroma",
+        "tiktoken",
+    }
     assert not heavy & loaded, heavy & loaded
 
 
@@ -91,4 +100,6 @@ def test_imports_inside_the_library_point_down_the_layers():
             if imported.split(".")[0] != "rag":
                 continue
             imported = imported if imported in layer else "rag"  # a public name of the package, not a module
-            assert layer[imported] < layer[module], f"{module} (layer {layer[module]}) imports {imported} (layer {layer[imported]})"
+            assert layer[imported] < layer[module], (
+                f"{module} (layer {layer[module]}) imports {imported} (layer {layer[imported]})"
+            )

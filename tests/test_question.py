@@ -46,4 +46,6 @@ def test_instructions_name_the_shape_each_kind_needs():
     assert "every reason" in read("Why did the council close the library?").instructions()
     assert "each source" in read("Do the two reports agree on the cost?").instructions()
     assert "2 parts" in read("Who designed the bridge, and when was it finished?").instructions()
-    assert all(read(q).deep for q in ("Why did it close?", "Do the two reports agree on the cost?", "Who built it, and when?"))
+    assert all(
+        read(q).deep for q in ("Why did it close?", "Do the two reports agree on the cost?", "Who built it, and when?")
+    )

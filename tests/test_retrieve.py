@@ -31,7 +31,11 @@ def test_hits_carry_text_scores_and_offsets(engine, workdir):
 
 def test_a_chunk_gone_from_the_store_is_skipped_and_k_still_filled(engine, workdir):
     """The lexical index can briefly name a chunk the vector store no longer has; the next candidates fill in."""
-    notes = {"pumps.md": "The quartz pump failed twice.\n", "valves.md": "A quartz valve leaked.\n", "gears.md": "Quartz gears.\n"}
+    notes = {
+        "pumps.md": "The quartz pump failed twice.\n",
+        "valves.md": "A quartz valve leaked.\n",
+        "gears.md": "Quartz gears.\n",
+    }
     _ingested(engine, workdir, notes)
     first = engine.retriever(k=3, mode="lexical").invoke("quartz")
     assert len(first) == 3
@@ -70,7 +74,9 @@ class _HashVectors:
 
         out = []
         for t in texts:
-            v = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).normal(size=self.dimension)
+            v = np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).normal(
+                size=self.dimension
+            )
             out.append((v / np.linalg.norm(v)).tolist())
         return out
 

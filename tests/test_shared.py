@@ -61,7 +61,11 @@ def _sql(url: str, query: str, *args) -> list[tuple]:
 
 
 def _catalog_row(settings: rag.Settings) -> tuple[dict | None, str | None]:
-    rows = _sql(settings.record_db_url, "SELECT manifest, pending FROM rag_catalog WHERE prefix = %s", settings.collection_prefix)
+    rows = _sql(
+        settings.record_db_url,
+        "SELECT manifest, pending FROM rag_catalog WHERE prefix = %s",
+        settings.collection_prefix,
+    )
     if not rows:
         return None, None
     manifest, pending = rows[0]
@@ -70,7 +74,9 @@ def _catalog_row(settings: rag.Settings) -> tuple[dict | None, str | None]:
 
 def _records(settings: rag.Settings, collection: str) -> int:
     try:
-        return _sql(settings.record_db_url, "SELECT COUNT(*) FROM upsertion_record WHERE namespace = %s", f"chroma/{collection}")[0][0]
+        return _sql(
+            settings.record_db_url, "SELECT COUNT(*) FROM upsertion_record WHERE namespace = %s", f"chroma/{collection}"
+        )[0][0]
     except psycopg.errors.UndefinedTable:
         return 0
 
@@ -80,7 +86,9 @@ def _consistent(engine: rag.Engine) -> list[str]:
     lexical index holds exactly them."""
     ids = [d.id for d in engine.store.get(with_text=False)]
     assert len(ids) == len(set(ids))
-    assert sorted(ids) == sorted(engine.store.records.list_keys()), "every vector has its record and every record its vector"
+    assert sorted(ids) == sorted(engine.store.records.list_keys()), (
+        "every vector has its record and every record its vector"
+    )
     assert sorted(engine.catalog.lexical(engine.store).ids) == sorted(ids)
     return sorted(ids)
 
@@ -94,7 +102,9 @@ def _reference(root, chroma, pg, embedder, paths=None) -> set[str]:
 
 
 # -- one truth for every process ------------------------------------------------------------------------------
-def test_a_shared_index_keeps_nothing_on_the_machine_and_any_process_reads_it(workdir, embedder, chroma_server, postgres_url):
+def test_a_shared_index_keeps_nothing_on_the_machine_and_any_process_reads_it(
+    workdir, embedder, chroma_server, postgres_url
+):
     settings = _shared(workdir, chroma_server, postgres_url)
     report = rag.Engine(settings, embedder=embedder).ingest()
     assert report.ok and report.chunks_total > 10
@@ -122,7 +132,9 @@ def test_writers_on_any_machine_exclude_each_other(workdir, embedder, chroma_ser
     held = Catalog(settings).writing()
     held.__enter__()  # this process holds the index's lock, as a running ingest on another machine would
     try:
-        run = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=workdir, env=_env(settings), capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "rag", "ingest"], cwd=workdir, env=_env(settings), capture_output=True, text=True
+        )
         assert run.returncode == IndexBusyError.exit_code, run.stderr
         assert "another process is writing to the index in PostgreSQL" in run.stderr and "Traceback" not in run.stderr
         waiting = subprocess.Popen(
@@ -134,7 +146,9 @@ def test_writers_on_any_machine_exclude_each_other(workdir, embedder, chroma_ser
         )
         time.sleep(8)
         assert waiting.poll() is None, "a writer with a timeout waits for the lock"
-        assert _catalog_row(settings)[0]["collection"] and "glacier" not in str(rag.Engine(settings, embedder=embedder).admin.documents())
+        assert _catalog_row(settings)[0]["collection"] and "glacier" not in str(
+            rag.Engine(settings, embedder=embedder).admin.documents()
+        )
     finally:
         held.__exit__(None, None, None)
     assert waiting.wait(120) == 0
@@ -151,7 +165,9 @@ def _until(found, limit: float) -> float:
     return time.monotonic() - started
 
 
-def test_a_replica_answers_from_a_new_document_and_drops_a_deleted_one_within_5_s(workdir, embedder, chroma_server, postgres_url):
+def test_a_replica_answers_from_a_new_document_and_drops_a_deleted_one_within_5_s(
+    workdir, embedder, chroma_server, postgres_url
+):
     settings = _shared(workdir, chroma_server, postgres_url)
     writer = rag.Engine(settings, embedder=embedder)
     writer.ingest()
@@ -162,7 +178,9 @@ def test_a_replica_answers_from_a_new_document_and_drops_a_deleted_one_within_5_
     (workdir / "corpus" / "glacier.md").write_text(NEW)
     assert writer.ingest().added == ["corpus/glacier.md"]  # committed when this returns
     for mode in ("lexical", "hybrid"):
-        delay = _until(lambda m=mode: any(h.source == "corpus/glacier.md" for h in replica.search(query, k=3, mode=m)), FRESH_S)
+        delay = _until(
+            lambda m=mode: any(h.source == "corpus/glacier.md" for h in replica.search(query, k=3, mode=m)), FRESH_S
+        )
         print(f"replica sees the new document ({mode}) {delay:.2f} s after the commit")
     answer = replica.ask("What did the glacier survey count?")
     assert any(c.source == "corpus/glacier.md" for c in answer.citations)
@@ -170,7 +188,9 @@ def test_a_replica_answers_from_a_new_document_and_drops_a_deleted_one_within_5_
     (workdir / "corpus" / "glacier.md").unlink()
     assert writer.ingest().deleted == ["corpus/glacier.md"]
     for mode in ("lexical", "hybrid", "dense"):
-        delay = _until(lambda m=mode: all(h.source != "corpus/glacier.md" for h in replica.search(query, k=5, mode=m)), FRESH_S)
+        delay = _until(
+            lambda m=mode: all(h.source != "corpus/glacier.md" for h in replica.search(query, k=5, mode=m)), FRESH_S
+        )
         print(f"replica drops the deleted document ({mode}) {delay:.2f} s after the commit")
     assert all(c.source != "corpus/glacier.md" for c in replica.ask("What did the glacier survey count?").citations)
 
@@ -181,7 +201,11 @@ def test_a_replica_keeps_answering_through_a_rebuild_elsewhere(workdir, embedder
     replica = rag.Engine(settings, embedder=embedder)
     old = replica.store.name
     rebuild = subprocess.Popen(
-        [sys.executable, "-m", "rag", "ingest", "--rebuild"], cwd=workdir, env=_env(settings), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "rag", "ingest", "--rebuild"],
+        cwd=workdir,
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     searches = 0
     while rebuild.poll() is None:  # a new collection is written, switched to, and the old one dropped meanwhile
@@ -221,7 +245,9 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
             wait_for_port(port, timeout=180, proc=proc)
         new = [f"corpus/survey{i}.md" for i in range(6)]
         for i, src in enumerate(new):
-            (workdir / src).write_text(NEW.replace("eleven", f"{i + 11} surveyed") + f"\nSurvey {i} was filed in volume {i}.\n")
+            (workdir / src).write_text(
+                NEW.replace("eleven", f"{i + 11} surveyed") + f"\nSurvey {i} was filed in volume {i}.\n"
+            )
         ingest = subprocess.Popen(
             [sys.executable, "-m", "rag", "ingest"], cwd=workdir, env=_env(settings), stdout=subprocess.PIPE, text=True
         )
@@ -231,7 +257,10 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
                 assert _post(f"http://127.0.0.1:{port}/v1/search", {"query": "Finland border", "k": 2})["hits"]
                 searches += 1
         assert ingest.wait() == 0 and "6 added" in ingest.stdout.read() and searches > 0
-        question = {"model": "rag", "messages": [{"role": "user", "content": "What did the quartzite glacier survey count?"}]}
+        question = {
+            "model": "rag",
+            "messages": [{"role": "user", "content": "What did the quartzite glacier survey count?"}],
+        }
 
         def cited() -> list[list[str]]:
             answers = [_post(f"http://127.0.0.1:{port}/v1/chat/completions", question)["rag"] for port in ports]
@@ -239,7 +268,9 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
 
         def both_see_it() -> bool:
             hits = [
-                _post(f"http://127.0.0.1:{p}/v1/search", {"query": "quartzite glacier survey", "k": 6, "mode": "lexical"})["hits"]
+                _post(
+                    f"http://127.0.0.1:{p}/v1/search", {"query": "quartzite glacier survey", "k": 6, "mode": "lexical"}
+                )["hits"]
                 for p in ports
             ]
             return all({h["source"] for h in found} == set(new) for found in hits)
@@ -257,7 +288,9 @@ def test_two_serve_replicas_and_an_ingest_at_once(workdir, embedder, chroma_serv
         assert "Traceback" not in proc.stderr.read()
 
 
-def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(
+    tmp_path, embedder, chroma_server, postgres_url, monkeypatch
+):
     """Both start while the index is held (as by a third writer): each embeds its part while it waits, then they
     write one after the other; together they store exactly what one worker ingesting the whole corpus stores."""
     monkeypatch.chdir(tmp_path)
@@ -293,7 +326,9 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
     outcomes = [(w.wait(300), w.stdout.read(), w.stderr.read()) for w in workers]
     assert [code for code, _, _ in outcomes] == [0, 0], outcomes
     for _, out, _ in outcomes:
-        added = re.search(r"(\d+) added, .*\((\d+) chunks embedded, .*; (\d+) embedded while waiting for another writer", out)
+        added = re.search(
+            r"(\d+) added, .*\((\d+) chunks embedded, .*; (\d+) embedded while waiting for another writer", out
+        )
         assert added and int(added[1]) == REPORTS // 2 and int(added[2]) == int(added[3]) > 0, out
     engine = rag.Engine(settings, embedder=embedder)
     assert set(_consistent(engine)) == expected
@@ -307,7 +342,9 @@ def test_two_ingest_workers_on_disjoint_parts_store_what_one_worker_would(tmp_pa
 # -- crashes converge ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("kill", ["between-stores", "anywhere"])
-def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(
+    kill, tmp_path, embedder, chroma_server, postgres_url, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)
     (tmp_path / "corpus" / "doc03.md").rename(tmp_path / "doc03.md")
@@ -316,7 +353,9 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_p
 
     settings = _shared(tmp_path, chroma_server, postgres_url)
     if kill == "between-stores":  # the vectors of the second batch are written, its records are not
-        run = subprocess.Popen([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2"))
+        run = subprocess.Popen(
+            [sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings, KILL_AT_UPDATE="2")
+        )
     else:  # once the first batch is recorded, a moment later, wherever the writer is
         run = subprocess.Popen([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings))
         deadline = time.monotonic() + 300
@@ -331,7 +370,9 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_p
     assert 0 < _records(settings, pending) < len(expected)
     (tmp_path / "corpus" / "doc03.md").unlink()  # the corpus moves on while the index is broken
     # The killed writer's lock went with its connection: the next writer does not wait for it (timeout 0).
-    finish = subprocess.run([sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings), capture_output=True, text=True)
+    finish = subprocess.run(
+        [sys.executable, "-c", INGEST_DRIVER], cwd=tmp_path, env=_env(settings), capture_output=True, text=True
+    )
     assert finish.returncode == 0, finish.stderr
     engine = rag.Engine(settings, embedder=embedder)
     assert set(_consistent(engine)) == expected
@@ -339,7 +380,9 @@ def test_sigkill_mid_ingest_then_rerun_converges_against_the_servers(kill, tmp_p
 
 
 @pytest.mark.slow
-def test_a_crash_during_a_shared_rebuild_keeps_serving_the_old_index(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+def test_a_crash_during_a_shared_rebuild_keeps_serving_the_old_index(
+    tmp_path, embedder, chroma_server, postgres_url, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)
     settings = _shared(tmp_path, chroma_server, postgres_url)
@@ -359,15 +402,19 @@ def test_a_crash_during_a_shared_rebuild_keeps_serving_the_old_index(tmp_path, e
     rebuilt = settings.model_copy(update={"chunk_size": 120, "chunk_overlap": 20})
     after = rag.Engine(rebuilt, embedder=embedder)
     report = after.ingest(rebuild=True)
-    mine = {c.name for c in after.store.client.list_collections() if c.name.startswith(settings.collection_prefix + "_")}
+    mine = {
+        c.name for c in after.store.client.list_collections() if c.name.startswith(settings.collection_prefix + "_")
+    }
     assert mine == {report.collection}, "the half-built and the replaced collections are gone"
-    assert _sql(postgres_url, "SELECT collection FROM rag_lexical WHERE collection LIKE %s", settings.collection_prefix + "\\_%") == [
-        (report.collection,)
-    ]
+    assert _sql(
+        postgres_url, "SELECT collection FROM rag_lexical WHERE collection LIKE %s", settings.collection_prefix + "\\_%"
+    ) == [(report.collection,)]
     assert _catalog_row(settings)[1] is None
 
 
-def test_orphans_and_stale_records_are_repaired_against_the_servers(tmp_path, embedder, chroma_server, postgres_url, monkeypatch):
+def test_orphans_and_stale_records_are_repaired_against_the_servers(
+    tmp_path, embedder, chroma_server, postgres_url, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)
     engine = rag.Engine(_shared(tmp_path, chroma_server, postgres_url), embedder=embedder)
@@ -406,29 +453,43 @@ def test_servers_stopped_mid_question_give_a_clear_error_and_lose_nothing(workdi
     with pytest.raises(StoreUnavailableError, match=f"the Chroma server at {chroma.url} does not answer"):
         serving.ask(question)
     search = subprocess.run(
-        [sys.executable, "-m", "rag", "search", "Finland"], cwd=workdir, env=_env(settings), capture_output=True, text=True
+        [sys.executable, "-m", "rag", "search", "Finland"],
+        cwd=workdir,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
     )
     _one_line_error(search, StoreUnavailableError.exit_code, "Chroma server")
     chroma.start()
-    assert [c.chunk_id for c in serving.ask(question).citations] == before, "the same process answers again, from the same chunks"
+    assert [c.chunk_id for c in serving.ask(question).citations] == before, (
+        "the same process answers again, from the same chunks"
+    )
 
     pg.stop()
     # What is open keeps answering: the database is needed to see changes, not to search what is loaded.
     assert [c.chunk_id for c in serving.ask(question).citations] == before
     search = subprocess.run(
-        [sys.executable, "-m", "rag", "search", "Finland"], cwd=workdir, env=_env(settings), capture_output=True, text=True
+        [sys.executable, "-m", "rag", "search", "Finland"],
+        cwd=workdir,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
     )
     _one_line_error(search, StoreUnavailableError.exit_code, "record database at 127.0.0.1")
     pg.start()
     (workdir / "corpus" / "glacier.md").write_text(NEW)
     rag.Engine(settings, embedder=embedder).ingest()
-    assert any(h.source == "corpus/glacier.md" for h in serving.search("quartzite glacier", k=3, mode="lexical")), "following again"
+    assert any(h.source == "corpus/glacier.md" for h in serving.search("quartzite glacier", k=3, mode="lexical")), (
+        "following again"
+    )
     assert len(_consistent(serving)) == serving.store.count()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("down", ["chroma", "postgres"])
-def test_servers_stopped_mid_ingest_give_a_clear_error_then_a_rerun_converges(down, tmp_path, embedder, own_servers, monkeypatch):
+def test_servers_stopped_mid_ingest_give_a_clear_error_then_a_rerun_converges(
+    down, tmp_path, embedder, own_servers, monkeypatch
+):
     chroma, pg = own_servers
     monkeypatch.chdir(tmp_path)
     reports_corpus(tmp_path)
@@ -448,9 +509,15 @@ def test_servers_stopped_mid_ingest_give_a_clear_error_then_a_rerun_converges(do
         time.sleep(0.05)
     (chroma if down == "chroma" else pg).stop()
     _, stderr = run.communicate(timeout=300)
-    _one_line_error((run.returncode, stderr), StoreUnavailableError.exit_code, "Chroma server" if down == "chroma" else "record database")
+    _one_line_error(
+        (run.returncode, stderr),
+        StoreUnavailableError.exit_code,
+        "Chroma server" if down == "chroma" else "record database",
+    )
     (chroma if down == "chroma" else pg).start()
-    again = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, env=_env(settings), capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "rag", "ingest"], cwd=tmp_path, env=_env(settings), capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr
     assert set(_consistent(rag.Engine(settings, embedder=embedder))) == expected
 
@@ -467,11 +534,15 @@ def test_the_lexical_stores_measurement_runs_on_a_part_of_the_python_docs(tmp_pa
     out = tmp_path / "figures.json"
     assert lexical_stores.main(["--db", postgres_url, "--root", str(tmp_path / "docs"), "--out", str(out)]) == 0
     figures = json.loads(out.read_text())
-    cases = [c for c in load_suite(lexical_stores.SUITE) if c.answerable and any(ev.source in pages for ev in c.evidence)]
+    cases = [
+        c for c in load_suite(lexical_stores.SUITE) if c.answerable and any(ev.source in pages for ev in c.evidence)
+    ]
     assert figures["pages"] == 3 and figures["questions"] == len(cases) > 0
     for name in ("bm25", "pg_ts_rank", "pg_ts_rank_cd"):
         assert all(0 <= figures[name][m] <= 1 for m in ("hit@1", "hit@4", "hit@20", "mrr"))
-        assert figures[name]["hit@1"] <= figures[name]["hit@4"] <= figures[name]["hit@20"] and figures[name]["mean_ms"] > 0
+        assert (
+            figures[name]["hit@1"] <= figures[name]["hit@4"] <= figures[name]["hit@20"] and figures[name]["mean_ms"] > 0
+        )
     assert figures["bm25"]["hit@20"] > 0.5, "three pages: the evidence is among the first 20 for most questions"
     assert psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")).execute(
         "SELECT to_regclass('lexical_stores_probe')"

@@ -45,7 +45,9 @@ def test_a_document_is_named_by_its_source_or_a_unique_file_name(ready_engine):
 
 
 def test_an_answer_from_chosen_documents_cites_only_them(ready_settings, embedder):
-    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
+    engine = rag.Engine(
+        ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel()
+    )
     events = list(engine.ask_stream(Q, [], rag.QueryParams(sources=(BALTIC,))))
     passages, final = events[0].data, events[-1].data
     assert passages and {p.source for p in passages} == {BALTIC}

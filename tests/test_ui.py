@@ -20,7 +20,9 @@ Q = "When was the Ottawa Convention signed?"
 
 @pytest.fixture
 def scripted_engine(ready_settings, embedder, tmp_path):
-    settings = ready_settings.model_copy(update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}"})
+    settings = ready_settings.model_copy(
+        update={"llm_backend": "local", "conversations_db_url": f"sqlite:///{tmp_path / 'chats.sqlite'}"}
+    )
     return rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
 
 
@@ -32,11 +34,17 @@ def test_respond_streams_growing_text_then_cited_answer(scripted_engine):
     assert len(growing) > 3 and all(a and b.startswith(a.rstrip()) for a, b in zip(growing, growing[1:], strict=False))
     final_text, final_sources = outputs[-1]
     assert final_text.endswith("[1].")
-    assert "<mark>" in final_sources and "id='source-1'" in final_sources and "<h3>Sources · well supported</h3>" in final_sources
+    assert (
+        "<mark>" in final_sources
+        and "id='source-1'" in final_sources
+        and "<h3>Sources · well supported</h3>" in final_sources
+    )
 
 
 def test_respond_refuses_out_of_corpus_and_reports_errors_in_one_line(scripted_engine):
-    text, sources = list(respond("What is the best recipe for banana bread?", [], 4, "local", engine=scripted_engine))[-1]
+    text, sources = list(respond("What is the best recipe for banana bread?", [], 4, "local", engine=scripted_engine))[
+        -1
+    ]
     assert text == inert(rag.answer.REFUSAL) and "No sources." in sources
     text, _ = list(respond("x" * 5000, [], 4, "local", engine=scripted_engine))[-1]
     assert "limit" in text and "\n" not in text
@@ -56,17 +64,25 @@ def test_a_sentence_the_check_removed_is_shown_struck_through_in_its_place(ready
     from .fakes import ReplayChatModel
 
     reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
-    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ReplayChatModel([reply]))
+    engine = rag.Engine(
+        ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ReplayChatModel([reply])
+    )
     outputs = list(respond(Q, [], 4, "local", engine=engine))
     streamed, final = outputs[-2][0], outputs[-1][0]
     assert "300 countries" in streamed, "the removed sentence was shown while streaming"
     first, struck, last = final.split(" ~~")[0], final.split("~~")[1], final.split("*")[-1]
     assert "1997" in first and struck == "It was signed by 300 countries." and "anti-personnel" in last
-    assert f"*{render.REMOVED_NOTE}*" in final and final.index("1997") < final.index("300") < final.index("anti-personnel")
+    assert f"*{render.REMOVED_NOTE}*" in final and final.index("1997") < final.index("300") < final.index(
+        "anti-personnel"
+    )
     assert "<h3>Sources · partly supported</h3>" in outputs[-1][1]  # the evidence label, from the same check
     # the conversation carries the answer forward without what was removed
     history = [{"role": "user", "content": Q}, {"role": "assistant", "content": final}]
-    assert "300" not in pairs(history)[0][1] and "1997" in pairs(history)[0][1] and "anti-personnel" in pairs(history)[0][1]
+    assert (
+        "300" not in pairs(history)[0][1]
+        and "1997" in pairs(history)[0][1]
+        and "anti-personnel" in pairs(history)[0][1]
+    )
 
 
 def test_a_refusal_after_removing_everything_still_shows_what_was_removed():
@@ -86,7 +102,9 @@ def test_model_output_is_rendered_inert():
 
 def test_sources_html_escapes_chunk_text():
     text = "a <script>alert(1)</script> b"
-    html = sources_html([{"n": 1, "title": "<b>t</b>", "source": "s", "text": text, "marks": [(len(text) - 1, len(text))]}], "Sources")
+    html = sources_html(
+        [{"n": 1, "title": "<b>t</b>", "source": "s", "text": text, "marks": [(len(text) - 1, len(text))]}], "Sources"
+    )
     assert "<script>" not in html and "&lt;script&gt;" in html and "<mark>b</mark>" in html
 
 
@@ -114,7 +132,9 @@ def test_feedback_is_appended_as_jsonl_only_for_an_answer_the_session_was_shown(
 
 
 def test_votes_are_limited_per_session_per_minute(tmp_path):
-    answer = rag.Answer(question=Q, standalone_question=Q, answer="In 1997 [1].", refused=False, citations=[], timings={})
+    answer = rag.Answer(
+        question=Q, standalone_question=Q, answer="In 1997 [1].", refused=False, citations=[], timings={}
+    )
     busy, calm = uuid.uuid4().hex, uuid.uuid4().hex
     for session in (busy, calm):
         feedback.remember(answer, "In 1997 [1].", session, None)
@@ -128,7 +148,9 @@ def test_votes_are_limited_per_session_per_minute(tmp_path):
             assert "votes a minute" in str(exc)
             return False
 
-    assert [vote(busy, 1000.0 + i) for i in range(feedback.VOTES_PER_MINUTE + 5)].count(True) == feedback.VOTES_PER_MINUTE
+    assert [vote(busy, 1000.0 + i) for i in range(feedback.VOTES_PER_MINUTE + 5)].count(
+        True
+    ) == feedback.VOTES_PER_MINUTE
     assert vote(calm, 1040.0), "another session votes on"
     assert vote(busy, 1061.0), "a minute after its first vote, the busy one may again"
     assert json.loads(path.read_text().splitlines()[0])["voter"] == "anonymous"
@@ -166,7 +188,9 @@ def test_served_app_through_gradio_client(served, scripted_engine):
     rewrite_request = scripted_engine.llm("local").calls[-2][-1].content
     assert "User: " + Q in rewrite_request
 
-    text, *_ = Client(served, verbose=False).predict("What is the best recipe for banana bread?", 4, "local", api_name="/respond")
+    text, *_ = Client(served, verbose=False).predict(
+        "What is the best recipe for banana bread?", 4, "local", api_name="/respond"
+    )
     assert text == inert(rag.answer.REFUSAL)
 
 
@@ -191,7 +215,10 @@ def test_cli_serve_refuses_without_an_index(tmp_path):
     import sys
 
     run = subprocess.run(
-        [sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "rag", "serve", "--index", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 3 and "run `rag ingest` first" in run.stderr
 
@@ -204,10 +231,13 @@ def test_corpus_admin_actions_add_and_remove_documents(tmp_path, embedder, monke
     monkeypatch.chdir(tmp_path)
     shutil.copytree(CORPUS, tmp_path / "corpus")
     engine = rag.Engine(
-        rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"), embedder=embedder
+        rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="extractive"),
+        embedder=embedder,
     )
     engine.ingest()
-    report = engine.admin.add_file("notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n")
+    report = engine.admin.add_file(
+        "notes.md", b"# Demining notes\n\nClearing one hectare of minefield took the team eleven days.\n"
+    )
     assert report.added == ["corpus/notes.md"] and (tmp_path / "corpus" / "notes.md").is_file()
     assert {d["source"] for d in engine.admin.documents()} >= {"corpus/notes.md"}
     assert engine.search("how long to clear a hectare", k=1)[0].source == "corpus/notes.md"

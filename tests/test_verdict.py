@@ -23,7 +23,11 @@ PAIRS = [
     ("Will the museum reopen?", "The museum will reopen in May, the director said.", YES),
     ("Did the team win the final?", "The team never won a final.", NO),
     ("Does the module support threads?", "The module supports not only threads but also processes.", YES),
-    ("Has the agency abandoned the plan?", "The agency, which drew up the plan, reiterated its commitment to it.", None),
+    (
+        "Has the agency abandoned the plan?",
+        "The agency, which drew up the plan, reiterated its commitment to it.",
+        None,
+    ),
     ("Has the agency abandoned the plan?", "The agency has not abandoned the plan.", NO),
 ]
 
@@ -66,5 +70,7 @@ def test_an_answer_without_the_word_gets_it_when_the_evidence_is_clear():
 
 def test_unclear_evidence_leaves_the_answer_as_the_model_wrote_it():
     text = "No. The bridge opened in 1932 [1]."
-    checked = settle_verdict(_checked(text, "The bridge opened in 1932 after eight years."), "Did the bridge open in 1950?")
+    checked = settle_verdict(
+        _checked(text, "The bridge opened in 1932 after eight years."), "Did the bridge open in 1950?"
+    )
     assert checked.text == text

@@ -153,7 +153,9 @@ def test_citation_offsets_open_the_viewer_at_the_quote(ready_settings, embedder)
     assert doc.text[c.start : c.end] == c.quote
 
     shown = open_document(engine, {"source": c.source, "start": c.start, "end": c.end})
-    assert viewer_text(shown) == (doc.text[: c.start], c.quote, doc.text[c.end :]), "the whole text, the quote marked in its place"
+    assert viewer_text(shown) == (doc.text[: c.start], c.quote, doc.text[c.end :]), (
+        "the whole text, the quote marked in its place"
+    )
     parsed = Parsed(shown)
     [link] = [attrs for tag, attrs in parsed.tags if tag == "a"]
     assert link["href"] == BALTIC_URL and set(link["rel"].split()) == {"noopener", "noreferrer", "nofollow"}
@@ -202,7 +204,9 @@ def test_the_original_address_is_a_plain_link_only_when_it_is_a_web_address(url,
     assert url in parsed.text, "the address is shown as written"
     assert {t for t, _ in parsed.tags} <= {"dialog", "div", "h2", "button", "p", "mark", "a", "span"}
     if link:
-        assert anchors == [{"class": "viewer-url", "href": url, "target": "_blank", "rel": "noopener noreferrer nofollow"}]
+        assert anchors == [
+            {"class": "viewer-url", "href": url, "target": "_blank", "rel": "noopener noreferrer nofollow"}
+        ]
     else:
         assert anchors == []
 
@@ -215,7 +219,15 @@ def test_offsets_out_of_range_are_clamped_not_an_error():
 
 def test_a_cited_card_has_a_button_that_opens_its_document():
     source = "corpus/it's <here>.pdf"
-    item = {"n": 2, "title": "A <i>title</i>", "source": source, "text": "Chunk text.", "marks": [(0, 5)], "page": 4, "open": (120, 131)}
+    item = {
+        "n": 2,
+        "title": "A <i>title</i>",
+        "source": source,
+        "text": "Chunk text.",
+        "marks": [(0, 5)],
+        "page": 4,
+        "open": (120, 131),
+    }
     parsed = Parsed(sources_html([item, {**item, "n": 3, "open": None, "page": None}], "Sources"))
     buttons = [attrs for tag, attrs in parsed.tags if tag == "button"]
     assert buttons == [

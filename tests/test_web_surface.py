@@ -43,7 +43,9 @@ class SlowScripted(ScriptedChatModel):
 @pytest.fixture
 def make_engine(ready_settings, embedder):
     def make(model, **overrides):
-        return rag.Engine(ready_settings.model_copy(update={"llm_backend": "local", **overrides}), embedder=embedder, llm=model)
+        return rag.Engine(
+            ready_settings.model_copy(update={"llm_backend": "local", **overrides}), embedder=embedder, llm=model
+        )
 
     yield make
     ui_serve.close_all()
@@ -62,7 +64,11 @@ def test_concurrent_sessions_complete_or_get_a_clean_busy_error(make_engine):
             text, *_ = Client(url, verbose=False).predict(Q, 4, "local", api_name="/respond")
             return "ok", time.monotonic() - started, text
         except Exception as exc:  # the client's error for a full queue
-            return "busy" if re.search(r"queue is full|too many|busy", str(exc), re.I) else f"error: {exc}", time.monotonic() - started, ""
+            return (
+                "busy" if re.search(r"queue is full|too many|busy", str(exc), re.I) else f"error: {exc}",
+                time.monotonic() - started,
+                "",
+            )
 
     with cf.ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(one, range(sessions), timeout=240))
@@ -106,7 +112,9 @@ def test_foreign_origins_get_no_cors_grant(make_engine):
     url = serve(make_engine(ScriptedChatModel()))
     for origin in ("http://evil.example", "null"):
         for method, path in (("GET", "gradio_api/info"), ("GET", "config"), ("POST", "gradio_api/queue/join")):
-            r = httpx.request(method, url + path, headers={"Origin": origin}, json={} if method == "POST" else None, timeout=10)
+            r = httpx.request(
+                method, url + path, headers={"Origin": origin}, json={} if method == "POST" else None, timeout=10
+            )
             allowed = r.headers.get("access-control-allow-origin")
             assert allowed not in ("*", origin), (origin, path, allowed)
     same = httpx.get(url + "config", headers={"Origin": url.rstrip("/")}, timeout=10)
@@ -125,12 +133,16 @@ def test_with_auth_every_route_refuses_anonymous_and_failed_logins_are_throttled
         r = httpx.get(url + path, timeout=10)
         assert r.status_code in (401, 403, 404), (path, r.status_code)
         assert "Ottawa" not in r.text
-    r = httpx.post(url + "gradio_api/queue/join", json={"data": [Q, 4, "local"], "fn_index": 0, "session_hash": "x"}, timeout=10)
+    r = httpx.post(
+        url + "gradio_api/queue/join", json={"data": [Q, 4, "local"], "fn_index": 0, "session_hash": "x"}, timeout=10
+    )
     assert r.status_code in (401, 403, 404, 422), r.status_code
     with httpx.Client(base_url=url, timeout=10) as http:
         for _ in range(5):
             assert http.post("login", data={"username": "alice", "password": "guess"}).status_code != 200
-        assert http.post("login", data={"username": "alice", "password": "correct-horse"}).status_code != 200, "throttled"
+        assert http.post("login", data={"username": "alice", "password": "correct-horse"}).status_code != 200, (
+            "throttled"
+        )
 
 
 @pytest.mark.slow
@@ -138,9 +150,27 @@ def test_serving_and_answering_make_no_outbound_connection(ready_settings, tmp_p
     """`rag serve` under strace: every connect() goes to loopback or a unix socket."""
     port = free_port()
     trace = tmp_path / "connect.trace"
-    env = {**os.environ, "RAG_INDEX_DIR": str(ready_settings.index_dir), "RAG_CORPUS_DIR": str(ready_settings.corpus_dir)}
+    env = {
+        **os.environ,
+        "RAG_INDEX_DIR": str(ready_settings.index_dir),
+        "RAG_CORPUS_DIR": str(ready_settings.corpus_dir),
+    }
     proc = subprocess.Popen(
-        ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-m", "rag", "serve", "--port", str(port)],
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-m",
+            "rag",
+            "serve",
+            "--port",
+            str(port),
+        ],
         cwd=ready_settings.corpus_dir.parent,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -78,7 +78,9 @@ def test_a_follow_up_carries_the_conversation_after_the_documents_without_a_rewr
     assert len(model.calls) == 1, "no rewrite call: the model sees the conversation itself"
     prompt = model.calls[-1][-1].content
     documents_end = prompt.index("</passages>")
-    talk = prompt.index("Conversation so far:\nUser: What does the Ottawa Convention ban?\nAssistant: It bans anti-personnel mines")
+    talk = prompt.index(
+        "Conversation so far:\nUser: What does the Ottawa Convention ban?\nAssistant: It bans anti-personnel mines"
+    )
     assert documents_end < talk < prompt.index("Question: When was it signed?")
     assert "[1]" not in prompt[talk:], "markers of an earlier answer are not shown again"
     assert "Ottawa Convention" in answer.standalone_question, "the deterministic rewrite still finds the passages shown"
@@ -171,7 +173,9 @@ def test_a_serving_process_answers_retrieved_until_its_reading_is_ready_then_swi
 
 
 @pytest.mark.heavy
-def test_an_edit_between_two_questions_is_read_anew_and_the_old_text_never_cited(whole_settings, embedder, tmp_path, monkeypatch):
+def test_an_edit_between_two_questions_is_read_anew_and_the_old_text_never_cited(
+    whole_settings, embedder, tmp_path, monkeypatch
+):
     import shutil
 
     root = tmp_path / "edit"

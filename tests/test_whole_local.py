@@ -30,12 +30,16 @@ def small(tmp_path):
     for name, text in DOCS.items():
         (tmp_path / "corpus" / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(RAG_ANSWER_MODE="auto", RAG_LLM_STATE_DIR=str(tmp_path / "states"), RAG_LLM_THREADS="2", HF_HUB_OFFLINE="1")
+    env.update(
+        RAG_ANSWER_MODE="auto", RAG_LLM_STATE_DIR=str(tmp_path / "states"), RAG_LLM_THREADS="2", HF_HUB_OFFLINE="1"
+    )
     return tmp_path, env
 
 
 def _rag(root, env, *args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "rag", *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _saved(root):
@@ -87,7 +91,9 @@ def test_an_edit_is_read_anew_and_the_old_text_is_never_cited(small, embedder, m
     assert "1951" not in second.answer and all("1951" not in c.quote for c in second.citations), second
     assert "1953" in second.answer, second
     after = _saved(root)
-    assert len(after) == 1 and after != before, "a new reading for the new text; the old one dropped (RAG_LLM_STATES_MAX=1)"
+    assert len(after) == 1 and after != before, (
+        "a new reading for the new text; the old one dropped (RAG_LLM_STATES_MAX=1)"
+    )
 
 
 PRIME = """
@@ -106,7 +112,9 @@ def test_a_process_killed_while_saving_leaves_no_half_written_state(small):
     env["RAG_ANSWER_MODE"] = "auto"
     states = root / "states"
     states.mkdir(exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", PRIME], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRIME], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         deadline = time.monotonic() + 600
         while not list(states.glob(".prompt-*.bin.*")):  # the save has begun: kill it there
@@ -121,6 +129,12 @@ def test_a_process_killed_while_saving_leaves_no_half_written_state(small):
 
     run = _rag(root, env, "ingest")
     assert "read the 2 documents whole" in run.stdout, run.stdout + run.stderr
-    assert len(_saved(root)) == 1 and not list(states.glob(".prompt-*")), "read afresh; the dead process's partial file removed"
-    ask = json.loads(_rag(root, env, "ask", "--local", "--json", "Is the observatory a member of the regional science network?").stdout)
+    assert len(_saved(root)) == 1 and not list(states.glob(".prompt-*")), (
+        "read afresh; the dead process's partial file removed"
+    )
+    ask = json.loads(
+        _rag(
+            root, env, "ask", "--local", "--json", "Is the observatory a member of the regional science network?"
+        ).stdout
+    )
     assert ask["way"] == whole.WHOLE and ask["timings"]["prompt_tokens"] < 80, ask["timings"]

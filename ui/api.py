@@ -40,7 +40,14 @@ _WAIT_S = 600.0  # longest a request waits for a lane before it is told the serv
 class ApiError(Exception):
     """An error the API answers with, in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", code: str | None = None, param: str | None = None):  # noqa: A002
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ):  # noqa: A002
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
 
@@ -89,7 +96,9 @@ class ChatRequest(BaseModel):
     stream: bool = False
     n: int | None = None
     sources: list[str] | None = Field(
-        None, max_length=100, description="extension: answer only from these documents (sources as /v1/search gives them)"
+        None,
+        max_length=100,
+        description="extension: answer only from these documents (sources as /v1/search gives them)",
     )
 
 
@@ -110,8 +119,12 @@ class RagExtension(BaseModel):
     unsupported: list[str] = Field(description="sentences the model wrote that the citation check removed")
     standalone_question: str
     kind: str
-    support: str = Field(description="well supported, partly supported or weak evidence (from the citation check); empty for a refusal")
-    way: str = Field("retrieved passages", description="what the model was shown: the whole corpus, or retrieved passages")
+    support: str = Field(
+        description="well supported, partly supported or weak evidence (from the citation check); empty for a refusal"
+    )
+    way: str = Field(
+        "retrieved passages", description="what the model was shown: the whole corpus, or retrieved passages"
+    )
     timings: dict[str, float]
 
 
@@ -186,7 +199,11 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         if not keys:
             if open_without_key:
                 return
-            raise ApiError(401, "this server has no API keys: set RAG_API_KEYS to use the API on this address", code="invalid_api_key")
+            raise ApiError(
+                401,
+                "this server has no API keys: set RAG_API_KEYS to use the API on this address",
+                code="invalid_api_key",
+            )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
             raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key")
@@ -232,7 +249,9 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         if not query:
             raise ApiError(400, "the query is empty; send words to search for", param="query")
         if len(query) > s.max_question_chars:
-            raise ApiError(400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query")
+            raise ApiError(
+                400, f"the query is {len(query)} characters long; the limit is {s.max_question_chars}", param="query"
+            )
         try:
             hits = engine.search(query, k=body.k, mode=body.mode, sources=body.sources)
         except rag.RagError as exc:
@@ -242,7 +261,13 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
     @app.post(
         f"{PREFIX}/chat/completions",
         response_model=ChatCompletion,
-        responses=_ERRORS | {200: {"content": {"text/event-stream": {}}, "description": "the answer, or its stream when `stream` is true"}},
+        responses=_ERRORS
+        | {
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "the answer, or its stream when `stream` is true",
+            }
+        },
         dependencies=guarded,
     )
     async def chat_completions(body: ChatRequest, request: Request):
@@ -260,7 +285,9 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         except rag.RagError as exc:
             raise _refused(exc, "sources") from None
         ticket = await _lane(lanes, request)
-        answer = _Answering(engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop())
+        answer = _Answering(
+            engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop()
+        )
         if not body.stream:
             try:
                 final = await _unless_gone(request, answer.result())
@@ -275,7 +302,9 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         if isinstance(first, Exception):
             answer.stop()
             raise _mapped(first)
-        return StreamingResponse(_sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     return app
 
@@ -340,7 +369,9 @@ def _card(model: str) -> dict:
 
 
 def _unknown_model(name: str, model: str) -> ApiError:
-    return ApiError(404, f"the model {name!r} does not exist here; use {model!r}", code="model_not_found", param="model")
+    return ApiError(
+        404, f"the model {name!r} does not exist here; use {model!r}", code="model_not_found", param="model"
+    )
 
 
 def _conversation(messages: list[Message]) -> tuple[str, list[tuple[str, str]]]:
@@ -377,7 +408,9 @@ def _mapped(exc: Exception) -> ApiError:
     log.warning("answer failed: %s: %s", type(exc).__name__, exc)
     if isinstance(exc, _UNAVAILABLE):
         return ApiError(503, exc.told_user or "", type="server_error", code="index_unavailable")
-    return ApiError(503, "the language model could not answer this time; try again", type="server_error", code="model_error")
+    return ApiError(
+        503, "the language model could not answer this time; try again", type="server_error", code="model_error"
+    )
 
 
 class _Answering:
@@ -385,7 +418,13 @@ class _Answering:
     client went away): the model stops at its next token and the lane is given back."""
 
     def __init__(
-        self, engine: rag.Engine, question: str, history: list, params: rag.QueryParams, ticket, loop: asyncio.AbstractEventLoop
+        self,
+        engine: rag.Engine,
+        question: str,
+        history: list,
+        params: rag.QueryParams,
+        ticket,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._events: asyncio.Queue = asyncio.Queue()
         self._stop = threading.Event()
@@ -455,10 +494,19 @@ async def _sse(answer: _Answering, first: Any, model: str) -> AsyncIterator[str]
     """The answer as OpenAI chunks: the role, the model's words as they come, then a last chunk whose `rag` field holds
     the checked answer (show it in place of the streamed words: markers renumbered, unsupported sentences removed, or
     the refusal), then `[DONE]`. An error after the stream started ends it with an `error` event."""
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
 
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
-        return "data: " + json.dumps(head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra) + "\n\n"
+        return (
+            "data: "
+            + json.dumps(head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]} | extra)
+            + "\n\n"
+        )
 
     try:
         yield chunk({"role": "assistant", "content": ""})
@@ -466,7 +514,11 @@ async def _sse(answer: _Answering, first: Any, model: str) -> AsyncIterator[str]
         while event is not _DONE:
             if isinstance(event, Exception):
                 error = _mapped(event)
-                yield "data: " + json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code}}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps({"error": {"message": error.message, "type": error.type, "code": error.code}})
+                    + "\n\n"
+                )
                 break
             if event.kind == "token":
                 yield chunk({"content": event.data})

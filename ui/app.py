@@ -46,7 +46,8 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
     # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
-            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check." + _way(engine),
+            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check."
+            + _way(engine),
             elem_id="intro",
         )
         saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved
@@ -54,7 +55,9 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
         with gr.Tab("Chat"):
             sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
             k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
-            backend = gr.Dropdown(list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False)
+            backend = gr.Dropdown(
+                list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False
+            )
             only = gr.Dropdown(
                 [(d["title"] or d["source"], d["source"]) for d in docs],
                 value=[],

@@ -101,4 +101,12 @@ def cited(c: rag.Citation) -> dict:
     whole document (for the viewer)."""
     at = c.text.find(c.quote) if c.quote else -1
     marks = [(at, at + len(c.quote))] if at >= 0 else []
-    return {"n": c.n, "title": c.title, "source": c.source, "text": c.text, "marks": marks, "page": c.page, "open": (c.start, c.end)}
+    return {
+        "n": c.n,
+        "title": c.title,
+        "source": c.source,
+        "text": c.text,
+        "marks": marks,
+        "page": c.page,
+        "open": (c.start, c.end),
+    }

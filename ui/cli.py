@@ -14,7 +14,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument(
-        "--api-only", action="store_const", const=True, help="serve the HTTP API (/v1) alone, without the web chat (RAG_API_ONLY=1)"
+        "--api-only",
+        action="store_const",
+        const=True,
+        help="serve the HTTP API (/v1) alone, without the web chat (RAG_API_ONLY=1)",
     )
     args = parser.parse_args(argv)
 
@@ -29,7 +32,9 @@ def main(argv: list[str]) -> int:
     print("loading the models…", flush=True)
     engine.warm_up()
     where = f"http://{args.host}:{args.port}"
-    print(f"HTTP API at {where}/v1" if engine.settings.api_only else f"chat at {where}", "(Ctrl+C stops it)", flush=True)
+    print(
+        f"HTTP API at {where}/v1" if engine.settings.api_only else f"chat at {where}", "(Ctrl+C stops it)", flush=True
+    )
     launch(engine, host=args.host, port=args.port, checked=True)
     return 0
 

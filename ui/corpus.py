@@ -46,7 +46,11 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
     if warning:
         gr.Markdown(warning, elem_id="admin-warning")
     table = gr.Dataframe(
-        _rows(docs), headers=["title", "source", "chunks", "indexed"], interactive=False, label="Indexed documents", elem_id="corpus-table"
+        _rows(docs),
+        headers=["title", "source", "chunks", "indexed"],
+        interactive=False,
+        label="Indexed documents",
+        elem_id="corpus-table",
     )
     missing = not_indexed(engine)
     failed = gr.Dataframe(
@@ -75,7 +79,9 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
         user = getattr(request, "username", None) if request is not None else None
         if not may_manage(s, admin, user):
             require(admin)
-            raise rag.RagError(f"only the corpus admins (RAG_UI_ADMINS) can change the corpus; {user or 'this login'} is not one")
+            raise rag.RagError(
+                f"only the corpus admins (RAG_UI_ADMINS) can change the corpus; {user or 'this login'} is not one"
+            )
 
     def refreshed(message: str):
         now, gone = listed(engine), not_indexed(engine)

@@ -46,7 +46,14 @@ def remember(answer: rag.Answer, shown: str, session: str | None, owner: str | N
 
 
 def record_feedback(
-    path: Path, liked: bool, shown: str | list | dict, *, session: str | None, owner: str | None, max_mb: float, now: float | None = None
+    path: Path,
+    liked: bool,
+    shown: str | list | dict,
+    *,
+    session: str | None,
+    owner: str | None,
+    max_mb: float,
+    now: float | None = None,
 ) -> dict:
     """Append one thumbs up/down on an answer this session was shown, with the question, answer, citations, voter
     and session, to the JSONL feedback log; `Refused` (nothing logged) for a text this session was not shown, past
@@ -71,14 +78,18 @@ def record_feedback(
         "session": session,
         "question": known.get("question"),
         "answer": known.get("answer"),
-        "citations": [{k: c[k] for k in ("n", "chunk_id", "source", "quote", "start", "end")} for c in known.get("citations", [])],
+        "citations": [
+            {k: c[k] for k in ("n", "chunk_id", "source", "quote", "start", "end")} for c in known.get("citations", [])
+        ],
     }
     line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _LOCK, open(path, "ab") as fh:
         if fh.tell() + len(line) > max_mb * 1_000_000:
             log.warning(
-                "feedback log %s is full (RAG_FEEDBACK_MAX_MB=%g): a vote was refused; move the log aside to take more", path, max_mb
+                "feedback log %s is full (RAG_FEEDBACK_MAX_MB=%g): a vote was refused; move the log aside to take more",
+                path,
+                max_mb,
             )
             raise Refused(FULL)
         fh.write(line)

@@ -41,7 +41,10 @@ def owner(request: gr.Request | None) -> str:
 
 
 def choices(engine: rag.Engine, who: str) -> list[tuple[str, str]]:
-    return [(f"{s.title} · {s.turns} {'question' if s.turns == 1 else 'questions'}", s.id) for s in engine.conversations.list(who)]
+    return [
+        (f"{s.title} · {s.turns} {'question' if s.turns == 1 else 'questions'}", s.id)
+        for s in engine.conversations.list(who)
+    ]
 
 
 def messages(conversation: rag.Conversation, session: str | None = None) -> list[dict]:
@@ -79,7 +82,9 @@ class History:
         self.session = gr.State(None)
         self.kept = gr.BrowserState(None, storage_key="rag-conversation")
         self.picker = gr.Radio([], value=None, label="Saved conversations", elem_id="conversations", **hidden)
-        self.title = gr.Textbox(label="Title of this conversation", max_length=200, elem_id="conversation-title", **hidden)
+        self.title = gr.Textbox(
+            label="Title of this conversation", max_length=200, elem_id="conversation-title", **hidden
+        )
         self.rename = gr.Button("Rename", size="sm", elem_id="rename-conversation", **hidden)
         self.delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation", **hidden)
         self.as_md = gr.DownloadButton("Export Markdown", size="sm", interactive=False, elem_id="export-md", **hidden)
@@ -105,9 +110,18 @@ class History:
         md, js = export_files(conversation)
         on = {"interactive": True}
         listed = gr.update(choices=choices(self.engine, who), value=conversation.id)
-        return conversation.id, conversation.id, listed, conversation.title, gr.update(value=md, **on), gr.update(value=js, **on)
+        return (
+            conversation.id,
+            conversation.id,
+            listed,
+            conversation.title,
+            gr.update(value=md, **on),
+            gr.update(value=js, **on),
+        )
 
-    def _page(self, conversation: rag.Conversation | None, who: str, message: str = "", session: str | None = None) -> tuple:
+    def _page(
+        self, conversation: rag.Conversation | None, who: str, message: str = "", session: str | None = None
+    ) -> tuple:
         """Values for the chat, its history, the sources panel, `shown_outputs` and the status line; when the saved
         conversations do not answer, an empty chat (the list left as it was) and the status line says so."""
         chat = messages(conversation, session) if conversation else []
@@ -162,7 +176,9 @@ class History:
                     state["unsaved"] = UNSAVED
 
             unchanged = tuple(gr.skip() for _ in self.shown_outputs)
-            for text, shown in respond(message, history, k, backend, sources, engine=engine, lanes=lanes, on_answer=save):
+            for text, shown in respond(
+                message, history, k, backend, sources, engine=engine, lanes=lanes, on_answer=save
+            ):
                 if state["saved"]:
                     try:
                         following = self._following(engine.conversations.get(who, state["id"]), who)
@@ -179,7 +195,9 @@ class History:
         return answer_and_save
 
     # -- the sidebar -----------------------------------------------------------------------------------------------
-    def render_sidebar(self, chatbot: gr.Chatbot, chat_state: gr.State, sources: gr.HTML, new_chat: gr.Button, page: gr.Blocks) -> None:
+    def render_sidebar(
+        self, chatbot: gr.Chatbot, chat_state: gr.State, sources: gr.HTML, new_chat: gr.Button, page: gr.Blocks
+    ) -> None:
         """Lay out the list and its actions inside the current Blocks, and wire them, "New chat" and the page's load."""
         engine = self.engine
         for part in (self.picker, self.title):
@@ -209,7 +227,10 @@ class History:
         def rename(cid: str | None, new_title: str, request: gr.Request) -> tuple:
             who = owner(request)
             if not cid:
-                return (*(gr.skip() for _ in self.shown_outputs), "Ask a question first: there is no conversation to rename.")
+                return (
+                    *(gr.skip() for _ in self.shown_outputs),
+                    "Ask a question first: there is no conversation to rename.",
+                )
             try:
                 engine.conversations.rename(who, cid, new_title)
                 return (*self._following(engine.conversations.get(who, cid), who), "Renamed.")

@@ -117,7 +117,9 @@ class LoginThrottle:
         wait = max(self.addresses.wait(k) for k in keys)
         if wait > 0:
             log.warning("login from %s refused: %d s of waiting left after failed attempts", address, wait)
-            await _reply(send, 429, {"detail": f"Too many failed logins from this address; try again in {wait:.0f} s."}, wait)
+            await _reply(
+                send, 429, {"detail": f"Too many failed logins from this address; try again in {wait:.0f} s."}, wait
+            )
             return
 
         for k in keys:  # failed until proved right: attempts sent at once see each other

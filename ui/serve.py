@@ -44,7 +44,9 @@ def launch(engine: rag.Engine, host: str = "127.0.0.1", port: int = 7860, block:
     lanes = Lanes(s.ui_concurrency, s.ui_queue_size)  # the chat and the API take turns on the same model
     api = build_api(engine, lanes, open_without_key=is_loopback(host))
     if s.api_only:
-        return _serve_api(ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, s.proxies, block)
+        return _serve_api(
+            ApiRoutes(_not_found, api=api, max_body=s.api_max_body_kb * 1024), host, port, s.proxies, block
+        )
     exports.remove_stale()  # export folders of servers that are gone (killed, or stopped before removing theirs)
     demo = build_app(engine, lanes=lanes)
     demo.queue(max_size=s.ui_queue_size, default_concurrency_limit=s.ui_concurrency, api_open=False)
@@ -133,14 +135,18 @@ def check_admins(settings: rag.Settings) -> None:
         return
     login = settings.login
     if settings.admins and login is None:
-        raise rag.RagError("RAG_UI_ADMINS names corpus admins but there is no login to tell them by; set RAG_UI_AUTH=user:password")
+        raise rag.RagError(
+            "RAG_UI_ADMINS names corpus admins but there is no login to tell them by; set RAG_UI_AUTH=user:password"
+        )
     if settings.ui_admin and login is not None and not settings.admins:
         raise rag.RagError(
             "RAG_UI_ADMIN=1 with a login needs the admins named, or every user could change the corpus for everyone; "
             "set RAG_UI_ADMINS=alice[,bob] to logins of RAG_UI_AUTH"
         )
     if login is not None and (unknown := [a for a in settings.admins if a not in login]):
-        raise rag.RagError(f"RAG_UI_ADMINS names {', '.join(unknown)}, not a login of RAG_UI_AUTH; name logins that exist")
+        raise rag.RagError(
+            f"RAG_UI_ADMINS names {', '.join(unknown)}, not a login of RAG_UI_AUTH; name logins that exist"
+        )
     if settings.admins and not settings.ui_admin:
         log.warning("RAG_UI_ADMINS is set but RAG_UI_ADMIN is not: the Corpus tab's actions are off for everyone")
 
@@ -150,7 +156,9 @@ def _serve_api(app, host: str, port: int, proxies: tuple[str, ...], block: bool)
     blocking, stopped by Ctrl+C or SIGTERM; or in a thread until `close_all`."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", forwarded_allow_ips=list(proxies))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", forwarded_allow_ips=list(proxies)
+    )
     server = uvicorn.Server(config)
     if block:
         server.run()
@@ -211,7 +219,9 @@ class ErrorShield:
             if replaced:
                 return  # the body of the replaced 500
             held.append(message)
-            if message["type"] == "http.response.body" and not (len(held) == 2 and _error_event(message.get("body", b""))):
+            if message["type"] == "http.response.body" and not (
+                len(held) == 2 and _error_event(message.get("body", b""))
+            ):
                 for m in held:
                     await send(m)
                 held.clear()
@@ -224,7 +234,9 @@ class ErrorShield:
                 raise
             status = getattr(exc, "status_code", None) or getattr(exc.__cause__, "status_code", 400)
             status = status if isinstance(status, int) and 400 <= status < 500 else 400
-            log.warning("%s %s failed (%s: %s); sent %d", scope["method"], scope["path"], type(exc).__name__, exc, status)
+            log.warning(
+                "%s %s failed (%s: %s); sent %d", scope["method"], scope["path"], type(exc).__name__, exc, status
+            )
             await _json(send, status, {"detail": "not found" if status == 404 else "malformed request"})
             return
         for m in held:  # a response that ended on its held first part

@@ -29,7 +29,11 @@ def viewer_html(doc: rag.Document, start: int, end: int) -> str:
     marked = f"<mark id='viewer-mark'>{html.escape(text[start:end])}</mark>" if end > start else ""
     body = html.escape(text[:start]) + marked + html.escape(text[end:])
     page = doc.page_at(start)
-    about = [html.escape(doc.source)] + ([f"p. {page}"] if page else []) + ([_address(doc.source_url)] if doc.source_url else [])
+    about = (
+        [html.escape(doc.source)]
+        + ([f"p. {page}"] if page else [])
+        + ([_address(doc.source_url)] if doc.source_url else [])
+    )
     return _dialog(html.escape(doc.title or doc.source), " · ".join(about), body)
 
 

@@ -77,8 +77,16 @@ class _Engine:
             self.server = xlc.Server(params)
         except Exception as exc:
             self._sock_dir.cleanup()
-            raise ModelError(f"could not load {model_path}: {exc}; check the file with `python -m rag.llm.model_file`") from exc
-        log.info("loaded %s (n_ctx=%d, n_threads=%d) in %.1f s", model_path.name, n_ctx, n_threads, time.monotonic() - started)
+            raise ModelError(
+                f"could not load {model_path}: {exc}; check the file with `python -m rag.llm.model_file`"
+            ) from exc
+        log.info(
+            "loaded %s (n_ctx=%d, n_threads=%d) in %.1f s",
+            model_path.name,
+            n_ctx,
+            n_threads,
+            time.monotonic() - started,
+        )
 
     def slot(self, action: str, filename: str) -> dict[str, Any]:
         """Save or restore the one slot's state to/from `filename` in `states` (llama.cpp's /slots endpoint)."""
@@ -171,20 +179,26 @@ class LocalChatModel(BaseChatModel):
     def _paths(self) -> tuple[Path, Path]:
         path = Path(self.model_path) if self.model_path else ensure_model()
         if not path.is_file():
-            raise ModelError(f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model")
+            raise ModelError(
+                f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model"
+            )
         return path, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states"
 
     def _key(self, messages: list[BaseMessage]) -> tuple[str, dict[str, Any]]:
         request = self._request(messages, None, max_tokens=1)
         path, _ = self._paths()
-        return hashlib.sha256(json.dumps([_identity(path, self.n_ctx), request["messages"]]).encode()).hexdigest()[:20], request
+        return hashlib.sha256(json.dumps([_identity(path, self.n_ctx), request["messages"]]).encode()).hexdigest()[
+            :20
+        ], request
 
     def has_state(self, messages: list[BaseMessage]) -> bool:
         """Whether reading `messages` is held by this process or saved by an earlier one (then `prime` is quick);
         answered without loading the model."""
         key, _ = self._key(messages)
         path, states = self._paths()
-        engine = _ENGINES.get((str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve()), self.speculative))
+        engine = _ENGINES.get(
+            (str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve()), self.speculative)
+        )
         return (engine is not None and key in engine.primed) or (states / f"prompt-{key}.bin").is_file()
 
     def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
@@ -253,11 +267,15 @@ class LocalChatModel(BaseChatModel):
         for event in _events(engine.server, request, self.timeout):
             if "error" in event:
                 error = event["error"]
-                raise ModelError(f"local LLM refused the request: {error.get('message', error) if isinstance(error, dict) else error}")
+                raise ModelError(
+                    f"local LLM refused the request: {error.get('message', error) if isinstance(error, dict) else error}"
+                )
             usage = event.get("usage") or usage
             if event.get("timings"):
                 finish["timings"] = event["timings"]
-                finish["prompt_read_ms"] = event["timings"].get("prompt_ms")  # how long reading the uncached prompt took
+                finish["prompt_read_ms"] = event["timings"].get(
+                    "prompt_ms"
+                )  # how long reading the uncached prompt took
             for choice in event.get("choices") or []:
                 if choice.get("finish_reason"):
                     finish["finish_reason"] = choice["finish_reason"]
@@ -271,7 +289,10 @@ class LocalChatModel(BaseChatModel):
             raise ModelError("local LLM stream ended without a finish reason; see llama.cpp's messages on stderr")
         yield ChatGenerationChunk(
             message=AIMessageChunk(
-                content="", response_metadata=finish, usage_metadata=_usage(usage) if usage else None, chunk_position="last"
+                content="",
+                response_metadata=finish,
+                usage_metadata=_usage(usage) if usage else None,
+                chunk_position="last",
             ),
             generation_info={"finish_reason": finish["finish_reason"]},
         )
@@ -339,7 +360,9 @@ def _events(server: Any, request: dict[str, Any], timeout: float | None) -> Iter
                     raise queue.Empty
                 item = events.get(timeout=wait)
             except queue.Empty:
-                raise ModelTimeoutError(f"local LLM did not finish within {timeout:g} s; raise the timeout or lower max_tokens") from None
+                raise ModelTimeoutError(
+                    f"local LLM did not finish within {timeout:g} s; raise the timeout or lower max_tokens"
+                ) from None
             if item is _DONE:
                 return
             if isinstance(item, Exception):

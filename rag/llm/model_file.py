@@ -91,7 +91,9 @@ def _assemble(target: Path) -> None:
     parts = _part_paths()
     free = shutil.disk_usage(target.parent).free
     if free < MODEL_SIZE:
-        raise ModelError(f"need {MODEL_SIZE / 1e9:.1f} GB free in {target.parent} to assemble the model, have {free / 1e9:.1f} GB")
+        raise ModelError(
+            f"need {MODEL_SIZE / 1e9:.1f} GB free in {target.parent} to assemble the model, have {free / 1e9:.1f} GB"
+        )
     log.info("assembling %s from %d parts", target, len(parts))
     fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)

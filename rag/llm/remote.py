@@ -30,8 +30,12 @@ class OpenAIChat(ChatOpenAI):
     def _failed(self, exc: openai.APIError) -> ModelError:
         where = self.openai_api_base or "the configured server"
         if isinstance(exc, openai.APITimeoutError):
-            return ModelTimeoutError(f"the language model server at {where} did not answer in time; try again, or raise RAG_LLM_TIMEOUT_S")
+            return ModelTimeoutError(
+                f"the language model server at {where} did not answer in time; try again, or raise RAG_LLM_TIMEOUT_S"
+            )
         if isinstance(exc, openai.APIConnectionError):
-            return ModelError(f"could not reach the language model server at {where}; start it, or fix RAG_OPENAI_BASE_URL")
+            return ModelError(
+                f"could not reach the language model server at {where}; start it, or fix RAG_OPENAI_BASE_URL"
+            )
         status = getattr(exc, "status_code", None)
         return ModelError(f"the language model server at {where} answered {status or 'an error'}: {exc.message}")

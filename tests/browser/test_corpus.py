@@ -19,7 +19,9 @@ pytestmark = pytest.mark.browser
 Q = "When was the Ottawa Convention signed?"
 KEPT = "The Ottawa Convention was signed in 1997 [1]."
 SIGNED = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
-FINAL = "#sources h3:has-text('Sources') ~ .source"  # the checked answer's cards (not the evidence shown while streaming)
+FINAL = (
+    "#sources h3:has-text('Sources') ~ .source"  # the checked answer's cards (not the evidence shown while streaming)
+)
 
 
 def _entries(path, timeout=30.0) -> list[dict]:
@@ -40,7 +42,9 @@ def _entries(path, timeout=30.0) -> list[dict]:
         pytest.param(KEPT + " It was signed by 300 countries [1].", "Like", True, id="thumbs-up-on-a-struck-answer"),
     ],
 )
-def test_a_vote_in_the_page_logs_the_question_answer_and_citations(browser, ready_settings, embedder, tmp_path, reply, button, liked):
+def test_a_vote_in_the_page_logs_the_question_answer_and_citations(
+    browser, ready_settings, embedder, tmp_path, reply, button, liked
+):
     log = tmp_path / "feedback" / "votes.jsonl"
     settings = ready_settings.model_copy(update={"llm_backend": "local", "feedback_file": log})
     engine = rag.Engine(settings, embedder=embedder, llm=ReplayChatModel([reply]))
@@ -81,7 +85,9 @@ def test_admin_uploads_reindexes_and_removes_a_document_in_the_corpus_tab(browse
     the table and the index follow each step."""
     monkeypatch.chdir(tmp_path)  # source ids read "corpus/…"
     shutil.copytree(CORPUS, tmp_path / "corpus")
-    settings = rag.Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local", ui_admin=True)
+    settings = rag.Settings(
+        corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local", ui_admin=True
+    )
     engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
     engine.ingest()
     before = _sources(engine)
@@ -159,7 +165,12 @@ def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(bro
     big = "corpus/big.txt"
     (tmp_path / big).write_text(numbered_lines(6000))  # 6,000 chunks at 16 tokens: over the default cap of 5,000
     settings = rag.Settings(
-        corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", llm_backend="local", ui_admin=True, chunk_size=16, chunk_overlap=4
+        corpus_dir=tmp_path / "corpus",
+        index_dir=tmp_path / "index",
+        llm_backend="local",
+        ui_admin=True,
+        chunk_size=16,
+        chunk_overlap=4,
     )
     engine = rag.Engine(settings, embedder=embedder, llm=ScriptedChatModel())
     report = engine.ingest()
@@ -171,7 +182,9 @@ def test_a_file_that_failed_to_index_is_listed_and_removed_in_the_corpus_tab(bro
         page.get_by_role("tab", name="Corpus").click()
         failed = page.locator("#corpus-failed")
         expect(failed).to_contain_text(big)
-        expect(failed).to_contain_text("makes 6000 chunks at RAG_CHUNK_SIZE=16, over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS)")
+        expect(failed).to_contain_text(
+            "makes 6000 chunks at RAG_CHUNK_SIZE=16, over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS)"
+        )
         expect(page.locator("#corpus-table")).not_to_contain_text(big)
 
         page.locator("#corpus-document input").click()

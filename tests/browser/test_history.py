@@ -25,7 +25,9 @@ def _listed(page) -> list[str]:
 
 @pytest.fixture
 def served(ready_settings, embedder, tmp_path):
-    with served_scripted(ready_settings, embedder, tmp_path, ui_auth=SecretStr("alice:alice-pass-1,bob:bob-pass-2")) as both:
+    with served_scripted(
+        ready_settings, embedder, tmp_path, ui_auth=SecretStr("alice:alice-pass-1,bob:bob-pass-2")
+    ) as both:
         yield both
 
 
@@ -58,7 +60,10 @@ def test_resume_choose_rename_export_delete(browser, served, tmp_path):
     page.locator("#rename-conversation").click()
     page.wait_for_selector("#conversations label:has-text('Signing date')", timeout=30_000)
 
-    for button, check in (("#export-md", lambda t: t.startswith("# Signing date") and "Sources:" in t), ("#export-json", None)):
+    for button, check in (
+        ("#export-md", lambda t: t.startswith("# Signing date") and "Sources:" in t),
+        ("#export-json", None),
+    ):
         with page.expect_download() as download:
             page.locator(button).click()
         text = open(download.value.path(), encoding="utf-8").read()

@@ -26,7 +26,9 @@ def test_the_page_says_the_conversation_could_not_be_saved_and_new_chat_too(post
     pg.stop()
     box.fill(Q2)
     box.press("Enter")
-    expect(page.locator("#chat .message.bot").nth(1)).to_contain_text(re.compile(r"\[\d+\]"), timeout=60_000)  # answered
+    expect(page.locator("#chat .message.bot").nth(1)).to_contain_text(
+        re.compile(r"\[\d+\]"), timeout=60_000
+    )  # answered
     expect(page.locator("#conversation-status")).to_contain_text("could not be saved", timeout=30_000)
     expect(page.get_by_test_id("toast-body").filter(has_text="could not be saved").first).to_be_visible()
 

@@ -56,7 +56,10 @@ def _watch(page):
     """Alert dialogs and requests that leave 127.0.0.1, recorded as they happen."""
     alerts, outside = [], []
     page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
-    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    page.on(
+        "request",
+        lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None,
+    )
     return alerts, outside
 
 
@@ -114,20 +117,26 @@ def test_keyboard_only_opens_and_closes_the_viewer_and_no_address_no_link(browse
     url = serve(engine)
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 700})
-        ask_in_browser(page, url, "What did the director of HALO say about the U.S. decision to supply mines to Ukraine?")
+        ask_in_browser(
+            page, url, "What did the director of HALO say about the U.S. decision to supply mines to Ukraine?"
+        )
         button = _open_button(page, "James Cowan")
         source = button.get_attribute("data-source")
         for _ in range(200):
             if page.evaluate(FOCUS)["source"] == source:
                 break
             page.keyboard.press("Tab")
-        assert page.evaluate(FOCUS) == {"inDialog": False, "cls": "open-doc", "source": source}, "Tab reaches the button"
+        assert page.evaluate(FOCUS) == {"inDialog": False, "cls": "open-doc", "source": source}, (
+            "Tab reaches the button"
+        )
 
         page.keyboard.press("Enter")
         dialog = page.locator("#viewer dialog.viewer[open]")
         dialog.wait_for(state="visible", timeout=10_000)
         assert dialog.locator("#viewer-mark").text_content() == EXPERTS_QUOTE
-        assert page.evaluate(FOCUS)["inDialog"] and page.evaluate(FOCUS)["cls"] == "viewer-text", "focus on the text: arrows scroll it"
+        assert page.evaluate(FOCUS)["inDialog"] and page.evaluate(FOCUS)["cls"] == "viewer-text", (
+            "focus on the text: arrows scroll it"
+        )
         assert dialog.get_by_role("link").count() == 0 and dialog.locator("a").count() == 0
         assert source in dialog.locator(".viewer-meta").inner_text()
         stops = []
@@ -142,7 +151,9 @@ def test_keyboard_only_opens_and_closes_the_viewer_and_no_address_no_link(browse
 
         page.keyboard.press("Escape")
         page.wait_for_selector("#viewer dialog", state="detached", timeout=5_000)
-        assert page.evaluate(FOCUS) == {"inDialog": False, "cls": "open-doc", "source": source}, "Escape gives the focus back"
+        assert page.evaluate(FOCUS) == {"inDialog": False, "cls": "open-doc", "source": source}, (
+            "Escape gives the focus back"
+        )
         page.keyboard.press("Enter")  # and the same button opens it again
         dialog.wait_for(state="visible", timeout=10_000)
         assert dialog.locator("#viewer-mark").text_content() == EXPERTS_QUOTE
@@ -153,7 +164,9 @@ def test_keyboard_only_opens_and_closes_the_viewer_and_no_address_no_link(browse
 def test_a_hostile_document_shows_as_text_in_the_viewer(browser, viewer_settings, embedder):
     """Markup in a document's text, title and address is shown as written: nothing runs, loads or links."""
     engine = rag.Engine(
-        viewer_settings, embedder=embedder, llm=ReplayChatModel(["The mine clearance unit met at dawn near the river [1]."])
+        viewer_settings,
+        embedder=embedder,
+        llm=ReplayChatModel(["The mine clearance unit met at dawn near the river [1]."]),
     )
     url = serve(engine)
     try:
