@@ -132,7 +132,8 @@ r = e.retriever(k=4)
 for q in qs:
     t = time.perf_counter(); r.invoke(q); search.append((time.perf_counter() - t) * 1000)
 e.ask(qs[0])
-print(json.dumps({{"embed_ms": embed, "search_ms": search, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"embed_ms": embed, "search_ms": search, "rss_mib": rss}}))
 """
 
 
@@ -425,7 +426,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"Benchmark of {result['date']} on {result['machine']} (`{result['command']}`).",
         "",
-        "| scale | chunks | ingest chunks/s | raw embed chunks/s | ingest / raw | re-ingest s (embedded) | query embed p50 ms | search p50 / p95 ms | ingest RSS MiB | serve RSS MiB |",
+        "| scale | chunks | ingest chunks/s | raw embed chunks/s | ingest / raw | re-ingest s (embedded) "
+        "| query embed p50 ms | search p50 / p95 ms | ingest RSS MiB | serve RSS MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["scales"]:
@@ -436,8 +438,9 @@ def markdown(result: dict) -> str:
             )
             continue
         lines.append(
-            f"| {r['scale']} | {r['chunks']} | {r['ingest_chunks_per_s']:.0f} | {r['raw_embed_chunks_per_s']:.0f} | {r['ingest_vs_raw']:.2f} | "
-            f"{r['reingest_s']:.2f} ({r['reingest_embedded']}) | {r['query_embed_p50_ms']:.1f} | {r['search_p50_ms']:.1f} / {r['search_p95_ms']:.1f} | "
+            f"| {r['scale']} | {r['chunks']} | {r['ingest_chunks_per_s']:.0f} | {r['raw_embed_chunks_per_s']:.0f} | "
+            f"{r['ingest_vs_raw']:.2f} | {r['reingest_s']:.2f} ({r['reingest_embedded']}) | "
+            f"{r['query_embed_p50_ms']:.1f} | {r['search_p50_ms']:.1f} / {r['search_p95_ms']:.1f} | "
             f"{r['ingest_rss_mib']:.0f} | {r['serve_rss_mib']:.0f} |"
         )
     a = result.get("answers")
@@ -446,14 +449,19 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"Answering, {a['questions']} suite questions, embedded model, against the plain LangChain recipe "
-            "(RecursiveCharacterTextSplitter 1000/200, Chroma.from_documents, k=4 similarity, stuff prompt, same model):",
+            "(RecursiveCharacterTextSplitter 1000/200, Chroma.from_documents, k=4 similarity, stuff prompt, "
+            "same model):",
             "",
             "| | ours | baseline | ours / baseline |",
             "| --- | ---: | ---: | ---: |",
             f"| evidence shown, p50 ms | {o['evidence_p50_ms']:.0f} | – | – |",
-            f"| first token p50 / p95 ms | {o['first_token_p50_ms']:.0f} / {o['first_token_p95_ms']:.0f} | {b['first_token_p50_ms']:.0f} / {b['first_token_p95_ms']:.0f} | {o['first_token_p50_ms'] / b['first_token_p50_ms']:.2f} |",
-            f"| total p50 / p95 ms | {o['total_p50_ms']:.0f} / {o['total_p95_ms']:.0f} | {b['total_p50_ms']:.0f} / {b['total_p95_ms']:.0f} | {o['total_p50_ms'] / b['total_p50_ms']:.2f} |",
-            f"| accuracy (key facts / refusals) | {o['accuracy']:.2f} | {b['accuracy']:.2f} | {o['accuracy'] / max(b['accuracy'], 1e-9):.2f} |",
+            f"| first token p50 / p95 ms | {o['first_token_p50_ms']:.0f} / {o['first_token_p95_ms']:.0f} "
+            f"| {b['first_token_p50_ms']:.0f} / {b['first_token_p95_ms']:.0f} "
+            f"| {o['first_token_p50_ms'] / b['first_token_p50_ms']:.2f} |",
+            f"| total p50 / p95 ms | {o['total_p50_ms']:.0f} / {o['total_p95_ms']:.0f} "
+            f"| {b['total_p50_ms']:.0f} / {b['total_p95_ms']:.0f} | {o['total_p50_ms'] / b['total_p50_ms']:.2f} |",
+            f"| accuracy (key facts / refusals) | {o['accuracy']:.2f} | {b['accuracy']:.2f} "
+            f"| {o['accuracy'] / max(b['accuracy'], 1e-9):.2f} |",
         ]
     for key in ("serving", "serving_retrieved"):
         lines += _serving_rows(result.get(key))
@@ -468,29 +476,40 @@ def _serving_rows(v: dict | None) -> list[str]:
         lines += [
             "",
             f"Serving the embedded model, RAG_ANSWER_MODE={v.get('mode', 'auto')}, answering from {way} "
-            f"({len(v.get('questions', [])) or 'suite'} questions; first token from process start = wall time less what follows the first token):",
+            f"({len(v.get('questions', [])) or 'suite'} questions; "
+            "first token from process start = wall time less what follows the first token):",
             "",
         ]
         if r:
             restore = f"{r['restore_s']:.2f} s" if r.get("restore_s") is not None else "–"
             lines += [
-                f"Reading the {r['documents']} documents (about {r['tokens']:,} tokens) once: {r['read_s']:.1f} s; saved state "
-                f"{r['state_mib']:.0f} MiB; restored by a later process in {restore}.",
+                f"Reading the {r['documents']} documents (about {r['tokens']:,} tokens) once: {r['read_s']:.1f} s; "
+                f"saved state {r['state_mib']:.0f} MiB; restored by a later process in {restore}.",
                 "",
             ]
         lines += [
             "| | first token ms | total ms |",
             "| --- | ---: | ---: |",
-            f"| cold `rag ask`, nothing saved | {v['ask_cold_nothing_saved']['first_token_from_start_ms']:.0f} | {v['ask_cold_nothing_saved']['wall_ms']:.0f} |",
-            f"| cold `rag ask`, saved prompt prefix | {v['ask_cold_saved_prefix']['first_token_from_start_ms']:.0f} | {v['ask_cold_saved_prefix']['wall_ms']:.0f} |",
-            f"| `rag ask` through a running server | {v['ask_through_server']['first_token_from_start_ms']:.0f} | {v['ask_through_server']['wall_ms']:.0f} |",
+            _ask_row("cold `rag ask`, nothing saved", v["ask_cold_nothing_saved"]),
+            _ask_row("cold `rag ask`, saved prompt prefix", v["ask_cold_saved_prefix"]),
+            _ask_row("`rag ask` through a running server", v["ask_through_server"]),
             f"| cold `rag search` | – | {v['search_cold']['wall_ms']:.0f} |",
-            f"| API p50 (p95 first token) | {v['api']['first_token_p50_ms']:.0f} ({v['api']['first_token_p95_ms']:.0f}) | {v['api']['total_p50_ms']:.0f} |",
-            f"| chat p50 (p95 first token) | {v['chat']['first_token_p50_ms']:.0f} ({v['chat']['first_token_p95_ms']:.0f}) | {v['chat']['total_p50_ms']:.0f} |",
+            _served_row("API", v["api"]),
+            _served_row("chat", v["chat"]),
             "",
-            f"API requests per minute: {v['rpm_concurrency_1']:.1f} at concurrency 1, {v['rpm_concurrency_4']:.1f} at concurrency 4 (one model, answers take turns).",
+            f"API requests per minute: {v['rpm_concurrency_1']:.1f} at concurrency 1, "
+            f"{v['rpm_concurrency_4']:.1f} at concurrency 4 (one model, answers take turns).",
         ]
     return lines
+
+
+def _ask_row(label: str, run: dict) -> str:
+    return f"| {label} | {run['first_token_from_start_ms']:.0f} | {run['wall_ms']:.0f} |"
+
+
+def _served_row(label: str, runs: dict) -> str:
+    first = f"{runs['first_token_p50_ms']:.0f} ({runs['first_token_p95_ms']:.0f})"
+    return f"| {label} p50 (p95 first token) | {first} | {runs['total_p50_ms']:.0f} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -498,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--scales",
         default="real,docs,docs-full",
-        help="comma-separated: real, docs (the Python docs subset, ~1k chunks), docs-full (all of it, ~16k), or generated 1k, 10k, 100k",
+        help="comma-separated: real, docs (the Python docs subset, ~1k chunks), docs-full (all of it, ~16k), "
+        "or generated 1k, 10k, 100k",
     )
     p.add_argument(
         "--synthetic",
@@ -524,9 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     queries = [c.question for c in cases][:40]
     started = datetime.now(UTC)
     out = args.out / started.strftime("%Y%m%dT%H%M%SZ")
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     result = {
         "date": started.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU",
+        "machine": f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, no GPU",
         "command": "make bench"
         if argv is None and args.scales == "real,docs,docs-full" and args.synthetic == "100000"
         else "python -m evals.bench " + " ".join(argv or sys.argv[1:]),
