@@ -129,9 +129,21 @@ def _run_case(
         timings=dict(final.timings),
     )
     record.update(_retrieval(engine, case, groups, final.standalone_question, k))
-    record.update(_answer_metrics(engine, case, groups, final, passages, error=bool(record["error"])))
-    record["judge"] = judge(case, final, passages) if judge is not None and not record["error"] else None
+    seen = _seen(engine, final, passages)
+    record["seen"] = len(seen)
+    record.update(_answer_metrics(engine, case, groups, final, seen, error=bool(record["error"])))
+    record["judge"] = judge(case, final, seen) if judge is not None and not record["error"] else None
     return record
+
+
+def _seen(engine: rag.Engine, final: rag.Answer, evidence: list[rag.Passage]) -> list[rag.Passage]:
+    """The passages the model read: for an answer from the whole corpus every indexed passage (the sources panel's
+    evidence is only the few closest to the question), else the retrieved evidence. Faithfulness and ALCE citation
+    scores are judged against these."""
+    if final.way != rag.Way.WHOLE:
+        return evidence
+    way = engine.way()
+    return way.corpus.passages if way.whole else evidence
 
 
 def _shown(p: rag.Passage) -> list[str]:

@@ -13,6 +13,7 @@ from rag.text import claims as split_claims
 from rag.text import tokenize
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
 SUPPORTED = 0.5  # support at or above this: a sentence is grounded in the passage
 WEAK = 0.35  # below this for every passage: the sentence is not grounded anywhere
 
@@ -173,6 +174,11 @@ _INSTRUCTION = re.compile(
 )
 
 
+def _numbers(text: str) -> set[str]:
+    """The numbers `text` states, each whole: "28" is not in "1836693622858816" nor in "2028"."""
+    return set(_NUMBER.findall(text))
+
+
 def _support(
     claim: str, terms: set[str], similarity: float, sentence: str, passage: Passage, asked: set[str] = frozenset()
 ) -> float:
@@ -182,7 +188,7 @@ def _support(
     if _INSTRUCTION.search(sentence):
         return 0.0
     source = f"{passage.title}\n{passage.text}"
-    if any(n not in source for n in _NUMBER.findall(claim)):
+    if not _numbers(claim) <= _numbers(source):
         return 0.0
     recall = len(terms & set(tokenize(sentence))) / len(terms) if terms else 0.0
     value = 0.6 * similarity + 0.4 * recall
@@ -273,7 +279,7 @@ def stance(question: str, sentence: str) -> str | None:
     scopes = [{_root(w) for w in tokenize(_plain(text))[:4]} for text in _negated_texts(sentence)]
     if any(scope & asked for scope in scopes) or _failed(sentence, asked) or _contrary(sentence, asked):
         return NO
-    if asked <= said and all(n in sentence for n in _NUMBER.findall(body)):  # every asked word: "abandoned" too
+    if asked <= said and _numbers(body) <= _numbers(sentence):  # every asked word: "abandoned" too
         return YES
     return None
 

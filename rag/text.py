@@ -38,6 +38,9 @@ _ABBREVIATION = re.compile(
     r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Gen|Col|Lt|Sgt|Rep|Sen|Gov|vs|etc|No|Fig|al|e\.g|i\.e|U\.S|U\.K|U\.N)|\b[A-Z])\.$"
 )
 
+# A list's number ("steps: 1. Preheat", a line opening "2."): its full stop ends no sentence.
+_ENUMERATOR = re.compile(r"(?:^\s*|:\s*)\d{1,2}\.$")
+
 
 def sentences(text: str) -> Iterator[tuple[int, int, bool]]:
     """Yield (start, end, starts_paragraph) for each sentence, trimmed of white space."""
@@ -45,6 +48,8 @@ def sentences(text: str) -> Iterator[tuple[int, int, bool]]:
     para = True
     for match in _SENTENCE_END.finditer(text):
         if "\n" not in match.group() and _ABBREVIATION.search(text, max(pos, match.start() - 8), match.start()):
+            continue
+        if "\n" not in match.group() and _ENUMERATOR.search(text[pos : match.start()]):
             continue
         end = match.start() + len(match.group(1) or "")
         if end > pos:

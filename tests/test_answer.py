@@ -254,6 +254,39 @@ def test_marker_parser_handles_lists_and_lone_markers(embedder):
     ]
 
 
+def test_a_number_is_matched_whole_not_inside_a_longer_one(embedder):
+    """ "28" inside an article id ("1836693622858816") or a year ("2028") backs no claim that states 28."""
+    from langchain_core.documents import Document
+
+    doc = Document(
+        id="a",
+        page_content="NATO has 32 member states. The alliance meets in 2028. Article 1836693622858816.",
+        metadata={"start": 0, "title": "Alliance", "source": "a"},
+    )
+    passages = [context.Passage.from_document(1, doc)]
+    wrong = cite.check("NATO has 28 member states [1].", passages, embedder)
+    assert not wrong.citations and wrong.unsupported == ["NATO has 28 member states."]
+    right = cite.check("NATO has 32 member states [1].", passages, embedder)
+    assert [c.quote for c in right.citations] == ["NATO has 32 member states."]
+
+
+def test_a_list_number_does_not_stand_alone_as_a_supported_sentence(embedder):
+    """ "Steps: 1. Preheat …": the list's "1." is not a sentence of its own, so a cited fragment such as "2 [1]." is
+    not kept beside an invented list."""
+    from langchain_core.documents import Document
+
+    doc = Document(
+        id="a",
+        page_content="The convention has 2 annexes. It was signed in 1997.",
+        metadata={"start": 0, "title": "Treaty", "source": "a"},
+    )
+    passages = [context.Passage.from_document(1, doc)]
+    checked = cite.check(
+        "The recipe: 1. Preheat the oven to 200 degrees [1]. 2. Knead the dough [1].", passages, embedder
+    )
+    assert not checked.citations and not checked.text, checked.parts
+
+
 def test_extractive_backend_answers_with_a_citation_and_refuses_off_topic(ready_engine):
     from rag import QueryParams
 

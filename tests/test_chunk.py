@@ -75,3 +75,16 @@ def test_offsets_hold_for_any_text(raw, size):
         assert text[c.start : c.end] == c.text
         assert c.tokens <= size
         assert c.text.strip()
+
+
+def test_a_list_number_ends_no_sentence():
+    from rag.text import sentences
+
+    text = "Steps: 1. Preheat the oven. 2. Mix the flour.\n3. Bake it. It was signed on March 3. Then it rained."
+    assert [text[s:e] for s, e, _ in sentences(text)] == [
+        "Steps: 1. Preheat the oven.",
+        "2. Mix the flour.",
+        "3. Bake it.",
+        "It was signed on March 3.",
+        "Then it rained.",
+    ]

@@ -706,3 +706,26 @@ def test_the_python_docs_suite_quotes_the_installed_documentation():
     for case in cases:
         for ev in case.evidence:
             assert ev.quote in texts[ev.source], (case.id, ev.quote[:80])
+
+
+def test_an_answer_from_the_whole_corpus_is_judged_against_every_passage_it_read(ready_settings, embedder):
+    """The sources panel shows the few passages closest to the question; the model read them all. A sentence copied
+    from a passage outside that panel, with its right marker, is faithful and its citation entails it."""
+    from evals import run as run_mod
+
+    from .fakes import ReplayChatModel
+
+    settings = ready_settings.model_copy(update={"llm_backend": "local", "answer_mode": "whole"})
+    case = next(c for c in suite.load(GOLD) if c.answerable and not c.history)
+    probe = rag.Engine(settings, embedder=embedder, llm=ReplayChatModel([]))
+    corpus = probe.way().corpus
+    corpus.embed(embedder)
+    ranked, _ = corpus.evidence(case.question, embedder.embed_query(case.question), len(corpus.passages))
+    far = ranked[-1]  # the passage least like the question: never among the panel's few
+    s, e = far.highlights[0]
+    sentence = far.text[s:e].rstrip(" .")
+    engine = rag.Engine(settings, embedder=embedder, llm=ReplayChatModel([f"{sentence} [{far.n}]."]))
+    [record] = run_mod.run(engine, [case])
+    assert far.n not in {p["n"] for p in record["passages"]}, "the cited passage is not in the sources panel"
+    assert record["faithfulness"] == 1.0 and record["citation_recall"] == 1.0 and record["citation_precision"] == 1.0
+    assert record["seen"] == len(corpus.passages)
