@@ -25,14 +25,20 @@ START, END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
 NOTES = {
     "corpus_dir": "the folder `rag ingest` reads by default",
     "index_dir": "the embedded index (Chroma, records, manifest, lexical index, lock); stays empty on shared services",
-    "collection_prefix": "names the index's collections and its lock; indexes with other prefixes can share one Chroma server and database",
+    "collection_prefix": (
+        "names the index's collections and its lock; "
+        "indexes with other prefixes can share one Chroma server and database"
+    ),
     "embed_backend": "the embedding backend (one today)",
     "embed_batch_size": "texts embedded at once",
     "embed_device": "the PyTorch device of the embedding model",
     "tokenizer": "the tiktoken encoding that counts chunk and context tokens",
     "retrieve_mode": "hybrid: dense and BM25 fused by reciprocal rank; dense or lexical alone",
     "retrieve_mmr": "re-rank the fused candidates by maximal marginal relevance",
-    "llm_backend": "local: the packaged model on llama.cpp; openai: any OpenAI-compatible server; extractive: no model, the best-supported sentences",
+    "llm_backend": (
+        "local: the packaged model on llama.cpp; openai: any OpenAI-compatible server; "
+        "extractive: no model, the best-supported sentences"
+    ),
     "llm_threads": "CPU threads of the local model; unset = llama.cpp's default",
     "llm_max_tokens": "answer length limit in tokens",
     "llm_temperature": "sampling temperature; 0 = the same answer every time",

@@ -8,12 +8,15 @@ from typing import Any
 
 from evals.scoring import is_refusal
 
-STUFF = """Use the following pieces of context to answer the question at the end. If you don't know the answer, just say that you don't know, don't try to make up an answer.
-
-{context}
-
-Question: {question}
-Helpful Answer:"""
+STUFF = (
+    "Use the following pieces of context to answer the question at the end. "
+    "If you don't know the answer, just say that you don't know, don't try to make up an answer.\n"
+    "\n"
+    "{context}\n"
+    "\n"
+    "Question: {question}\n"
+    "Helpful Answer:"
+)
 
 
 class Baseline:

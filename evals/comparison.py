@@ -92,7 +92,10 @@ def table(comparison: dict[str, Any]) -> str:
         return "baseline: no comparable cases"
     o, b, d = comparison["ours"], comparison["baseline"], comparison["difference"]
     lines = [
-        f"Against the plain LangChain recipe, {comparison['cases']} cases without history (same scorer, same refusal rule):",
+        (
+            f"Against the plain LangChain recipe, {comparison['cases']} cases without history "
+            "(same scorer, same refusal rule):"
+        ),
         f"  ours      {o['passed']:.3f}  [{o['ci95'][0]:.3f}, {o['ci95'][1]:.3f}]",
         f"  baseline  {b['passed']:.3f}  [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}]",
         f"  ours - baseline  {d['value']:+.3f}  [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (paired bootstrap, 95%)",

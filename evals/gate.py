@@ -1,4 +1,5 @@
-"""The quality gate: checked-in thresholds per answering backend and scope (a subset name, or `full`), compared with a run."""
+"""The quality gate: checked-in thresholds per answering backend and scope (a subset name, or `full`), compared with
+a run."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class Check:
 
 
 def thresholds_for(backend: str, scope: str, path: Path = THRESHOLDS) -> dict[str, Any]:
-    """The `{metric: bound}` table for one backend and scope; a bound is a minimum, `{"max": v}`, or null (not gated yet)."""
+    """The `{metric: bound}` table for one backend and scope; a bound is a minimum, `{"max": v}`, or null (not gated
+    yet)."""
     try:
         table = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         table.setdefault(backend, {}).setdefault(scope, {})[FLIPS] = flips_from(run, int(args[1]))
         THRESHOLDS.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
         print(
-            f"{backend}/{scope}: {len(table[backend][scope][FLIPS]['passed'])} passed cases of run {run.name}, {args[1]} may flip"
+            f"{backend}/{scope}: {len(table[backend][scope][FLIPS]['passed'])} passed cases of run {run.name}, "
+            f"{args[1]} may flip"
         )
         return 0
     if len(args) < 5:

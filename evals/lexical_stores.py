@@ -6,7 +6,8 @@ holding their evidence, the latency of one query, and what keeping each current 
 
     python -m evals.lexical_stores --db postgresql+psycopg://user@host:port/db [--out FILE]
 
-Chunks are made exactly as ingestion makes them (`Engine.docs.preview`, the default settings); nothing is embedded. The table it creates (`lexical_stores_probe`) is dropped at the end.
+Chunks are made exactly as ingestion makes them (`Engine.docs.preview`, the default settings); nothing is embedded.
+The table it creates (`lexical_stores_probe`) is dropped at the end.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [relevant(c, spans, docs, text_of) for c in cases]
     kept = [(c, w) for c, w in zip(cases, wanted, strict=True) if w]
     print(
-        f"{len(docs)} pages, {len(ids)} chunks ({seconds:.0f} s to load and chunk); {len(kept)} of {len(cases)} questions have evidence chunks"
+        f"{len(docs)} pages, {len(ids)} chunks ({seconds:.0f} s to load and chunk); "
+        f"{len(kept)} of {len(cases)} questions have evidence chunks"
     )
     questions, wanted = [c.question for c, _ in kept], [w for _, w in kept]
     report: dict = {"pages": len(docs), "chunks": len(ids), "questions": len(kept)}
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(
-            f"CREATE TABLE {TABLE} (id text PRIMARY KEY, body text, tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)"
+            f"CREATE TABLE {TABLE} (id text PRIMARY KEY, body text, "
+            "tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED)"
         )
         started = time.perf_counter()
         with conn.cursor().copy(f"COPY {TABLE} (id, body) FROM STDIN") as copy:
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         fts_build_s = time.perf_counter() - started
         for name, rank in (("pg_ts_rank", "ts_rank(tsv, q)"), ("pg_ts_rank_cd", "ts_rank_cd(tsv, q)")):
             sql = (
-                f"SELECT id FROM {TABLE}, (SELECT replace(plainto_tsquery('english', %s)::text, '&', '|')::tsquery AS q) AS query "
+                f"SELECT id FROM {TABLE}, "
+                "(SELECT replace(plainto_tsquery('english', %s)::text, '&', '|')::tsquery AS q) AS query "
                 f"WHERE tsv @@ q ORDER BY {rank} DESC, id LIMIT {CANDIDATES}"
             )
             conn.execute(sql, (questions[0],)).fetchall()  # warm

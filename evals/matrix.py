@@ -85,7 +85,8 @@ def run_matrix(
 def _engine_for(base: rag.Engine, config: Config, tmp: Path) -> rag.Engine:
     settings = base.settings.model_copy(update=config.settings)
     if any(getattr(settings, k) != getattr(base.settings, k) for k in _INDEX_SHAPE):
-        # Another chunking needs its own index: built from the same corpus into a temp dir, embedded, never the shared one.
+        # Another chunking needs its own index: built from the same corpus into a temp dir, embedded, never the
+        # shared one.
         index_dir = tmp / f"index-{config.name}"
         settings = settings.model_copy(update={"index_dir": index_dir, "chroma_url": None, "record_db_url": None})
         engine = rag.Engine(settings, embedder=base.embedder)

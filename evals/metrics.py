@@ -1,4 +1,5 @@
-"""Pure metric functions: ranking quality, key facts, refusals, support of answer sentences by cited passages, percentiles.
+"""Pure metric functions: ranking quality, key facts, refusals, support of answer sentences by cited passages,
+percentiles.
 
 Nothing here loads a model or reads a file: callers pass texts, ids and precomputed similarities.
 """
@@ -96,7 +97,8 @@ def _words_to_number(words: str) -> str:
 
 
 def fact_pattern(variant: str) -> re.Pattern[str]:
-    """The regex one variant compiles to: whole words after normalisation, a plural `s`/`es` allowed, `*` = any ending."""
+    """The regex one variant compiles to: whole words after normalisation, a plural `s`/`es` allowed, `*` = any
+    ending."""
     prefix = variant.rstrip().endswith("*")
     core = re.escape(match_form(variant.rstrip().rstrip("*")))
     tail = r"\w*" if prefix else r"(?:s|es)?(?!\w)"
@@ -132,10 +134,10 @@ def refusal_precision_recall(refused: Sequence[bool], answerable: Sequence[bool]
 SUPPORT_COVERAGE = 0.6  # share of the sentence's content words found in the passage
 SUPPORT_SIMILARITY = 0.7  # cosine between the sentence and the passage's closest sentence
 _STOP = frozenset(
-    """a an the and or but if of to in on at by for with from as into onto about than then that this these those it its is are was were be
-    been being has have had do does did not no so such there their they them he she his her we our you your i me my which who whom whose
-    what when where why how also very can could would should may might will shall must just only some any all each both more most other
-    according said says yes""".split()
+    """a an the and or but if of to in on at by for with from as into onto about than then that this these those it its
+    is are was were be been being has have had do does did not no so such there their they them he she his her we our
+    you your i me my which who whom whose what when where why how also very can could would should may might will
+    shall must just only some any all each both more most other according said says yes""".split()
 )
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -180,11 +182,12 @@ _NAME = re.compile(r"(?<=[a-z0-9,;:]\s)[A-Z][\w'’-]*|\b[A-Z]{2,}\b")
 _NEGATIONS = frozenset("not no non never none nor neither without cannot nobody nothing".split())
 _NEGATIVE_STEMS = ("refus", "reject", "deni", "deny", "declin", "fail", "unabl", "lack", "oppos", "withh")
 _ANTONYMS = [
-    ("increase", "decrease"), ("rise", "fall"), ("more", "less"), ("more", "fewer"), ("higher", "lower"), ("join", "leave"),
-    ("joined", "left"), ("allow", "ban"), ("support", "oppose"), ("accept", "reject"), ("before", "after"), ("first", "last"),
-    ("largest", "smallest"), ("strengthen", "weaken"), ("strengthened", "weakened"), ("cheap", "expensive"), ("low", "high"),
-    ("safe", "dangerous"), ("win", "lose"), ("agree", "disagree"), ("enter", "exit"), ("add", "remove"), ("true", "false"),
-    ("increased", "decreased"), ("increasing", "decreasing"), ("rose", "fell"), ("rising", "falling"), ("joining", "leaving"),
+    ("increase", "decrease"), ("rise", "fall"), ("more", "less"), ("more", "fewer"), ("higher", "lower"),
+    ("join", "leave"), ("joined", "left"), ("allow", "ban"), ("support", "oppose"), ("accept", "reject"),
+    ("before", "after"), ("first", "last"), ("largest", "smallest"), ("strengthen", "weaken"),
+    ("strengthened", "weakened"), ("cheap", "expensive"), ("low", "high"), ("safe", "dangerous"), ("win", "lose"),
+    ("agree", "disagree"), ("enter", "exit"), ("add", "remove"), ("true", "false"), ("increased", "decreased"),
+    ("increasing", "decreasing"), ("rose", "fell"), ("rising", "falling"), ("joining", "leaving"),
     ("strengthening", "weakening"), ("allowed", "banned"), ("supported", "opposed"), ("accepted", "rejected"),
 ]  # fmt: skip
 _OPPOSITE = {a: b for a, b in _ANTONYMS} | {b: a for a, b in _ANTONYMS}

@@ -1,4 +1,5 @@
-"""What a run leaves behind and shows: the result files, a Markdown report with plots, console tables, and run comparisons.
+"""What a run leaves behind and shows: the result files, a Markdown report with plots, console tables, and run
+comparisons.
 
 Functions return text; only evals/cli.py prints."""
 
@@ -69,7 +70,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     flat = flatten(summary)
     rows = [(label, _fmt(flat[name], name)) for name, label in HEADLINE if name in flat]
     k = summary["run"].get("k")
-    head = f"{summary['run'].get('cases', 0)} cases, k={k}, backend={summary['run'].get('settings', {}).get('llm_backend', '?')}"
+    backend = summary["run"].get("settings", {}).get("llm_backend", "?")
+    head = f"{summary['run'].get('cases', 0)} cases, k={k}, backend={backend}"
     return head + "\n" + _table(["metric", "value"], rows)
 
 
@@ -293,9 +295,12 @@ def _fmt(value: float | None, name: str = "") -> str:
 def _table(header: list[str], rows: list) -> str:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )  # noqa: E731
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)])
 
 

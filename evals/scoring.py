@@ -25,13 +25,15 @@ _HEDGE_OPENING = re.compile(
     r"(?:passages?|documents?|articles?|context|texts?|sources?|information)\b[^.;]{0,40}?"
     r"\b(?:do(?:es)?|did)(?: not|n't)\s+(?:\w+\s+){0,2}?"
     r"(?:say|state|mention|contain|provide|specify|include|give|answer|discuss|cover|address|indicate|report|tell)"
-    r"|^(?:it|this|that|the answer)\s+(?:is|was)\s+not\s+(?:mentioned|provided|stated|specified|given|addressed|discussed|reported)\b"
+    r"|^(?:it|this|that|the answer)\s+(?:is|was)\s+not\s+"
+    r"(?:mentioned|provided|stated|specified|given|addressed|discussed|reported)\b"
     r"|^(?:there is|there's)\s+no\s+(?:information|mention)",
     re.I,
 )
 _REFUSAL_ANYWHERE = re.compile(
     r"\bnot[\s_]*found\b|\bi (?:could|can|did)(?: not|n't|not) (?:find|answer|determine)|\bi do(?: not|n't) know\b"
-    r"|\bno information (?:about|on|regarding)\b|\bnot (?:enough|sufficient) information\b|\bcannot be (?:determined|answered)\b",
+    r"|\bno information (?:about|on|regarding)\b|\bnot (?:enough|sufficient) information\b"
+    r"|\bcannot be (?:determined|answered)\b",
     re.I,
 )
 _MARKER = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")

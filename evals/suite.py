@@ -25,8 +25,8 @@ SPLITS = ("dev", "test")
 DEFAULT_SUITE = Path(__file__).parent / "suites" / "gold.jsonl"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _FIELDS = {
-    "id", "category", "question", "history", "answerable", "reference", "facts", "must_not", "together", "polarity", "evidence",
-    "evidence_mode", "subsets", "notes",
+    "id", "category", "question", "history", "answerable", "reference", "facts", "must_not", "together", "polarity",
+    "evidence", "evidence_mode", "subsets", "notes",
 }  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Aggregate per-case records into the run summary, and flatten it into `section.metric` names for gates and comparisons."""
+"""Aggregate per-case records into the run summary, and flatten it into `section.metric` names for gates and
+comparisons."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ LOWER_IS_BETTER = ("latency_ms.",)
 
 
 def summarize(records: list[dict], k: int, run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary of one run: retrieval, answers, citations, latency (and the judge when it ran), overall and by category."""
+    """The summary of one run: retrieval, answers, citations, latency (and the judge when it ran), overall and by
+    category."""
     out: dict[str, Any] = {"run": dict(run or {}, cases=len(records), k=k)}
     out.update(_sections(records, k))
     out["by_category"] = {cat: _category(records, cat) for cat in sorted({r["category"] for r in records})}

@@ -130,7 +130,8 @@ class Catalog:
         return Build(Store(self.settings, embedder, name), previous)
 
     def commit(self, build: Build, embedder: Embeddings, changed: bool) -> None:
-        """Make the build live: save its lexical index if its chunks changed, write the manifest, drop what it replaced."""
+        """Make the build live: save its lexical index if its chunks changed, write the manifest, drop what it
+        replaced."""
         previous, name = build.previous, build.store.name
         stamp = None if changed or build.switching else previous.get("lexical_stamp")
         if stamp is None or self.ledger.load_lexical(name) is None:
@@ -151,7 +152,8 @@ class Catalog:
             self._drop(embedder, previous["collection"])
 
     def hold_for_serving(self) -> Any:
-        """Mark an embedded index as in use by this process until the returned handle is closed (or the process ends)."""
+        """Mark an embedded index as in use by this process until the returned handle is closed (or the process
+        ends)."""
         import fcntl
 
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ class Chunk:
 
 
 def split(text: str, size: int = 200, overlap: int = 40, tokenizer: str = "cl100k_base") -> list[Chunk]:
-    """Pack sentences into chunks of at most `size` tokens; neighbours share up to `overlap` tokens of whole sentences."""
+    """Pack sentences into chunks of at most `size` tokens; neighbours share up to `overlap` tokens of whole
+    sentences."""
     if overlap >= size:
         raise ValueError("overlap must be smaller than size")
     enc = encoding(tokenizer)

@@ -32,7 +32,8 @@ class Command:
 
 
 def registered() -> dict[str, Command]:
-    """The sub-commands registered under `rag.commands`, by name (importing each is cheap: heavy parts load in `main`)."""
+    """The sub-commands registered under `rag.commands`, by name (importing each is cheap: heavy parts load in
+    `main`)."""
     from importlib.metadata import entry_points
 
     found = {}
@@ -301,9 +302,11 @@ def _read_whole(engine) -> None:
     read = engine.read_corpus(progress=sys.stderr.isatty())
     if read["how"] == "read":
         print(
-            f"read the {read['documents']} documents whole (about {read['tokens']:,} tokens) in {read['seconds']:.1f} s; saved for later questions"
+            f"read the {read['documents']} documents whole (about {read['tokens']:,} tokens) "
+            f"in {read['seconds']:.1f} s; saved for later questions"
         )
     else:
         print(
-            f"the {read['documents']} documents are read whole (about {read['tokens']:,} tokens; the saved reading is current)"
+            f"the {read['documents']} documents are read whole (about {read['tokens']:,} tokens; "
+            "the saved reading is current)"
         )

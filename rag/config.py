@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     embed_device: str = "cpu"
     embed_query_backend: Literal["onnx", "torch"] = Field(
         "onnx",
-        description="onnx: queries and small sets of texts (see SentenceTransformerEmbedder.ONNX_MAX_TEXTS) on an ONNX Runtime copy of the model (exported once, no PyTorch in serving); torch: PyTorch for all",
+        description=(
+            "onnx: queries and small sets of texts (see SentenceTransformerEmbedder.ONNX_MAX_TEXTS) on an ONNX Runtime "
+            "copy of the model (exported once, no PyTorch in serving); torch: PyTorch for all"
+        ),
     )
 
     chunk_size: int = Field(200, ge=16, le=8192, description="tokens (tiktoken cl100k_base) per chunk at most")
@@ -72,7 +75,11 @@ class Settings(BaseSettings):
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
     answer_mode: Literal["auto", "retrieved", "whole"] = Field(
         "retrieved",
-        description="retrieved: passages retrieved for each question (default: the whole-corpus way passed fewer gold test cases, 0.37 vs 0.48, on 2026-12-02); auto: the whole corpus in the model's view when it fits its context (local model), else retrieved passages; whole: the whole corpus whenever it fits, on any model backend",
+        description=(
+            "retrieved: passages retrieved for each question (default: the whole-corpus way passed fewer gold test "
+            "cases, 0.37 vs 0.48, on 2026-12-02); auto: the whole corpus in the model's view when it fits its context "
+            "(local model), else retrieved passages; whole: the whole corpus whenever it fits, on any model backend"
+        ),
     )
 
     llm_backend: LLMBackend = "local"
@@ -94,7 +101,9 @@ class Settings(BaseSettings):
     )
     llm_speculative: Literal["none", "ngram"] = Field(
         "none",
-        description="embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)",
+        description=(
+            "embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)"
+        ),
     )
     openai_base_url: str | None = None
     openai_model: str = "default"
@@ -114,16 +123,22 @@ class Settings(BaseSettings):
     )
     conversations_db_url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite",
+        description=(
+            "SQLAlchemy URL of the saved chat conversations; unset = SQLite at conversations/conversations.sqlite"
+        ),
     )
     ui_admin: bool = Field(False, description="turn on the Corpus tab's upload, re-index and remove actions")
     ui_auth: SecretStr | None = Field(
         None,
-        description="user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats",
+        description=(
+            "user:password, or several comma-separated; the web chat asks for a login, each user sees their own chats"
+        ),
     )
     ui_admins: str | None = Field(
         None,
-        description="comma-separated logins of RAG_UI_AUTH that may use the Corpus tab's actions; with a login, nobody else may",
+        description=(
+            "comma-separated logins of RAG_UI_AUTH that may use the Corpus tab's actions; with a login, nobody else may"
+        ),
     )
     judge_api_key: SecretStr | None = Field(
         None, description="key of the OpenAI-compatible endpoint of `rag eval --judge`"
@@ -140,7 +155,9 @@ class Settings(BaseSettings):
     )
     trusted_proxies: str | None = Field(
         None,
-        description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none",
+        description=(
+            "comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed; unset = none"
+        ),
     )
     api_keys: SecretStr | None = Field(
         None, description="comma-separated bearer keys of the HTTP API; unset = the API answers on a loopback bind only"

@@ -92,7 +92,8 @@ def _reaching(method: F) -> F:
             reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
             where = make_url(self.url).render_as_string(hide_password=True)
             raise ConversationsUnavailableError(
-                f"the conversations database {where} does not answer ({reason}); start it or check RAG_CONVERSATIONS_DB_URL"
+                f"the conversations database {where} does not answer ({reason}); "
+                "start it or check RAG_CONVERSATIONS_DB_URL"
             ) from None
 
     return call  # type: ignore[return-value]

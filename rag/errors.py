@@ -66,4 +66,7 @@ class ConversationsUnavailableError(RagError):
 
     exit_code = 6
     for_user = False  # names an internal address: logged for the operator
-    told_user = "This conversation could not be saved: the saved conversations are unavailable right now. Please try again in a moment."
+    told_user = (
+        "This conversation could not be saved: the saved conversations are unavailable right now. "
+        "Please try again in a moment."
+    )

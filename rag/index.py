@@ -203,8 +203,9 @@ def _over_cap(pieces: list[LCDocument], source: str, settings: Settings, report:
     if len(pieces) <= settings.max_file_chunks:
         return False
     report.failed[source] = (
-        f"makes {len(pieces)} chunks at RAG_CHUNK_SIZE={settings.chunk_size}, over the limit of {settings.max_file_chunks} "
-        "per file (RAG_MAX_FILE_CHUNKS); split the file or raise the limit"
+        f"makes {len(pieces)} chunks at RAG_CHUNK_SIZE={settings.chunk_size}, "
+        f"over the limit of {settings.max_file_chunks} per file (RAG_MAX_FILE_CHUNKS); "
+        "split the file or raise the limit"
     )
     log.debug("skipped %s: %s", source, report.failed[source])  # the report says it (the CLI, the Corpus tab)
     return True

@@ -50,8 +50,8 @@ class Document:
 
     @property
     def digest(self) -> str:
-        """The sha256 of `text`, stored with each chunk (`doc_hash`): chunk ids derive from it, re-ingesting an unchanged
-        document finds it stored, and a document read back for the viewer is checked against it."""
+        """The sha256 of `text`, stored with each chunk (`doc_hash`): chunk ids derive from it, re-ingesting an
+        unchanged document finds it stored, and a document read back for the viewer is checked against it."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     def page_at(self, offset: int) -> int | None:
@@ -347,8 +347,8 @@ def _html(markup: str) -> tuple[str, str]:
         chrome = tree.xpath(".//nav|.//*[@role='navigation']")  # inside it, asides are content (notes, footnotes)
     else:
         chrome = tree.xpath(
-            "//nav|//header|//footer|//aside|//*[@role='navigation' or @role='banner' or @role='contentinfo' or @role='complementary'"
-            " or @role='search']"
+            "//nav|//header|//footer|//aside|//*[@role='navigation' or @role='banner' or @role='contentinfo'"
+            " or @role='complementary' or @role='search']"
         )
     chrome += [a for a in tree.xpath(".//a") if a.text_content().strip() in ("¶", "#", "§")]  # permalink anchors
     for el in chrome:

@@ -157,7 +157,8 @@ def _plain_mean_pooling(model: Any) -> bool | None:
 
 
 def _cached_path(model_dir: Path) -> Path:
-    """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, PyTorch's version and the probe)."""
+    """Where the copy of this model's weights lives (keyed by their files' names, sizes and times, PyTorch's version and
+    the probe)."""
     stamp = "|".join(
         f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(model_dir.rglob("*")) if p.is_file()
     )

@@ -26,7 +26,8 @@ _EXPLAIN = re.compile(
 # Questions about several documents at once.
 _COMPARE = re.compile(
     r"\b(?:both|each|compare[sd]?|comparison|differ(?:s|ent|ence|ences)?|agree|disagree|same way|in common|contrast"
-    r"|(?:two|all|the|these|those|different) (?:articles|documents|sources|texts|reports|pages|files|papers|stories))\b",
+    r"|(?:two|all|the|these|those|different) "
+    r"(?:articles|documents|sources|texts|reports|pages|files|papers|stories))\b",
     re.I,
 )
 # A second question joined to the first: "..., and why?", "... and which ...", "What X? And Y?"

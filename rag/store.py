@@ -1,5 +1,6 @@
 """The vector store (Chroma, embedded or server) and its record store: one collection's chunks and what ingestion
-wrote into it. Only this module talks to chromadb; which collection is live is the catalog's business (rag/catalog.py)."""
+wrote into it. Only this module talks to chromadb; which collection is live is the catalog's business
+(rag/catalog.py)."""
 
 from __future__ import annotations
 
@@ -229,13 +230,15 @@ def unavailable(exc: BaseException, settings: Settings) -> StoreUnavailableError
         and "Could not connect to a Chroma server" in str(exc)
     ):
         return StoreUnavailableError(
-            f"the Chroma server at {settings.chroma_url} does not answer ({_reason(exc)}); start it or check RAG_CHROMA_URL; {then}"
+            f"the Chroma server at {settings.chroma_url} does not answer ({_reason(exc)}); "
+            f"start it or check RAG_CHROMA_URL; {then}"
         )
     if isinstance(exc, OperationalError | InterfaceError):
         where = urlparse(settings.record_url)
         name = f"{where.hostname}:{where.port or 5432}" if where.hostname else settings.record_url
         return StoreUnavailableError(
-            f"the record database at {name} does not answer ({_reason(exc)}); start it or check RAG_RECORD_DB_URL; {then}"
+            f"the record database at {name} does not answer ({_reason(exc)}); "
+            f"start it or check RAG_RECORD_DB_URL; {then}"
         )
     return None
 

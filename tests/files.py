@@ -18,7 +18,8 @@ def make_paged_pdf(path: Path, pages: list[list[str]], title: str = "") -> Path:
         body = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({_esc(line)}) Tj T*" for line in lines) + " ET"
         kids.append(f"{len(objects) + 1} 0 R")
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects) + 2} 0 R /Resources << /Font << /F1 3 0 R >> >> >>"
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects) + 2} 0 R "
+            "/Resources << /Font << /F1 3 0 R >> >> >>"
         )
         objects.append(f"<< /Length {len(body)} >>\nstream\n{body}\nendstream")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"

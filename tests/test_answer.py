@@ -184,7 +184,10 @@ def test_a_contradiction_reusing_the_passage_words_is_removed(ready_engine, repl
 
 
 def test_a_removed_sentence_keeps_its_place_among_the_kept_ones(ready_engine):
-    reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
+    reply = (
+        "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. "
+        "It bans anti-personnel mines [1]."
+    )
     _, events = ask(ready_engine, Q, [reply])
     final = events[-1].data
     assert not final.refused and [ok for _, ok in final.checked] == [True, False, True]
@@ -353,7 +356,10 @@ def test_answers_carry_their_evidence_label(ready_engine):
 
     _, events = ask(ready_engine, Q, ["The Ottawa Convention was signed in 1997 [1]."])
     assert events[-1].data.support == WELL
-    reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
+    reply = (
+        "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. "
+        "It bans anti-personnel mines [1]."
+    )
     _, events = ask(ready_engine, Q, [reply])
     assert events[-1].data.support == PARTLY and events[-1].data.to_dict()["support"] == PARTLY
     _, events = ask(ready_engine, "What is the capital of Australia?", ["NOT FOUND"])

@@ -65,7 +65,8 @@ def test_a_later_process_restores_the_saved_prompt_prefix_instead_of_reading_it(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(
-        RAG_ANSWER_MODE="retrieved",  # the retrieved way's prefix; the whole corpus's saved reading: test_whole_local.py
+        # the retrieved way's prefix; the whole corpus's saved reading: test_whole_local.py
+        RAG_ANSWER_MODE="retrieved",
         RAG_INDEX_DIR=str(ready_settings.index_dir),
         RAG_CORPUS_DIR=str(ready_settings.corpus_dir),
         RAG_LLM_STATE_DIR=str(tmp_path / "states"),

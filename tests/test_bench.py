@@ -29,8 +29,8 @@ def test_percentiles_are_the_eval_metrics_ones():
 
 @pytest.mark.heavy
 def test_bench_smoke_run_writes_json_and_a_table(tmp_path):
-    cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0", "--serving", "0", "--backend", "extractive",
-           "--out", str(tmp_path)]  # fmt: skip
+    cmd = [sys.executable, "-m", "evals.bench", "--scales", "real", "--synthetic", "0", "--answers", "0",
+           "--serving", "0", "--backend", "extractive", "--out", str(tmp_path)]  # fmt: skip
     had_index = (ROOT / "index").exists()
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -149,7 +149,8 @@ def test_ask_json_and_history_end_to_end(ready_settings, offline_env, tmp_path):
 
 
 def test_search_into_a_reader_that_left_is_quiet(ready_settings, offline_env):
-    """`rag search ... | head`: the reader closing the pipe is no error of ours (before: a BrokenPipeError traceback)."""
+    """`rag search ... | head`: the reader closing the pipe is no error of ours (before: a BrokenPipeError
+    traceback)."""
     env = {
         **offline_env,
         "RAG_INDEX_DIR": str(ready_settings.index_dir),

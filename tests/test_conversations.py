@@ -153,7 +153,7 @@ def test_logins_are_several_users_each_checked(monkeypatch):
             rag.Settings(ui_auth=bad)
 
 
-# -- the chat's side: each answer saved into the shown conversation, owners from the login ------------------------------
+# -- the chat's side: each answer saved into the shown conversation, owners from the login ----------------------------
 Q = "When was the Ottawa Convention signed?"
 
 

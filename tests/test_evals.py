@@ -1,5 +1,6 @@
 """The eval harness: metric functions against hand-computed values, the gold suite against its documents, a full
-`python -m evals` run on a temp copy of the index (files, console table, gate), comparisons, the matrix and the judge."""
+`python -m evals` run on a temp copy of the index (files, console table, gate), comparisons, the matrix and the
+judge."""
 
 from __future__ import annotations
 
@@ -221,7 +222,10 @@ def test_every_reference_answer_passes_the_strict_scorer(path, _):
 def test_adversaries_score_near_zero(path, _):
     """A constant answer, another case's reference, and the whole corpus pasted as the answer fail almost every case."""
     cases = [c for c in suite.load(path) if c.answerable]
-    constant = "Finland, Estonia, Latvia, Lithuania and Poland are leaving the Ottawa Convention, signed in 1997 by 164 countries, because of the threat from Russia."
+    constant = (
+        "Finland, Estonia, Latvia, Lithuania and Poland are leaving the Ottawa Convention, "
+        "signed in 1997 by 164 countries, because of the threat from Russia."
+    )
     assert sum(scoring.score(c, constant).passed for c in cases) / len(cases) <= 0.03
     others = [sum(scoring.score(c, o.reference).passed for o in cases if o is not c) / (len(cases) - 1) for c in cases]
     assert sum(others) / len(others) <= 0.02
@@ -274,12 +278,15 @@ def test_splits_are_fixed_by_rule_and_the_ci_subset_is_from_dev():
 @pytest.mark.parametrize(
     ("case", "error"),
     [
-        ({"id": "x", "category": "fact", "question": "q?", "answerable": True, "reference": "r", "facts": ["f"]}, "evidence"),
+        ({"id": "x", "category": "fact", "question": "q?", "answerable": True, "reference": "r", "facts": ["f"]},
+         "evidence"),
         ({"id": "x", "category": "trivia", "question": "q?", "answerable": False, "reference": "r"}, "category"),
-        ({"id": "x", "category": "unanswerable", "question": "q?", "answerable": True, "reference": "r"}, "answerable: false"),
+        ({"id": "x", "category": "unanswerable", "question": "q?", "answerable": True, "reference": "r"},
+         "answerable: false"),
         ({"id": "x", "category": "follow_up", "question": "q?", "answerable": False, "reference": "r"}, "history"),
         ({"id": "X Y", "category": "fact", "question": "q?", "answerable": False, "reference": "r"}, "id may"),
-        ({"id": "x", "category": "fact", "question": "q?", "answerable": False, "reference": "r", "extra": 1}, "unknown field"),
+        ({"id": "x", "category": "fact", "question": "q?", "answerable": False, "reference": "r", "extra": 1},
+         "unknown field"),
         (
             {"id": "x", "category": "fact", "question": "q?", "answerable": True, "reference": "r", "facts": [[]],
              "evidence": [{"source": "a.md", "quote": "q"}]},
@@ -311,7 +318,8 @@ def ci_run(ready_settings, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
     cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={root / 'index'}",
-           "--set", f"corpus_dir={root / 'corpus'}", "--subset", "ci", "--out", str(root / "out"), "--gate"]  # fmt: skip
+           "--set", f"corpus_dir={root / 'corpus'}", "--subset", "ci", "--out", str(root / "out"),
+           "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     runs = sorted((root / "out").glob("*")) if (root / "out").is_dir() else []
     return proc, (runs[0] if runs else None)
@@ -396,9 +404,11 @@ def test_the_stored_flip_list_of_the_local_full_suite_names_gold_cases():
 
 def test_bounds_sit_one_case_below_the_worst_of_three_runs():
     def run(accuracy, answerable=20):
-        return {"retrieval": {"cases": answerable, "hit@k": 1.0, "mrr": 1.0}, "citations": {"recall": 1.0, "precision": 1.0},
-                "answers": {"cases": 25, "answerable": answerable, "answered": 20, "key_fact_accuracy": accuracy, "refusal_recall": 1.0,
-                            "refusal_precision": 1.0, "faithfulness": 1.0, "pass_rate": 1.0}}  # fmt: skip
+        return {"retrieval": {"cases": answerable, "hit@k": 1.0, "mrr": 1.0},
+                "citations": {"recall": 1.0, "precision": 1.0},
+                "answers": {"cases": 25, "answerable": answerable, "answered": 20, "key_fact_accuracy": accuracy,
+                            "refusal_recall": 1.0, "refusal_precision": 1.0, "faithfulness": 1.0,
+                            "pass_rate": 1.0}}  # fmt: skip
 
     bounds = gate.bounds_from([run(0.8), run(0.75), run(0.85)])
     assert bounds["answers.key_fact_accuracy"] == 0.7  # 0.75 less one case in 20
@@ -411,8 +421,9 @@ def test_bounds_sit_one_case_below_the_worst_of_three_runs():
 def test_the_full_suite_passes_its_gate(ready_settings, tmp_path):
     """The whole gold suite against its bounds (the no-model backend: deterministic and quick)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={ready_settings.index_dir}",
-           "--set", f"corpus_dir={ready_settings.corpus_dir}", "--out", str(tmp_path), "--gate"]  # fmt: skip
+    cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive",
+           "--set", f"index_dir={ready_settings.index_dir}", "--set", f"corpus_dir={ready_settings.corpus_dir}",
+           "--out", str(tmp_path), "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and "gate extractive/full:" in proc.stdout and "gate: passed" in proc.stdout, (
         proc.stdout + proc.stderr
@@ -430,7 +441,8 @@ def test_a_broken_retriever_fails_the_gate(tmp_path, embedder):
     rag.Engine(settings, embedder=embedder).ingest()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     cmd = [sys.executable, "-m", "evals", "--set", "llm_backend=extractive", "--set", f"index_dir={settings.index_dir}",
-           "--set", f"corpus_dir={settings.corpus_dir}", "--subset", "ci", "--out", str(tmp_path / "out"), "--gate"]  # fmt: skip
+           "--set", f"corpus_dir={settings.corpus_dir}", "--subset", "ci", "--out", str(tmp_path / "out"),
+           "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL retrieval.hit@k" in proc.stdout and "gate: FAILED" in proc.stdout
@@ -466,8 +478,9 @@ def test_gate_on_the_embedded_defaults(ready_settings, tmp_path):
     shutil.copytree(ready_settings.corpus_dir, root / "corpus")
     shutil.copytree(ready_settings.index_dir, root / "index")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_ANSWER_MODE": "retrieved"}
-    cmd = [sys.executable, "-m", "rag", "eval", "--set", f"index_dir={root / 'index'}", "--set", f"corpus_dir={root / 'corpus'}",
-           "--subset", "ci", "--out", str(root / "out"), "--gate"]  # fmt: skip
+    cmd = [sys.executable, "-m", "rag", "eval", "--set", f"index_dir={root / 'index'}",
+           "--set", f"corpus_dir={root / 'corpus'}", "--subset", "ci", "--out", str(root / "out"),
+           "--gate"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     print(proc.stdout)
     assert "backend=local" in proc.stdout
@@ -601,7 +614,8 @@ class _JudgeServer(BaseHTTPRequestHandler):
         verdict = '{"correct": true, "faithful": false, "reason": "adds a claim"}'
         reply = {
             "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"Verdict: {verdict}"}}],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": f"Verdict: {verdict}"}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }  # fmt: skip
         data = json.dumps(reply).encode()
@@ -646,13 +660,16 @@ def test_judge_grades_through_an_openai_compatible_endpoint(monkeypatch):
 
 def test_summary_counts_judge_verdicts():
     records = [
-        {"key": "s/a", "category": "fact", "answerable": True, "refused": False, "error": None, "passed": True, "key_facts": True,
-         "fact_recall": 1.0, "similarity": 0.9, "faithfulness": 1.0, "citation_recall": 1.0, "citation_precision": 1.0,
+        {"key": "s/a", "category": "fact", "answerable": True, "refused": False, "error": None, "passed": True,
+         "key_facts": True, "fact_recall": 1.0, "similarity": 0.9, "faithfulness": 1.0, "citation_recall": 1.0,
+         "citation_precision": 1.0,
          "retrieval": {"hit@1": 1.0, "hit@k": 1.0, "recall@k": 1.0, "mrr": 1.0, "ndcg@k": 1.0},
-         "timings": {"retrieve_ms": 10.0, "first_token_ms": 20.0, "total_ms": 30.0}, "judge": {"correct": True, "faithful": False}},
-        {"key": "s/b", "category": "unanswerable", "answerable": False, "refused": True, "error": None, "passed": True, "key_facts": None,
-         "fact_recall": None, "similarity": None, "faithfulness": None, "citation_recall": None, "citation_precision": None,
-         "retrieval": None, "timings": {"retrieve_ms": 30.0, "first_token_ms": 30.0, "total_ms": 30.0}, "judge": {}},
+         "timings": {"retrieve_ms": 10.0, "first_token_ms": 20.0, "total_ms": 30.0},
+         "judge": {"correct": True, "faithful": False}},
+        {"key": "s/b", "category": "unanswerable", "answerable": False, "refused": True, "error": None, "passed": True,
+         "key_facts": None, "fact_recall": None, "similarity": None, "faithfulness": None, "citation_recall": None,
+         "citation_precision": None, "retrieval": None,
+         "timings": {"retrieve_ms": 30.0, "first_token_ms": 30.0, "total_ms": 30.0}, "judge": {}},
     ]  # fmt: skip
     s = summarize(records, 4)
     assert s["judge"] == {"cases": 1, "correct": 1.0, "faithful": 0.0, "failures": 0}
@@ -671,7 +688,8 @@ def test_answer_sentences_keep_their_markers():
         ("Signed in 1997.", [1, 2]),
         ("Joined by 164.", [2]),
     ]
-    # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs before
+    # rag's splitter ends a sentence at an ellipsis, so the marker after it opens the next piece: it still belongs
+    # before
     assert sentences("He said the U.S. is… [1] Analysts disagree [2].") == [
         ("He said the U.S. is…", [1]),
         ("Analysts disagree.", [2]),

@@ -89,8 +89,9 @@ def test_an_oversize_history_is_refused_before_any_model_work(make_engine):
     with pytest.raises(rag.RagError, match="start a new chat"):
         engine.ask(Q, history=[("q", "a" * 200_000)])
     assert model.calls == [] and time.monotonic() - started < 2
-    text, _ = list(respond("And then?", [{"role": "user", "content": "y" * 200_000}, {"role": "assistant", "content": "ok"}], 4, "local",
-                           engine=engine))[-1]  # fmt: skip
+    text, _ = list(respond("And then?",
+                           [{"role": "user", "content": "y" * 200_000}, {"role": "assistant", "content": "ok"}],
+                           4, "local", engine=engine))[-1]  # fmt: skip
     assert "start a new chat" in text and model.calls == []
 
 
@@ -156,7 +157,8 @@ def test_a_lone_surrogate_in_the_question_is_normalised(make_engine):
     engine = make_engine()
     answer = engine.ask("When was the Ottawa Convention \ud800signed?")
     assert not answer.refused and "1997" in answer.answer and "\ud800" not in answer.question
-    text, _ = list(respond("When was it signed?\ud800", [{"role": "user", "content": "Hi \udfff"}, {"role": "assistant", "content": "Hello."}],
+    text, _ = list(respond("When was it signed?\ud800",
+                           [{"role": "user", "content": "Hi \udfff"}, {"role": "assistant", "content": "Hello."}],
                            4, "local", engine=engine))[-1]  # fmt: skip
     assert text and not text.startswith("Sorry")
 
@@ -184,8 +186,9 @@ def test_malformed_requests_to_every_route_get_a_4xx(make_engine):
                 r = http.post(route, content=body, headers={"content-type": "application/json"})
                 if r.status_code >= 500:
                     failures.append((route, body, r.status_code))
-        for route in ("gradio_api/call/respond/unknown", "gradio_api/call/v2/respond/unknown", "gradio_api/queue/data?session_hash=x",
-                      "gradio_api/upload_progress?upload_id=1", "gradio_api/file=nothing"):  # fmt: skip
+        for route in ("gradio_api/call/respond/unknown", "gradio_api/call/v2/respond/unknown",
+                      "gradio_api/queue/data?session_hash=x", "gradio_api/upload_progress?upload_id=1",
+                      "gradio_api/file=nothing"):  # fmt: skip
             r = http.get(route)  # an unknown stream used to crash its connection half-way
             if not 400 <= r.status_code < 500:
                 failures.append((route, "GET", r.status_code))

@@ -1,4 +1,5 @@
-"""Bad and hostile files: each is indexed correctly or reported with a reason; the run goes on; nothing bad is stored."""
+"""Bad and hostile files: each is indexed correctly or reported with a reason; the run goes on; nothing bad is
+stored."""
 
 import io
 import os

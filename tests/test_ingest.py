@@ -186,7 +186,8 @@ def test_server_mode_against_a_real_chroma_server(embedder, workdir, chroma_serv
 
 
 def test_documents_never_split_across_index_batches(embedder, workdir):
-    """LangChain's incremental cleanup would delete a source's chunks that another batch holds: batches keep documents whole."""
+    """LangChain's incremental cleanup would delete a source's chunks that another batch holds: batches keep documents
+    whole."""
     for i in range(6):
         (workdir / "corpus" / f"extra{i}.md").write_text(
             " ".join(f"Extra document {i} sentence {j} about survey teams." for j in range(80))

@@ -63,8 +63,8 @@ def test_a_file_over_the_chunk_cap_fails_in_one_line_and_the_file_beside_it_is_i
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "chromadb" not in run.stderr, run.stderr
     assert run.stderr.splitlines() == [
-        "failed: corpus/big.txt: makes 6000 chunks at RAG_CHUNK_SIZE=16, over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS); "
-        "split the file or raise the limit"
+        "failed: corpus/big.txt: makes 6000 chunks at RAG_CHUNK_SIZE=16, "
+        "over the limit of 5000 per file (RAG_MAX_FILE_CHUNKS); split the file or raise the limit"
     ], run.stderr
     assert run.stdout.startswith(f"1 added, 0 updated, 0 skipped, 0 deleted, 1 failed ({small} chunks embedded,"), (
         run.stdout

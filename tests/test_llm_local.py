@@ -15,8 +15,9 @@ from rag.llm.local import LocalChatModel
 from rag.llm.model_file import ensure_model
 
 PASSAGE = (
-    "The Ottawa Convention, formally the Convention on the Prohibition of the Use, Stockpiling, Production and Transfer "
-    "of Anti-Personnel Mines and on their Destruction, was signed in 1997 and entered into force on 1 March 1999."
+    "The Ottawa Convention, formally the Convention on the Prohibition of the Use, Stockpiling, Production "
+    "and Transfer of Anti-Personnel Mines and on their Destruction, was signed in 1997 and entered into force "
+    "on 1 March 1999."
 )
 SYSTEM = SystemMessage("Answer the question using only the passage. Answer in one short sentence.")
 

@@ -110,7 +110,10 @@ def _declared_only(url: str, path: str, length: int) -> bytes:
     parsed = httpx.URL(url)
     with socket.create_connection((parsed.host, parsed.port), timeout=10) as s:
         s.sendall(
-            f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+            (
+                f"POST /{path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {length}\r\n\r\n"
+            ).encode()
         )
         try:
             return s.recv(4096)

@@ -63,7 +63,10 @@ def test_respond_uses_the_history_for_follow_ups(scripted_engine):
 def test_a_sentence_the_check_removed_is_shown_struck_through_in_its_place(ready_settings, embedder):
     from .fakes import ReplayChatModel
 
-    reply = "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. It bans anti-personnel mines [1]."
+    reply = (
+        "The Ottawa Convention was signed in 1997 [1]. It was signed by 300 countries [1]. "
+        "It bans anti-personnel mines [1]."
+    )
     engine = rag.Engine(
         ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=ReplayChatModel([reply])
     )
@@ -257,7 +260,8 @@ def test_admin_actions_are_off_unless_configured(scripted_engine):
     def admin_buttons(admin):
         config = ui_app.build_app(scripted_engine, admin=admin).get_config_file()
         return {c["props"]["value"]: c["props"].get("interactive") for c in config["components"]
-                if c.get("type") == "button" and c["props"].get("value") in ("Re-index the corpus", "Remove document")}  # fmt: skip
+                if c.get("type") == "button"
+                and c["props"].get("value") in ("Re-index the corpus", "Remove document")}  # fmt: skip
 
     assert admin_buttons(False) == {"Re-index the corpus": False, "Remove document": False}
     assert admin_buttons(True) == {"Re-index the corpus": True, "Remove document": True}
@@ -293,7 +297,8 @@ def test_auth_required_and_uploads_over_the_limit_refused(served_with_auth):
 
 
 def test_building_the_app_lists_the_documents_once(scripted_engine, monkeypatch):
-    """Listing reads every chunk's metadata (seconds at 100k chunks): the page header, table and dropdown share one read."""
+    """Listing reads every chunk's metadata (seconds at 100k chunks): the page header, table and dropdown share one
+    read."""
     calls = []
     real = scripted_engine.admin.documents
     monkeypatch.setattr(scripted_engine.admin, "documents", lambda: calls.append(1) or real())

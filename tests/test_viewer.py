@@ -20,8 +20,8 @@ BALTIC = "corpus/baltic-states-poland-finland-leave-ottawa-convention.md"
 EXPERTS = "corpus/experts-urge-britain-reconsider-landmines.md"
 BALTIC_URL = "https://www.toutiao.com/article/1836693622858816/"
 LATE_SENTENCE = (
-    "The return of landmines may temporarily protect the borders of NATO countries, but in the long run, true security can only "
-    "be achieved through diplomacy and cooperation."
+    "The return of landmines may temporarily protect the borders of NATO countries, "
+    "but in the long run, true security can only be achieved through diplomacy and cooperation."
 )
 PAGES = [
     ["The report opens with a summary.", "It names no country."],

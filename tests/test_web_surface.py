@@ -231,7 +231,10 @@ def test_strace_connect_lines_are_classified():
         v4 % (8000, "127.3.2.1"),
         v6 % "::1",
         v6 % "::ffff:127.0.0.1",
-        '123 connect(4, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT (No such file or directory)',
+        (
+            '123 connect(4, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT '
+            "(No such file or directory)"
+        ),
         '123 connect(5, {sa_family=AF_UNSPEC, sa_data="\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0\\0"}, 16) = 0',
     ]
     outside = [

@@ -73,8 +73,8 @@ def test_an_edit_is_read_anew_and_the_old_text_is_never_cited(small, embedder, m
     root, _ = small
     monkeypatch.chdir(root)
     settings = rag.Settings(
-        corpus_dir=root / "corpus", index_dir=root / "index", answer_mode="auto", llm_state_dir=root / "states", llm_threads=2,
-        llm_states_max=1,
+        corpus_dir=root / "corpus", index_dir=root / "index", answer_mode="auto", llm_state_dir=root / "states",
+        llm_threads=2, llm_states_max=1,
     )  # fmt: skip
     engine = rag.Engine(settings, embedder=embedder)
     assert engine.ingest().ok

@@ -46,8 +46,8 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
     # Uploaded files stay in Gradio's cache only until indexed: cleared hourly of anything older than an hour.
     with gr.Blocks(title="Ask the documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
-            f"# Ask the documents\n{_describe(docs)} Answers come only from these documents, with sources you can check."
-            + _way(engine),
+            f"# Ask the documents\n{_describe(docs)} "
+            "Answers come only from these documents, with sources you can check." + _way(engine),
             elem_id="intro",
         )
         saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved

@@ -121,12 +121,13 @@ button.stop:hover { background: #991b1b; }
 .source .passage { margin: .2em 0; font-size: .95em; }
 .source .chunk { white-space: pre-wrap; font-size: .9em; }
 .source .page { font-weight: 400; white-space: nowrap; }
-.source .open-doc { float: right; font-weight: 400; font-size: .85em; padding: .1em .6em; border: 1px solid var(--border-color-primary);
-  border-radius: 6px; background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color); cursor: pointer; }
+.source .open-doc { float: right; font-weight: 400; font-size: .85em; padding: .1em .6em;
+  border: 1px solid var(--border-color-primary); border-radius: 6px;
+  background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color); cursor: pointer; }
 .source .open-doc:focus-visible, .viewer button:focus-visible, .viewer a:focus-visible, .viewer-text:focus-visible {
   outline: 2px solid var(--color-accent); outline-offset: 2px; }
-.viewer { width: min(960px, 94vw); max-height: 90vh; padding: 0; border: 1px solid var(--border-color-primary); border-radius: 10px;
-  background: var(--background-fill-primary); color: var(--body-text-color); }
+.viewer { width: min(960px, 94vw); max-height: 90vh; padding: 0; border: 1px solid var(--border-color-primary);
+  border-radius: 10px; background: var(--background-fill-primary); color: var(--body-text-color); }
 .viewer::backdrop { background: rgba(0, 0, 0, .5); }
 .viewer-box { display: flex; flex-direction: column; max-height: 90vh; padding: 1em 1.2em; box-sizing: border-box; }
 .viewer-head { display: flex; align-items: flex-start; gap: 1em; }
@@ -135,7 +136,8 @@ button.stop:hover { background: #991b1b; }
   background: var(--button-secondary-background-fill); color: var(--button-secondary-text-color); }
 .viewer-meta { margin: .4em 0 .6em; font-size: .9em; overflow-wrap: anywhere; }
 .viewer-meta a { color: inherit; text-decoration: underline; }
-.viewer-text { flex: 1 1 auto; min-height: 0; overflow-y: auto; white-space: pre-wrap; line-height: 1.5; padding-right: .5em; }
+.viewer-text { flex: 1 1 auto; min-height: 0; overflow-y: auto; white-space: pre-wrap; line-height: 1.5;
+  padding-right: .5em; }
 .viewer-text mark { background: #ffe58a; color: #111; padding: 0 .1em; }
 .muted { opacity: .7; }
 """

@@ -110,8 +110,9 @@ def check_exposure(settings: rag.Settings, host: str) -> None:
     login; on loopback, warn about open admin actions."""
     if not is_loopback(host) and not settings.api_only and settings.login is None:
         raise rag.RagError(
-            f"serving the chat on {host} without a login would let anyone who reaches it read, rename and delete the saved "
-            "conversations; set RAG_UI_AUTH=user:password, or serve the HTTP API alone (RAG_API_ONLY=1 or `rag serve --api-only`)"
+            f"serving the chat on {host} without a login would let anyone who reaches it read, rename and delete "
+            "the saved conversations; set RAG_UI_AUTH=user:password, or serve the HTTP API alone "
+            "(RAG_API_ONLY=1 or `rag serve --api-only`)"
         )
     if not is_loopback(host) and settings.api_only and not settings.keys:
         raise rag.RagError(

@@ -57,7 +57,10 @@ def _address(url: str) -> str:
     shown = html.escape(url)
     if not _web_address(url):
         return f"<span class='viewer-url'>{shown}</span>"
-    return f"<a class='viewer-url' href='{html.escape(url, quote=True)}' target='_blank' rel='noopener noreferrer nofollow'>{shown}</a>"
+    return (
+        f"<a class='viewer-url' href='{html.escape(url, quote=True)}' target='_blank' "
+        f"rel='noopener noreferrer nofollow'>{shown}</a>"
+    )
 
 
 def _web_address(url: str) -> bool:

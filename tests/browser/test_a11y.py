@@ -135,7 +135,8 @@ def test_phone_width_layout_is_usable(browser, served):
     for part in (textbox, page.locator("#chat .message.bot").last):  # on top where it is: nothing covers it
         part.scroll_into_view_if_needed()
         on_top = part.evaluate(
-            "el => { const r = el.getBoundingClientRect(); const at = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
+            "el => { const r = el.getBoundingClientRect();"
+            " const at = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);"
             " return el === at || el.contains(at); }"
         )
         assert on_top, "covered (by the conversation list?)"

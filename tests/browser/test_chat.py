@@ -45,7 +45,8 @@ def test_question_answer_citation_and_highlighted_source(browser, ready_settings
 
 
 def test_hostile_content_is_inert_in_the_browser(browser, tmp_path, embedder):
-    """Script in a chunk and a model that writes an <img onerror> and an external Markdown image: nothing runs or loads."""
+    """Script in a chunk and a model that writes an <img onerror> and an external Markdown image: nothing runs or
+    loads."""
     shutil.copytree(CORPUS, tmp_path / "corpus")
     (tmp_path / "corpus" / "hostile.md").write_text(
         "# Field notes\n\nThe mine clearance unit met at dawn <img src=x onerror=alert(1)> near the river. "
@@ -85,7 +86,10 @@ def test_the_users_own_message_is_plain_text_and_fetches_nothing(browser, ready_
     )
     engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=model)
     url = serve(engine)
-    question = "When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) <img src=http://attacker.invalid/y> **bold**"
+    question = (
+        "When was the Ottawa Convention signed? ![s](http://attacker.invalid/?q=x) "
+        "<img src=http://attacker.invalid/y> **bold**"
+    )
     outside = []
     try:
         page = browser.new_page()

@@ -16,16 +16,18 @@ pytestmark = pytest.mark.browser
 
 BALTIC_URL = "https://www.toutiao.com/article/1836693622858816/"
 BALTIC_QUOTE = (
-    "The return of landmines may temporarily protect the borders of NATO countries, but in the long run, true security can only "
-    "be achieved through diplomacy and cooperation."
+    "The return of landmines may temporarily protect the borders of NATO countries, "
+    "but in the long run, true security can only be achieved through diplomacy and cooperation."
 )
 EXPERTS_QUOTE = (
-    "James Cowan, director of HALO, the largest mine clearance charity in the world, stated that he would not categorically "
-    "condemn the U.S. decision to supply non-persistent mines to Ukraine due to the existential threat the country faces."
+    "James Cowan, director of HALO, the largest mine clearance charity in the world, "
+    "stated that he would not categorically condemn the U.S. decision to supply non-persistent mines to Ukraine "
+    "due to the existential threat the country faces."
 )
 HOSTILE = (
     '---\ntitle: "Field <b>notes</b>"\nsource_url: "javascript:alert(3)"\n---\n# Field notes\n\n'
-    "The mine clearance unit met at dawn <img src=x onerror=alert(1)> near the river. The unit cleared forty mines that week.\n"
+    "The mine clearance unit met at dawn <img src=x onerror=alert(1)> near the river. "
+    "The unit cleared forty mines that week.\n"
 )
 # Where each part of the viewer is, and whether the mark shows inside the scrolled text and the window.
 GEOMETRY = """() => {
@@ -37,7 +39,8 @@ GEOMETRY = """() => {
 }"""
 FOCUS = """() => {
   const el = document.activeElement;
-  return {inDialog: !!(el && el.closest('dialog.viewer[open]')), cls: el ? el.className : '', source: el ? el.dataset.source || '' : ''};
+  return {inDialog: !!(el && el.closest('dialog.viewer[open]')), cls: el ? el.className : '',
+          source: el ? el.dataset.source || '' : ''};
 }"""
 
 
