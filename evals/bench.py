@@ -256,12 +256,7 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
     the saved prompt prefix), `rag ask` through a running server, `rag search` cold, first token and total through the
     API and through the chat, and requests per minute through the API at concurrency 1 and 4 (one model: answers
     take turns)."""
-    import concurrent.futures as cf
-    import re
     import shutil
-
-    import httpx
-    from gradio_client import Client
 
     corpus, index, state = ROOT / "corpus", work / f"index-real-{mode}", work / f"llm-states-{mode}"
     env = {
@@ -281,50 +276,65 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
     )
     q = questions[0]
     out: dict = {"question": q, "mode": mode}
-    read = re.search(r"read the (\d+) documents whole \(about ([\d,]+) tokens\) in ([\d.]+) s", run.stdout)
-    if read:
-        saved = sorted(state.glob("prompt-*.bin"), key=lambda p: p.stat().st_mtime)
-        restore = _child_json(
-            "import json, rag; e = rag.Engine(rag.load_settings()); print(json.dumps(e.read_corpus()))",
-            env | {"RAG_LLM_STATE_DIR": str(state)},
-        )
-        out["reading"] = {
-            "documents": int(read.group(1)),
-            "tokens": int(read.group(2).replace(",", "")),
-            "read_s": float(read.group(3)),
-            "state_mib": saved[-1].stat().st_size / 2**20 if saved else None,
-            "restore_s": restore["seconds"] if restore.get("how") == "restored" else None,
-        }
+    reading = _reading(run.stdout, env, state)
+    if reading:
+        out["reading"] = reading
     shutil.rmtree(state, ignore_errors=True)  # the cold rows start with nothing saved
+    out["ask_cold_nothing_saved"] = _cold(env, "ask", "--local", "--json", q, state=state)
+    out["ask_cold_saved_prefix"] = _cold(env, "ask", "--local", "--json", q, state=state)
+    out["search_cold"] = _cold(env, "search", "--json", q)
+    return out | _served(questions, env, state)
 
-    def cold(*args: str, state: Path | None = None) -> dict:
-        extra = {"RAG_LLM_STATE_DIR": str(state)} if state else {}
-        t = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-m", "rag", *args],
-            env=env | extra,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        )
-        wall = (time.perf_counter() - t) * 1000
-        out = json.loads(run.stdout) if "--json" in args and "ask" in args else {}
-        timings = out.get("timings", {})
-        after_first = timings.get("total_ms", 0) - timings.get(
-            "first_token_ms", 0
-        )  # writing the rest, checking, exiting
-        return {
-            "wall_ms": wall,
-            "first_token_from_start_ms": wall - after_first,
-            "prompt_tokens": timings.get("prompt_tokens"),
-        }
 
-    out["ask_cold_nothing_saved"] = cold("ask", "--local", "--json", q, state=state)
-    out["ask_cold_saved_prefix"] = cold("ask", "--local", "--json", q, state=state)
-    out["search_cold"] = cold("search", "--json", q)
+def _reading(ingested: str, env: dict, state: Path) -> dict | None:
+    """The reading of the whole corpus that `rag ingest` reported (None when it answers from retrieved passages): its
+    documents, tokens and time, the size of the saved state, and how long a fresh process takes to restore it."""
+    read = re.search(r"read the (\d+) documents whole \(about ([\d,]+) tokens\) in ([\d.]+) s", ingested)
+    if not read:
+        return None
+    saved = sorted(state.glob("prompt-*.bin"), key=lambda p: p.stat().st_mtime)
+    restore = _child_json(
+        "import json, rag; e = rag.Engine(rag.load_settings()); print(json.dumps(e.read_corpus()))",
+        env | {"RAG_LLM_STATE_DIR": str(state)},
+    )
+    return {
+        "documents": int(read.group(1)),
+        "tokens": int(read.group(2).replace(",", "")),
+        "read_s": float(read.group(3)),
+        "state_mib": saved[-1].stat().st_size / 2**20 if saved else None,
+        "restore_s": restore["seconds"] if restore.get("how") == "restored" else None,
+    }
 
+
+def _cold(env: dict, *args: str, state: Path | None = None) -> dict:
+    """One `rag` command in a fresh process: its wall time and, for `ask --json`, its first token counted from the
+    start of the process."""
+    extra = {"RAG_LLM_STATE_DIR": str(state)} if state else {}
+    t = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "rag", *args],
+        env=env | extra,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    wall = (time.perf_counter() - t) * 1000
+    out = json.loads(run.stdout) if "--json" in args and "ask" in args else {}
+    timings = out.get("timings", {})
+    # writing the rest, checking, exiting
+    after_first = timings.get("total_ms", 0) - timings.get("first_token_ms", 0)
+    return {
+        "wall_ms": wall,
+        "first_token_from_start_ms": wall - after_first,
+        "prompt_tokens": timings.get("prompt_tokens"),
+    }
+
+
+def _served(questions: list[str], env: dict, state: Path) -> dict:
+    """Against a running `rag serve`: `rag ask --server`, first token and total through the API and the chat, and
+    requests per minute through the API."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "rag", "serve", "--port", str(port)],
@@ -335,62 +345,82 @@ def bench_serving(questions: list[str], work: Path, mode: str = "auto") -> dict:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("rag serve did not come up")
-            time.sleep(0.5)
-        out["ask_through_server"] = cold("ask", "--server", base, "--json", q)
-
-        def api(question: str) -> tuple[float, float]:
-            body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True}
-            t, first = time.perf_counter(), None
-            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as r:
-                for line in r.iter_lines():
-                    if first is None and '"content": "' in line and '"content": ""' not in line:
-                        first = time.perf_counter()
-            end = time.perf_counter()
-            return ((first or end) - t) * 1000, (end - t) * 1000
-
-        def chat(question: str) -> tuple[float, float]:
-            client = Client(
-                base + "/", verbose=False
-            )  # a new session: a new chat, not a follow-up of the last question
-            t, first = time.perf_counter(), None
-            job = client.submit(question, 4, "local", api_name="/respond")
-            while not job.done():
-                outputs = job.outputs()
-                if first is None and outputs and outputs[-1][0]:
-                    first = time.perf_counter()
-                time.sleep(0.02)
-            end = time.perf_counter()
-            return ((first or end) - t) * 1000, (end - t) * 1000
-
-        api(q)  # warm: the prefix is held from here on
-        api_t = [api(x) for x in questions]
-        chat_t = [chat(x) for x in questions]
+        _wait_until_up(base, server)
+        out = {"ask_through_server": _cold(env, "ask", "--server", base, "--json", questions[0])}
+        _api_ask(base, questions[0])  # warm: the prefix is held from here on
+        api_t = [_api_ask(base, x) for x in questions]
+        chat_t = [_chat_ask(base, x) for x in questions]
         for name, times in (("api", api_t), ("chat", chat_t)):
             out[name] = {
                 "first_token_p50_ms": pct([a for a, _ in times], 50),
                 "first_token_p95_ms": pct([a for a, _ in times], 95),
                 "total_p50_ms": pct([b for _, b in times], 50),
             }
-        for workers in (1, 4):
-            t = time.perf_counter()
-            with cf.ThreadPoolExecutor(workers) as pool:
-                list(pool.map(api, questions))
-            out[f"rpm_concurrency_{workers}"] = len(questions) / (time.perf_counter() - t) * 60
+        return out | _requests_per_minute(base, questions)
     finally:
         server.terminate()
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _wait_until_up(base: str, server: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/models", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError("rag serve did not come up")
+        time.sleep(0.5)
+
+
+def _api_ask(base: str, question: str) -> tuple[float, float]:
+    """One question streamed through the OpenAI-compatible API: (first token, total) in ms."""
+    import httpx
+
+    body = {"model": "rag", "messages": [{"role": "user", "content": question}], "stream": True}
+    t, first = time.perf_counter(), None
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as r:
+        for line in r.iter_lines():
+            if first is None and '"content": "' in line and '"content": ""' not in line:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    return ((first or end) - t) * 1000, (end - t) * 1000
+
+
+def _chat_ask(base: str, question: str) -> tuple[float, float]:
+    """One question through the web chat's Gradio endpoint: (first token, total) in ms."""
+    from gradio_client import Client
+
+    # a new session: a new chat, not a follow-up of the last question
+    client = Client(base + "/", verbose=False)
+    t, first = time.perf_counter(), None
+    job = client.submit(question, 4, "local", api_name="/respond")
+    while not job.done():
+        outputs = job.outputs()
+        if first is None and outputs and outputs[-1][0]:
+            first = time.perf_counter()
+        time.sleep(0.02)
+    end = time.perf_counter()
+    return ((first or end) - t) * 1000, (end - t) * 1000
+
+
+def _requests_per_minute(base: str, questions: list[str]) -> dict:
+    """All the questions through the API at concurrency 1 and 4 (one model: answers take turns)."""
+    import concurrent.futures as cf
+
+    out = {}
+    for workers in (1, 4):
+        t = time.perf_counter()
+        with cf.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda x: _api_ask(base, x), questions))
+        out[f"rpm_concurrency_{workers}"] = len(questions) / (time.perf_counter() - t) * 60
     return out
 
 
