@@ -25,11 +25,10 @@ def run_baseline(
     both sides alike, save the baseline's answers, and compare."""
     from evals.baseline import Baseline
 
-    model = engine.llm()
-    if model is None:
+    if engine.settings.llm_backend == "extractive":
         raise ValueError("the baseline needs a language model; run with a model backend (e.g. --set llm_backend=local)")
     chosen = [c for c in cases if not c.history]
-    baseline = Baseline(engine.embedder, model)
+    baseline = Baseline(engine.embedder, engine.llm())
     baseline.ingest([(d["source"], engine.docs.document_text(d["source"])) for d in engine.admin.documents()])
     rows = []
     for case in chosen:

@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from rag import cite, condense, context
 from rag import question as questions
 from rag.config import Settings
-from rag.llm import with_deadline
+from rag.llm import KeepsState, NoModel, with_deadline
 from rag.prompt import ANSWER, conversation_block, shape_line
 from rag.prompt import WHOLE as WHOLE_PROMPT
 from rag.retrieve import HybridRetriever
@@ -74,17 +74,19 @@ def stream(
     *,
     retriever: HybridRetriever,
     embedder: Embeddings,
-    llm: BaseChatModel | None,
+    llm: BaseChatModel | NoModel,
     settings: Settings,
 ) -> Iterator[Event]:
     """Answer one question from retrieved passages, yielding the evidence as soon as it is known, then tokens, then
     the checked answer."""
     started = time.perf_counter()
-    standalone = condense.condense(
-        question, history, llm if settings.condense else None, timeout=settings.llm_timeout_s
+    standalone = (
+        condense.condense(question, history, llm, timeout=settings.llm_timeout_s)
+        if settings.condense
+        else condense.fallback(question, history)
     )
     reading = questions.read(standalone)
-    deep = reading.deep and llm is not None  # the extractive backend shows a sentence or two whatever the question
+    deep = reading.deep and not isinstance(llm, NoModel)  # no model: a sentence or two whatever the question
     query_vector = embedder.embed_query(standalone)  # once: for the dense search and for scoring the context
     part_vectors = [embedder.embed_query(p) for p in reading.parts] if len(reading.parts) > 1 else []
     docs = retriever.retrieve_many(
@@ -106,7 +108,7 @@ def stream(
     )
     asked = _Asked(question, standalone, reading, started, way=RETRIEVED)
     yield Event("evidence", passages)
-    if not passages or evidence.hopeless or (llm is None and evidence.weak):
+    if not passages or evidence.hopeless or (isinstance(llm, NoModel) and evidence.weak):
         yield Event("answer", asked.refusal())
         return
     prompt = {"passages": context.render(passages), "question": standalone, "shape": shape_line(reading.instructions())}
@@ -190,14 +192,14 @@ def _written(
     passages: list[context.Passage],
     evidence: context.Evidence,
     embedder: Embeddings,
-    llm: BaseChatModel | None,
+    llm: BaseChatModel | NoModel,
     settings: Settings,
 ) -> Iterator[Event]:
     """Generate (streamed) from `prompt`, then check the citations against `passages`: the checked answer, or a
     refusal when nothing the model wrote stands."""
     timings, started = asked.timings, asked.started
-    if llm is None:
-        raw = extractive(passages)
+    if isinstance(llm, NoModel):
+        raw = llm.write(passages)
         timings["first_token_ms"] = _ms(started)
         if raw:
             yield Event("token", raw)
@@ -291,12 +293,12 @@ def _count_prompt(chunk: Any, timings: dict[str, float]) -> None:
 _WARM = {"passages": "[1] (Title) Text.", "question": "Why?", "shape": ""}  # a prompt holding the whole fixed prefix
 
 
-def warm_up(llm: BaseChatModel | None) -> None:
+def warm_up(llm: BaseChatModel | NoModel) -> None:
     """Have the runtime hold the fixed prompt prefix before the first real question: a backend that can keep a prompt's
     state (`prime`, the embedded one) restores it from an earlier process or reads and saves it; others read it once."""
-    if llm is None:
+    if isinstance(llm, NoModel):
         return
-    if hasattr(llm, "prime"):
+    if isinstance(llm, KeepsState):
         _prime(llm)
     else:
         (ANSWER | llm.bind(max_tokens=1)).invoke(_WARM)
@@ -304,7 +306,7 @@ def warm_up(llm: BaseChatModel | None) -> None:
 
 def _prime(llm: BaseChatModel, template: Any = ANSWER, warm: dict[str, str] = _WARM) -> None:
     """Before a question: the prefix state, for a backend that keeps one (at once when already held)."""
-    if hasattr(llm, "prime"):
+    if isinstance(llm, KeepsState):
         llm.prime(template.invoke(warm).to_messages())
 
 
@@ -318,27 +320,6 @@ def final(events: Iterator[Event]) -> Answer:
     return last
 
 
-def extractive(passages: list[context.Passage], max_sentences: int = 2) -> str:
-    """No model: the best-matching sentences of the context, each with its passage marker."""
-    ranked = sorted(
-        (score, p.n, span)
-        for p in passages
-        for score, span in zip(p.scores, p.highlights, strict=True)
-        if p.text[span[0] : span[1]].rstrip().endswith((".", "!", "?", "”", '"', "’", ")"))  # not a heading
-    )[::-1]
-    if not ranked:
-        return ""
-    top = ranked[0][0]
-    picked = [r for r in ranked[:max_sentences] if r[0] >= 0.8 * top]
-    by_n = {p.n: p for p in passages}
-    out = []
-    for _, n, (s, e) in picked:
-        sentence = by_n[n].text[s:e].rstrip()
-        punct = sentence[-1] if sentence[-1:] in (".", "!", "?") else "."
-        out.append(f"{sentence.rstrip('.!?')} [{n}]{punct}")
-    return " ".join(out)
-
-
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
@@ -347,7 +328,6 @@ __all__ = [
     "Answer",
     "Event",
     "REFUSAL",
-    "extractive",
     "final",
     "looks_like_refusal",
     "strength",

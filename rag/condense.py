@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from langchain_core.output_parsers import StrOutputParser
 
-from rag.llm import with_deadline
+from rag.llm import NoModel, with_deadline
 from rag.prompt import CONDENSE, NOT_FOUND
 from rag.text import count_tokens, strip_markers
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +44,12 @@ def fallback(question: str, history: History) -> str:
     return f"{question} (follow-up to: {history[-1][0].strip()})"
 
 
-def condense(question: str, history: History, llm=None, timeout: float = 60.0) -> str:
-    """A standalone question: the model's rewrite when it gives a usable one, the fallback otherwise."""
+def condense(question: str, history: History, llm: BaseChatModel | NoModel, timeout: float = 60.0) -> str:
+    """A standalone question: the model's rewrite when it gives a usable one, the fallback otherwise (always without
+    a model)."""
     if not history:
         return question
-    if llm is None:
+    if isinstance(llm, NoModel):
         return fallback(question, history)
     lines = transcript(history)
     try:

@@ -15,7 +15,7 @@ from rag.catalog import Catalog
 from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
 from rag.documents import Documents
 from rag.errors import InputError
-from rag.llm import make_chat_model
+from rag.llm import NoModel, make_chat_model
 from rag.store import reaching_services
 from rag.text import normalize
 from rag.whole import Reader
@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # answering, ingestion and parsing load on first use: `rag se
     from rag import answer, condense, conversations, index, whole
 
 log = logging.getLogger(__name__)
-
-_UNSET: Any = object()
 
 
 class Engine:
@@ -45,13 +43,13 @@ class Engine:
         settings: Settings | None = None,
         *,
         embedder: Embeddings | None = None,
-        llm: BaseChatModel | None = _UNSET,
+        llm: BaseChatModel | NoModel | None = None,
         store: store.Store | None = None,
         retriever: retrieve.HybridRetriever | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.catalog = Catalog(self.settings)
-        self._llms: dict[str, BaseChatModel | None] = {} if llm is _UNSET else {self.settings.llm_backend: llm}
+        self._llms: dict[str, BaseChatModel | NoModel] = {} if llm is None else {self.settings.llm_backend: llm}
         if embedder is not None:
             self.embedder = embedder
         self._index = _OpenIndex(self.catalog, lambda: self.embedder, store)
@@ -121,8 +119,8 @@ class Engine:
             sources=sources or None,
         )
 
-    def llm(self, backend: LLMBackend | None = None) -> BaseChatModel | None:
-        """The chat model for `backend` (default: settings), loaded once and kept; None for extractive."""
+    def llm(self, backend: LLMBackend | None = None) -> BaseChatModel | NoModel:
+        """The chat model for `backend` (default: settings), loaded once and kept; `NoModel` for extractive."""
         name = backend or self.settings.llm_backend
         if name not in self._llms:
             self._llms[name] = make_chat_model(name, self.settings)

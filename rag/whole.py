@@ -23,6 +23,7 @@ from langchain_core.embeddings import Embeddings
 
 from rag import context
 from rag.config import Settings
+from rag.llm.state import KeepsState
 from rag.text import count_tokens
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class Reader:
 
     def ready(self, corpus: Corpus, llm: Any) -> bool:
         """Whether a question can be answered with `corpus` in view at once (a backend without saved states always can)."""
-        if corpus.key not in self._ready and (not hasattr(llm, "has_state") or llm.has_state(self.messages(corpus))):
+        if corpus.key not in self._ready and (not isinstance(llm, KeepsState) or llm.has_state(self.messages(corpus))):
             self._ready.add(corpus.key)
         return corpus.key in self._ready
 
@@ -221,7 +222,7 @@ class Reader:
         """Read `corpus` now (restored when saved); a progress bar on a terminal. Returns how, seconds, tokens, documents."""
         started = time.perf_counter()
         bar = None
-        if progress and hasattr(llm, "prime"):
+        if progress and isinstance(llm, KeepsState):
             from tqdm import tqdm
 
             bar = tqdm(total=0, desc="reading the documents", unit="token", leave=False)
@@ -270,7 +271,7 @@ class Reader:
         self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: Callable[[int, int], None] | None = None
     ) -> str:
         corpus.embed(embedder)
-        if hasattr(llm, "prime"):
+        if isinstance(llm, KeepsState):
             return llm.prime(self.messages(corpus), progress=progress)
         return (
             "sent"  # a backend without saved states reads the documents with each question (its server may cache them)

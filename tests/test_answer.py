@@ -297,6 +297,10 @@ def test_extractive_backend_answers_with_a_citation_and_refuses_off_topic(ready_
     assert not a.refused and "1997" in a.answer and a.citations and "1997" in a.citations[0].quote
     b = ready_engine.ask("What is the best recipe for banana bread?", params=QueryParams(backend="extractive"))
     assert b.refused and not b.citations
+    from rag.llm import KeepsState, NoModel
+
+    model = ready_engine.llm("extractive")
+    assert isinstance(model, NoModel) and not isinstance(model, KeepsState), "a backend object, not None"
 
 
 def test_question_limits(ready_engine):

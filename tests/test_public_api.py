@@ -76,7 +76,8 @@ def test_shells_use_the_public_api_only():
 LAYERS = [
     {"rag.errors", "rag._offline", "rag.question"},
     {"rag.config", "rag.text", "rag.prompt"},
-    {"rag.load", "rag.chunk", "rag.onnx_query", "rag.lexical", "rag.store", "rag.llm.model_file"},
+    {"rag.load", "rag.chunk", "rag.onnx_query", "rag.lexical", "rag.store", "rag.llm.model_file", "rag.llm.state"},
+    {"rag.llm.extractive"},
     {"rag.embed", "rag.ledger", "rag.retrieve", "rag.context", "rag.llm.local", "rag.llm.remote"},
     {"rag.llm", "rag.cite", "rag.catalog", "rag.whole"},
     {"rag.condense", "rag.index"},

@@ -9,6 +9,7 @@ import pytest
 import rag
 from rag import whole
 from rag.answer import REFUSAL
+from rag.llm import KeepsState
 from rag.whole import Reader
 
 from .fakes import ReplayChatModel
@@ -162,7 +163,7 @@ def test_a_yes_that_its_evidence_contradicts_is_corrected(whole_settings, embedd
     assert answer.answer.startswith("No."), answer.answer
 
 
-class ReadingModel(ReplayChatModel):
+class ReadingModel(ReplayChatModel, KeepsState):
     """A scripted model that keeps prompt states like the embedded one: `has_state` false until `prime` has run (a
     reading that takes `read_s`)."""
 

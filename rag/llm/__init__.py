@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, get_args
 
 from rag.config import LLMBackend, Settings
 from rag.errors import ConfigError, ModelTimeoutError
+from rag.llm.extractive import NoModel
+from rag.llm.state import KeepsState
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -47,17 +49,17 @@ def _openai(settings: Settings) -> BaseChatModel:
     )
 
 
-BACKENDS: dict[str, Callable[[Settings], BaseChatModel | None]] = {
+BACKENDS: dict[str, Callable[[Settings], BaseChatModel | NoModel]] = {
     "local": _local,
     "openai": _openai,
-    "extractive": lambda settings: None,  # no model: answers are the best-supported sentences
+    "extractive": lambda settings: NoModel(),  # no model: answers are the best-supported sentences
 }
 if set(BACKENDS) != set(get_args(LLMBackend)):
     raise ImportError(f"rag.llm.BACKENDS {sorted(BACKENDS)} and rag.config.LLMBackend {get_args(LLMBackend)} disagree")
 
 
-def make_chat_model(name: str, settings: Settings) -> BaseChatModel | None:
-    """A LangChain chat model for backend `name`, or None for the extractive backend."""
+def make_chat_model(name: str, settings: Settings) -> BaseChatModel | NoModel:
+    """A LangChain chat model for backend `name`, or `NoModel` for the extractive backend."""
     try:
         factory = BACKENDS[name]
     except KeyError:
@@ -104,3 +106,6 @@ def with_deadline(stream: Iterator[str], timeout: float) -> Iterator[str]:
             yield item
     finally:
         cancelled.set()
+
+
+__all__ = ["BACKENDS", "KeepsState", "NoModel", "make_chat_model", "with_deadline"]

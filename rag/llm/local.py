@@ -25,6 +25,7 @@ from rag._offline import cache_dir
 from rag.config import Settings
 from rag.errors import ModelError, ModelTimeoutError
 from rag.llm.model_file import ensure_model
+from rag.llm.state import KeepsState
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _usage(usage: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class LocalChatModel(BaseChatModel):
+class LocalChatModel(BaseChatModel, KeepsState):
     """Qwen2.5-Coder-1.5B-Instruct (GGUF) on the CPU; greedy by default; prompt prefixes stay cached between calls."""
 
     model_path: str | None = None
