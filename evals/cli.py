@@ -130,12 +130,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         import rag
         from evals import support_agreement
 
-        engine = rag.Engine()
-        print(
-            support_agreement.table(
-                support_agreement.agreement(support_agreement.load(), engine.embedder, engine.supports)
-            )
-        )
+        embedder = rag.Engine().embedder
+
+        def stands(claim: str, passage: str) -> bool:
+            return rag.claim_stands(claim, passage, embedder)
+
+        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), embedder, stands)))
         return 0
     if args.compare:
         from evals.report import compare

@@ -29,7 +29,7 @@ def split_of(pair: dict) -> str:
 
 def agreement(pairs: list[dict], embedder: Any, check: Callable[[str, str], bool] | None = None) -> dict[str, Any]:
     """Accuracy, and precision/recall of `supported`, of the heuristic against the labels, by split and by kind; with
-    `check` (the library's citation check, `Engine.supports`), the same for it under "citation_check"."""
+    `check` (the library's citation check, `rag.claim_stands`), the same for it under "citation_check"."""
     rows = []
     for p in pairs:
         sentences = [s for s in _SENTENCE.split(p["passage"]) if s.strip()]
@@ -81,7 +81,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append("  by kind: " + ", ".join(f"{k} {v['agree']}/{v['pairs']}" for k, v in result["by_kind"].items()))
     if "citation_check" in result:
         c = result["citation_check"]
-        lines.append("the answers' citation check (Engine.supports) vs the same labels:")
+        lines.append("the answers' citation check (rag.claim_stands) vs the same labels:")
         for split in ("all", "test"):
             lines.append(
                 f"  {split:5} {c[split]['pairs']:4} pairs  {c[split]['accuracy']:.3f} / {c[split]['precision']:.3f} / {c[split]['recall']:.3f}"

@@ -34,6 +34,7 @@ _WHERE = {
     "Document": "rag.load",
     "Hit": "rag.retrieve",
     "Way": "rag.whole",
+    "claim_stands": "rag.cite",
 }
 __all__ = [
     "Answer",
@@ -54,6 +55,7 @@ __all__ = [
     "Settings",
     "StoreUnavailableError",
     "Way",
+    "claim_stands",
     "load_settings",
     "turns",
 ]
@@ -62,7 +64,7 @@ if set(__all__) != set(_WHERE):
 
 if TYPE_CHECKING:
     from rag.answer import Answer
-    from rag.cite import Citation
+    from rag.cite import Citation, claim_stands
     from rag.client import Client
     from rag.condense import turns
     from rag.config import QueryParams, Settings, load_settings

@@ -49,6 +49,17 @@ class Checked:
     parts: list[tuple[str, bool]] = field(default_factory=list)
 
 
+def claim_stands(claim: str, passage: str, embedder: Embeddings, question: str = "") -> bool:
+    """Whether the citation check keeps `claim` citing one passage of text `passage`, as an answer to `question` (what
+    evals measure the check by, against hand labels)."""
+    from langchain_core.documents import Document as LCDocument
+
+    from rag.text import normalize
+
+    shown = Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
+    return bool(check(f"{claim} [1]", [shown], embedder, question).citations)
+
+
 def check(answer: str, passages: list[Passage], embedder: Embeddings, question: str = "") -> Checked:
     """Validate and complete the answer's citations; drop sentences that no passage supports. Words of the `question`
     may appear in an answer that copies a passage (it names what was asked); its names and numbers may not."""

@@ -337,16 +337,6 @@ class Engine:
             self.way(for_question=True)  # a serving process reads the changed documents whole in the background
         return report
 
-    def supports(self, claim: str, passage: str, question: str = "") -> bool:
-        """Whether the citation check keeps `claim` citing a passage of text `passage` (the check answers use), as an
-        answer to `question`."""
-        from langchain_core.documents import Document as LCDocument
-
-        from rag import cite, context
-
-        shown = context.Passage.from_document(1, LCDocument(page_content=normalize(passage), metadata={}))
-        return bool(cite.check(f"{claim} [1]", [shown], self.embedder, question).citations)
-
     # -- serving ---------------------------------------------------------------------------------
     def hold_for_serving(self) -> None:
         """Keep other processes from writing this embedded index while this one serves it."""

@@ -273,6 +273,13 @@ def test_a_number_is_matched_whole_not_inside_a_longer_one(embedder):
     assert [c.quote for c in right.citations] == ["NATO has 32 member states."]
 
 
+def test_claim_stands_is_the_citation_check_on_one_passage(embedder):
+    passage = "The Ottawa Convention was signed in 1997. It bans anti-personnel mines."
+    assert rag.claim_stands("The Ottawa Convention was signed in 1997.", passage, embedder)
+    assert not rag.claim_stands("The Ottawa Convention was signed in 1999.", passage, embedder)
+    assert not rag.claim_stands("The moon is made of cheese.", passage, embedder)
+
+
 def test_a_list_number_does_not_stand_alone_as_a_supported_sentence(embedder):
     """ "Steps: 1. Preheat …": the list's "1." is not a sentence of its own, so a cited fragment such as "2 [1]." is
     not kept beside an invented list."""

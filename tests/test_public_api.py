@@ -9,7 +9,7 @@ def test_public_api_is_small_and_stable():
     assert sorted(rag.__all__) == [
         "Answer", "Citation", "Client", "ConfigError", "Conversation", "ConversationsUnavailableError", "Document",
         "Engine", "Hit", "IngestReport", "InputError", "LexicalIndex", "Passage", "QueryParams", "RagError", "Settings",
-        "StoreUnavailableError", "Way", "load_settings", "turns",
+        "StoreUnavailableError", "Way", "claim_stands", "load_settings", "turns",
     ]  # fmt: skip
     for name in rag.__all__:
         assert getattr(rag, name) is not None
