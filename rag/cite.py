@@ -66,18 +66,8 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     import numpy as np
 
     by_n = {p.n: p for p in passages}
-    claims = split_claims(answer)
-    seen = " ".join(p.text for p in passages)
-    written = [c.text for c in claims]  # as the model wrote them: a sentence removed is shown so
-    for c in claims:  # what the answer would fetch or link to: images never (the sentence showing one goes), links and
-        # addresses only as the passages give them
-        c.text = "" if _IMAGE.search(c.text) else without_media(c.text, seen)
-    removed = [m for c in claims for m in c.markers if m not in by_n]
-    for c in claims:
-        c.markers = [m for m in c.markers if m in by_n]
-    with_text = [
-        p for p in passages if len(p.sentence_vectors(embedder))
-    ]  # vectors from building the context, if it did
+    claims, written, removed = _claims(answer, passages, by_n)
+    with_text = [p for p in passages if len(p.sentence_vectors(embedder))]  # vectors from building the context
     owner = [(p.n, s, e) for p in with_text for s, e in p.sentences]
     if not claims or not owner:
         return Checked(text="", removed_markers=removed)
@@ -85,15 +75,16 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
     claim_vecs = np.array(embedder.embed_documents([c.text for c in claims]))
     texts = [by_n[n].text[s:e] for n, s, e in owner]
 
-    out_sentences: list[str] = []
-    parts: list[tuple[str, bool]] = []
+    out = Checked(text="", removed_markers=removed)
     best_quote: dict[int, tuple[float, int, int]] = {}
-    unsupported: list[str] = []
     asked = _stems(question)
 
     def drop(sentence: str) -> None:
-        unsupported.append(sentence)
-        parts.append((sentence, False))
+        out.unsupported.append(sentence)
+        out.parts.append((sentence, False))
+
+    def keep(sentence: str) -> None:
+        out.parts.append((sentence, True))
 
     for ci, claim in enumerate(claims):
         if not claim.text:  # nothing but an image or an address no passage gives
@@ -101,65 +92,85 @@ def check(answer: str, passages: list[Passage], embedder: Embeddings, question: 
             continue
         terms = set(tokenize(claim.text))
         if terms <= _VERDICTS and not _NUMBER.search(claim.text):  # connective text ("Yes."): nothing to ground
-            out_sentences.append(claim.text + claim.punct)
-            parts.append((claim.text + claim.punct, True))
+            keep(claim.text + claim.punct)
             continue
         support = [
             _support(claim.text, terms, float(claim_vecs[ci] @ sent_vecs[j]), texts[j], by_n[owner[j][0]], asked)
             for j in range(len(texts))
         ]
-        per_passage: dict[int, tuple[float, int]] = {}
-        contradicted = {owner[j][0] for j in range(len(texts)) if _contradicts(claim.text, terms, texts[j])}
-        for j, value in enumerate(support):
-            n = owner[j][0]
-            value = 0.0 if n in contradicted else value
-            if n not in per_passage or value > per_passage[n][0]:
-                per_passage[n] = (value, j)
-        best_n = max(per_passage, key=lambda n: per_passage[n][0])
-        if per_passage[best_n][0] < WEAK:
-            drop(claim.text + claim.punct)
-            continue
-        keep = [n for n in claim.markers if per_passage[n][0] >= WEAK]
-        if (
-            not keep
-            or per_passage[best_n][0] >= SUPPORTED
-            and best_n not in keep
-            and per_passage[keep[0]][0] < SUPPORTED
-        ):
-            keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
-        text = without_media(
-            claim.text, " ".join(by_n[n].text for n in keep)
-        )  # an address only from a passage it cites
-        if not text:
-            drop(written[ci] + claim.punct)
+        per_passage = _best_per_passage(claim.text, terms, support, texts, owner)
+        cited = _markers(claim.markers, per_passage)
+        text = without_media(claim.text, " ".join(by_n[n].text for n in cited)) if cited else ""
+        if not text:  # nothing supports it, or an address only a passage it does not cite gives
+            drop((claim.text if not cited else written[ci]) + claim.punct)
             continue
         claim.text = text
-        for n in keep:
+        for n in cited:
             value, j = per_passage[n]
             if n not in best_quote or value > best_quote[n][0]:
                 best_quote[n] = (value, owner[j][1], owner[j][2])
-        out_sentences.append(f"{claim.text} {''.join(f'[{n}]' for n in keep)}{claim.punct}")
-        parts.append((out_sentences[-1], True))
+        keep(f"{claim.text} {''.join(f'[{n}]' for n in cited)}{claim.punct}")
 
-    citations = []
-    for n in sorted(best_quote):
-        p = by_n[n]
-        _, s, e = best_quote[n]
-        citations.append(
-            Citation(
-                n=n,
-                chunk_id=p.chunk_id,
-                source=p.source,
-                title=p.title,
-                text=p.text,
-                quote=p.text[s:e],
-                start=p.start + s,
-                end=p.start + e,
-                page=p.page_at(p.start + s),
-            )
-        )
-    return Checked(
-        text=" ".join(out_sentences), citations=citations, unsupported=unsupported, removed_markers=removed, parts=parts
+    out.text = " ".join(t for t, ok in out.parts if ok)
+    out.citations = [_citation(by_n[n], *best_quote[n][1:]) for n in sorted(best_quote)]
+    return out
+
+
+def _claims(answer: str, passages: list[Passage], by_n: dict[int, Passage]) -> tuple[list, list[str], list[int]]:
+    """The answer's sentences with what they would fetch or link to taken out (images never: the sentence showing
+    one goes; links and addresses only as the passages give them) and markers naming no passage removed; the
+    sentences as the model wrote them (a removed sentence is shown so); the removed markers."""
+    claims = split_claims(answer)
+    seen = " ".join(p.text for p in passages)
+    written = [c.text for c in claims]
+    for c in claims:
+        c.text = "" if _IMAGE.search(c.text) else without_media(c.text, seen)
+    removed = [m for c in claims for m in c.markers if m not in by_n]
+    for c in claims:
+        c.markers = [m for m in c.markers if m in by_n]
+    return claims, written, removed
+
+
+def _best_per_passage(
+    claim: str, terms: set[str], support: list[float], texts: list[str], owner: list[tuple[int, int, int]]
+) -> dict[int, tuple[float, int]]:
+    """For each passage, its best sentence's support of the claim and that sentence's index; a passage with a
+    sentence that contradicts the claim supports it not at all."""
+    per_passage: dict[int, tuple[float, int]] = {}
+    contradicted = {owner[j][0] for j in range(len(texts)) if _contradicts(claim, terms, texts[j])}
+    for j, value in enumerate(support):
+        n = owner[j][0]
+        value = 0.0 if n in contradicted else value
+        if n not in per_passage or value > per_passage[n][0]:
+            per_passage[n] = (value, j)
+    return per_passage
+
+
+def _markers(written: list[int], per_passage: dict[int, tuple[float, int]]) -> list[int]:
+    """The passages a claim cites: none when no passage backs it (it goes); the written markers that back it; the
+    best-supporting passage first when the model wrote none that backs it, or a weaker one where a passage supports
+    it well."""
+    best_n = max(per_passage, key=lambda n: per_passage[n][0])
+    if per_passage[best_n][0] < WEAK:
+        return []
+    keep = [n for n in written if per_passage[n][0] >= WEAK]
+    if not keep or per_passage[best_n][0] >= SUPPORTED and best_n not in keep and per_passage[keep[0]][0] < SUPPORTED:
+        keep = [best_n] + [n for n in keep if per_passage[n][0] >= SUPPORTED]
+    return keep
+
+
+def _citation(p: Passage, s: int, e: int) -> Citation:
+    """The citation of passage `p` by its sentence `s:e`: the exact quote and its offsets in the document."""
+    return Citation(
+        n=p.n,
+        chunk_id=p.chunk_id,
+        source=p.source,
+        title=p.title,
+        text=p.text,
+        quote=p.text[s:e],
+        start=p.start + s,
+        end=p.start + e,
+        page=p.page_at(p.start + s),
     )
 
 
