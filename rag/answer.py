@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -41,6 +41,7 @@ class Answer:
     standalone_question: str
     answer: str
     refused: bool
+    _: KW_ONLY
     citations: list[cite.Citation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
@@ -197,31 +198,7 @@ def _written(
 ) -> Iterator[Event]:
     """Generate (streamed) from `prompt`, then check the citations against `passages`: the checked answer, or a
     refusal when nothing the model wrote stands."""
-    timings, started = asked.timings, asked.started
-    if isinstance(llm, NoModel):
-        raw = llm.write(passages)
-        timings["first_token_ms"] = _ms(started)
-        if raw:
-            yield Event("token", raw)
-    else:
-        parts = []
-        _prime(llm, template, warm)
-        deep = asked.reading.deep
-        chain = template | (llm.bind(max_tokens=settings.deep_max_tokens) if deep else llm)
-        try:
-            for chunk in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
-                _count_prompt(chunk, timings)
-                delta = chunk.text
-                if not delta:
-                    continue
-                if not parts:
-                    timings["first_token_ms"] = _ms(started)
-                parts.append(delta)
-                yield Event("token", delta)
-        except ValueError as exc:  # LangChain raises on a reply of zero tokens: that is an empty answer
-            if parts or "No generation chunks" not in str(exc):
-                raise
-        raw = "".join(parts)
+    raw = yield from _generated(asked, template, prompt, warm, passages, llm, settings)
     if _declines(raw):
         yield Event("answer", asked.refusal(raw))
         return
@@ -231,7 +208,7 @@ def _written(
         return
     if asked.reading.yes_no and len(asked.reading.parts) == 1:
         checked = cite.settle_verdict(checked, asked.question if asked.way == WHOLE else asked.standalone)
-    timings["total_ms"] = _ms(started)
+    asked.timings["total_ms"] = _ms(asked.started)
     yield Event(
         "answer",
         Answer(
@@ -239,16 +216,53 @@ def _written(
             asked.standalone,
             checked.text,
             False,
-            checked.citations,
-            timings,
-            checked.unsupported,
-            raw,
-            checked.parts,
-            asked.reading.kind,
-            strength(checked.parts, evidence),
-            asked.way,
+            citations=checked.citations,
+            timings=asked.timings,
+            unsupported=checked.unsupported,
+            raw=raw,
+            checked=checked.parts,
+            kind=asked.reading.kind,
+            support=strength(checked.parts, evidence),
+            way=asked.way,
         ),
     )
+
+
+def _generated(
+    asked: _Asked,
+    template: Any,
+    prompt: dict[str, str],
+    warm: dict[str, str],
+    passages: list[context.Passage],
+    llm: BaseChatModel | NoModel,
+    settings: Settings,
+) -> Generator[Event, None, str]:
+    """The model's reply to `prompt`, streamed as token events (a deep question may write longer); returns it whole.
+    Without a model: the best-supported sentences of `passages`."""
+    timings, started = asked.timings, asked.started
+    if isinstance(llm, NoModel):
+        raw = llm.write(passages)
+        timings["first_token_ms"] = _ms(started)
+        if raw:
+            yield Event("token", raw)
+        return raw
+    parts = []
+    _prime(llm, template, warm)
+    chain = template | (llm.bind(max_tokens=settings.deep_max_tokens) if asked.reading.deep else llm)
+    try:
+        for chunk in with_deadline(chain.stream(prompt), settings.llm_timeout_s):
+            _count_prompt(chunk, timings)
+            delta = chunk.text
+            if not delta:
+                continue
+            if not parts:
+                timings["first_token_ms"] = _ms(started)
+            parts.append(delta)
+            yield Event("token", delta)
+    except ValueError as exc:  # LangChain raises on a reply of zero tokens: that is an empty answer
+        if parts or "No generation chunks" not in str(exc):
+            raise
+    return "".join(parts)
 
 
 WELL, PARTLY, WEAK = "well supported", "partly supported", "weak evidence"
