@@ -276,7 +276,8 @@ def _negated(text: str) -> list[set[str]]:
 YES, NO = "yes", "no"
 _OPENING = re.compile(r"^\s*(yes|no)\b[\s,.!:;—–-]*", re.I)
 _ASKING = re.compile(
-    r"^\s*(?:(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must)(?:n[’']t)?\b|is it (?:true|the case|correct) that\b)",
+    r"^\s*(?:(?:is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might|must)(?:n[’']t)?\b"
+    r"|is it (?:true|the case|correct) that\b)",
     re.I,
 )
 # Doing the opposite of the asked verb: "failed to reach", "refused to sign", "declined to join", "without signing".

@@ -28,9 +28,11 @@ def shape_line(instructions: str) -> str:
 # Worked examples on a neutral topic show a small model the citation format, each shape of answer and when to
 # refuse. They sit right after the system prompt, so together they form one fixed prefix that the runtime caches.
 _EXAMPLE_PASSAGES = (
-    "[1] (City history) The Harbour Bridge opened in 1932 after eight years of construction. It carries eight lanes of traffic. "
+    "[1] (City history) The Harbour Bridge opened in 1932 after eight years of construction. "
+    "It carries eight lanes of traffic. "
     "Tolls were introduced to repay the loan that financed it, and because traffic kept growing.\n\n"
-    "[2] (Transport report) Ferries cross the harbour every twenty minutes. The report says the bridge opened in 1932 and "
+    "[2] (Transport report) Ferries cross the harbour every twenty minutes. "
+    "The report says the bridge opened in 1932 and "
     "calls it the city's busiest crossing.\n\n"
     "[3] (Visitor guide) The guide calls the ferry the most scenic way to cross, but says it is slower than the bridge."
 )
@@ -46,11 +48,13 @@ _EXAMPLES = [
     ),
     (
         "Why were tolls introduced on the bridge?",
-        "Tolls were introduced for two reasons: to repay the loan that financed the bridge, and because traffic kept growing [1].",
+        "Tolls were introduced for two reasons: to repay the loan that financed the bridge, "
+        "and because traffic kept growing [1].",
     ),
     (
         "How do the sources describe the ferry and the bridge?",
-        "The transport report calls the bridge the city's busiest crossing and says ferries cross every twenty minutes [2]. "
+        "The transport report calls the bridge the city's busiest crossing "
+        "and says ferries cross every twenty minutes [2]. "
         "The visitor guide calls the ferry the most scenic way to cross but slower than the bridge [3]. "
         "They do not disagree: they describe different things.",
     ),

@@ -183,7 +183,8 @@ class Reader:
     def corpus(
         self, store: Any, stamp: str | None, sources: tuple[str, ...] | None, backend: str
     ) -> tuple[Corpus | None, str]:
-        """The documents of `store` (only `sources` when given) as one block, or None and why they cannot be read whole."""
+        """The documents of `store` (only `sources` when given) as one block, or None and why they cannot be read
+        whole."""
         s = self.settings
         fixed = fixed_tokens(s.tokenizer)
         version = f"{store.name}:{stamp}"
@@ -213,13 +214,15 @@ class Reader:
         return template.invoke(corpus.reading).to_messages()
 
     def ready(self, corpus: Corpus, llm: Any) -> bool:
-        """Whether a question can be answered with `corpus` in view at once (a backend without saved states always can)."""
+        """Whether a question can be answered with `corpus` in view at once (a backend without saved states always
+        can)."""
         if corpus.key not in self._ready and (not isinstance(llm, KeepsState) or llm.has_state(self.messages(corpus))):
             self._ready.add(corpus.key)
         return corpus.key in self._ready
 
     def read(self, corpus: Corpus, llm: Any, embedder: Embeddings, progress: bool = False) -> dict[str, Any]:
-        """Read `corpus` now (restored when saved); a progress bar on a terminal. Returns how, seconds, tokens, documents."""
+        """Read `corpus` now (restored when saved); a progress bar on a terminal. Returns how, seconds, tokens,
+        documents."""
         started = time.perf_counter()
         bar = None
         if progress and isinstance(llm, KeepsState):
@@ -328,7 +331,10 @@ def not_allowed(settings: Settings, backend: str) -> str | None:
     if backend == "extractive":
         return "the extractive backend has no model to read the documents"
     if backend == "openai" and mode == "auto":
-        return "the openai backend's context size is unknown here (RAG_ANSWER_MODE=whole reads whole when they fit RAG_LLM_N_CTX)"
+        return (
+            "the openai backend's context size is unknown here "
+            "(RAG_ANSWER_MODE=whole reads whole when they fit RAG_LLM_N_CTX)"
+        )
     return None
 
 
@@ -339,7 +345,10 @@ def too_large(settings: Settings, total_tokens: int | None, fixed_tokens: int, c
     room = budget(settings, fixed_tokens)
     if total_tokens is None or total_tokens > room:
         size = "more" if total_tokens is None else f"about {total_tokens:,}"
-        return f"{what} take {size} tokens; {room:,} fit beside the instructions in the model's {settings.llm_n_ctx:,}-token context"
+        return (
+            f"{what} take {size} tokens; {room:,} fit beside the instructions "
+            f"in the model's {settings.llm_n_ctx:,}-token context"
+        )
     return None
 
 
