@@ -1,10 +1,11 @@
 """The OpenAI-compatible HTTP API that `rag serve` serves beside the chat, through the same engine and lanes.
 
-`GET /v1/models`, `POST /v1/chat/completions` (streamed as server-sent events or not) and `POST /v1/search`. The last
-user message is the question and the earlier user/assistant turns are the conversation (follow-ups are rewritten
-from them); the reply's message is the checked answer, and the `rag` field carries what OpenAI's shape has no room
-for: the checked answer, whether it is a refusal, the citations (source, title, quote, character offsets, page of a PDF), the
-sentences the check removed, and the timings. Errors are OpenAI-shaped JSON (`{"error": {...}}`) with 4xx codes.
+`GET /v1/models`, `POST /v1/chat/completions` (streamed as server-sent events or not) and `POST /v1/search`. The
+last user message is the question and the earlier user/assistant turns are the conversation (follow-ups are
+rewritten from them); the reply's message is the checked answer, and the `rag` field carries what OpenAI's shape has
+no room for: the checked answer, whether it is a refusal, the citations (source, title, quote, character offsets,
+page of a PDF), the sentences the check removed, and the timings. Errors are OpenAI-shaped JSON (`{"error": {...}}`)
+with 4xx codes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -184,8 +185,6 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
     """The API app over `engine`; answers take a lane of `lanes` (shared with the chat). Without configured keys it
     answers only when `open_without_key` (the server is bound to loopback)."""
     s = engine.settings
-    keys = [k.encode() for k in s.keys]
-    model = s.api_model
     app = FastAPI(
         title="rag",
         version="1",
@@ -194,6 +193,17 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         docs_url=None,
         redoc_url=None,
     )
+    guarded = [Depends(_key_check([k.encode() for k in s.keys], open_without_key))]
+    _add_error_handlers(app)
+    _add_model_routes(app, s.api_model, guarded)
+    _add_search_route(app, engine, guarded)
+    _add_chat_route(app, engine, lanes, s.api_model, guarded)
+    return app
+
+
+def _key_check(keys: list[bytes], open_without_key: bool) -> Callable[[Request], None]:
+    """The dependency that lets a request through with one of `keys` as its bearer token (or with none, when there
+    are no keys and the server is `open_without_key`)."""
 
     def authorised(request: Request) -> None:
         if not keys:
@@ -208,7 +218,11 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(given.strip().encode(), k) for k in keys):
             raise ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key")
 
-    guarded = [Depends(authorised)]
+    return authorised
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answered in OpenAI's shape: ours, a malformed request (400), FastAPI's own (a 4xx), any other."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -233,6 +247,10 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         log.exception("API request failed")
         return ApiError(500, "the server failed on this request; see its log", type="server_error").response()
 
+
+def _add_model_routes(app: FastAPI, model: str, guarded: list) -> None:
+    """`GET /v1/models` and `GET /v1/models/{name}`: the one model, `model`."""
+
     @app.get(f"{PREFIX}/models", response_model=ModelList, responses=_ERRORS, dependencies=guarded)
     def models() -> dict:
         return {"object": "list", "data": [_card(model)]}
@@ -242,6 +260,11 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         if name != model:
             raise _unknown_model(name, model)
         return _card(model)
+
+
+def _add_search_route(app: FastAPI, engine: rag.Engine, guarded: list) -> None:
+    """`POST /v1/search`: the passages `engine` retrieves for a query."""
+    s = engine.settings
 
     @app.post(f"{PREFIX}/search", response_model=SearchResponse, responses=_ERRORS, dependencies=guarded)
     def search(body: SearchRequest) -> dict:
@@ -258,6 +281,10 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
             raise _refused(exc, "sources") from None
         return {"query": query, "hits": [h.to_dict() for h in hits]}
 
+
+def _add_chat_route(app: FastAPI, engine: rag.Engine, lanes: Lanes, model: str, guarded: list) -> None:
+    """`POST /v1/chat/completions`: the checked answer, whole or streamed, generated on a lane of `lanes`."""
+
     @app.post(
         f"{PREFIX}/chat/completions",
         response_model=ChatCompletion,
@@ -271,42 +298,58 @@ def build_api(engine: rag.Engine, lanes: Lanes, *, open_without_key: bool) -> Fa
         dependencies=guarded,
     )
     async def chat_completions(body: ChatRequest, request: Request):
-        if body.model != model:
-            raise _unknown_model(body.model, model)
-        if body.n not in (None, 1):
-            raise ApiError(400, "n must be 1: one checked answer per request", param="n")
-        question, history = _conversation(body.messages)
-        try:
-            question, history = engine.check_input(question, history)
-        except rag.RagError as exc:
-            raise _refused(exc, "messages") from None
-        try:
-            sources = engine.check_sources(body.sources)
-        except rag.RagError as exc:
-            raise _refused(exc, "sources") from None
+        question, history, sources = _checked_request(engine, body, model)
         ticket = await _lane(lanes, request)
         answer = _Answering(
             engine, question, history, rag.QueryParams(sources=sources), ticket, asyncio.get_running_loop()
         )
         if not body.stream:
-            try:
-                final = await _unless_gone(request, answer.result())
-            finally:
-                answer.stop()  # done, or the client gave up: the model stops at its next token and the lane comes free
-            return _completion(final, model)
-        try:  # an error before the first event (the model failed to start) is still a status
-            first = await _unless_gone(request, answer.next())
-        except BaseException:
-            answer.stop()
-            raise
-        if isinstance(first, Exception):
-            answer.stop()
-            raise _mapped(first)
-        return StreamingResponse(
-            _sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
+            return await _whole(request, answer, model)
+        return await _streamed(request, answer, model)
 
-    return app
+
+def _checked_request(
+    engine: rag.Engine, body: ChatRequest, model: str
+) -> tuple[str, list[tuple[str, str]], list[str] | None]:
+    """The question, the conversation and the sources of a chat request, checked before it waits for a lane."""
+    if body.model != model:
+        raise _unknown_model(body.model, model)
+    if body.n not in (None, 1):
+        raise ApiError(400, "n must be 1: one checked answer per request", param="n")
+    question, history = _conversation(body.messages)
+    try:
+        question, history = engine.check_input(question, history)
+    except rag.RagError as exc:
+        raise _refused(exc, "messages") from None
+    try:
+        sources = engine.check_sources(body.sources)
+    except rag.RagError as exc:
+        raise _refused(exc, "sources") from None
+    return question, history, sources
+
+
+async def _whole(request: Request, answer: _Answering, model: str) -> dict:
+    """The answer as one chat completion, once it is checked."""
+    try:
+        final = await _unless_gone(request, answer.result())
+    finally:
+        answer.stop()  # done, or the client gave up: the model stops at its next token and the lane comes free
+    return _completion(final, model)
+
+
+async def _streamed(request: Request, answer: _Answering, model: str) -> StreamingResponse:
+    """The answer as server-sent events, once its first event has come."""
+    try:  # an error before the first event (the model failed to start) is still a status
+        first = await _unless_gone(request, answer.next())
+    except BaseException:
+        answer.stop()
+        raise
+    if isinstance(first, Exception):
+        answer.stop()
+        raise _mapped(first)
+    return StreamingResponse(
+        _sse(answer, first, model), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _gone() -> ApiError:
