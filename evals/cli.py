@@ -1,4 +1,5 @@
-"""`rag eval` / `python -m evals`: run suites, write the results, print the summary; compare runs; run the ablation matrix; gate."""
+"""`rag eval` / `python -m evals`: run suites, write the results, print the summary; compare runs; run the ablation
+matrix; gate."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ log = logging.getLogger("evals")
 
 DEFAULT_OUT = Path("evals/results")
 _RUN_SETTINGS = (
-    "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens", "context_margin", "condense",
-    "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir", "llm_model_path", "openai_base_url", "openai_model", "llm_threads",
+    "llm_backend", "retrieve_mode", "retrieve_k", "retrieve_candidates", "rrf_k", "retrieve_mmr", "context_tokens",
+    "context_margin", "condense", "chunk_size", "chunk_overlap", "embed_model", "index_dir", "corpus_dir",
+    "llm_model_path", "openai_base_url", "openai_model", "llm_threads",
 )  # fmt: skip
 
 
@@ -83,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--endpoint",
         metavar="URL",
-        help="ask an OpenAI-compatible chat endpoint (a served `rag serve`, or another product) instead of this process; key: RAG_SERVER_KEY",
+        help="ask an OpenAI-compatible chat endpoint (a served `rag serve`, or another product) instead of this "
+        "process; key: RAG_SERVER_KEY",
     )
     p.add_argument("--endpoint-model", metavar="NAME", help="model name for --endpoint (default: the first it lists)")
     p.add_argument(
@@ -127,24 +130,63 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.support_agreement:
-        import rag
-        from evals import support_agreement
-
-        embedder = rag.Engine().embedder
-
-        def stands(claim: str, passage: str) -> bool:
-            return rag.claim_stands(claim, passage, embedder)
-
-        print(support_agreement.table(support_agreement.agreement(support_agreement.load(), embedder, stands)))
-        return 0
+        return _support_agreement()
     if args.compare:
-        from evals.report import compare
+        return _compare(args.compare, parser)
+    _check_flags(args, parser)
+    settings = _settings(args, parser)
+    paths, cases = _cases(args, parser)
+    if args.corpus:
+        from evals.corpora import prepare
 
-        for d in args.compare:
-            if not (d / "summary.json").is_file():
-                parser.error(f"{d} is not a run folder (no summary.json)")
-        print(compare(*args.compare))
-        return 0
+        settings = prepare(args.corpus, settings, progress=sys.stderr.isatty())
+    import rag
+
+    engine = rag.Engine(settings)
+    if not engine.has_index():
+        print(f"error: no index at {engine.catalog.ledger.where}; run `rag ingest` first", file=sys.stderr)
+        return 3
+    run_dir = _new_run_dir(args.out)
+    meta = _meta(args, paths, settings)
+    endpoint = None
+    if args.endpoint:
+        endpoint = _endpoint(args.endpoint, args.endpoint_model, settings)
+        if endpoint is None:
+            return 2
+        meta["endpoint"] = {"url": endpoint.base, "model": endpoint.model}
+    progress = sys.stderr.isatty()
+    if args.matrix:
+        return _matrix(engine, cases, args.matrix, run_dir, meta, progress)
+    return _run_suite(args, engine, cases, run_dir, meta, endpoint, progress)
+
+
+def _support_agreement() -> int:
+    """Print how far the support heuristic agrees with the hand-labelled pairs."""
+    import rag
+    from evals import support_agreement
+
+    embedder = rag.Engine().embedder
+
+    def stands(claim: str, passage: str) -> bool:
+        return rag.claim_stands(claim, passage, embedder)
+
+    print(support_agreement.table(support_agreement.agreement(support_agreement.load(), embedder, stands)))
+    return 0
+
+
+def _compare(dirs: list[Path], parser: argparse.ArgumentParser) -> int:
+    """Print the metric deltas and flipped cases from one run folder to the other."""
+    from evals.report import compare
+
+    for d in dirs:
+        if not (d / "summary.json").is_file():
+            parser.error(f"{d} is not a run folder (no summary.json)")
+    print(compare(*dirs))
+    return 0
+
+
+def _check_flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse (exit 2, with the usage) flags that do not go together."""
     from evals import suite
 
     if args.limit is not None and args.limit < 1:
@@ -160,30 +202,34 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ):
         parser.error("the checked-in thresholds are for the gold suite; give --thresholds FILE for other suites")
 
+
+def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The settings of the run: the environment and config file, then each --set."""
     import rag
 
     overrides = _overrides(args.set, parser)
-    overrides.setdefault(
-        "llm_threads", "2"
-    )  # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
+    # pinned, so figures repeat on this 2-core machine; --set llm_threads=N to change
+    overrides.setdefault("llm_threads", "2")
     if args.endpoint:
         overrides["llm_backend"] = "extractive"  # no model here: the answers come from the endpoint
-    settings = rag.load_settings(**overrides)
+    return rag.load_settings(**overrides)
+
+
+def _cases(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list[Path], list]:
+    """The suite files, and their cases in the chosen subset, split and limit (none: exit 2)."""
+    from evals import suite
+
     paths = args.suite or [suite.DEFAULT_SUITE]
     cases = [c for path in paths for c in suite.load(path)]
     cases = suite.select(cases, args.subset, args.limit, args.split)
     if not cases:
         parser.error(f"no cases in subset {args.subset!r} / split {args.split!r}")
-    if args.corpus:
-        from evals.corpora import prepare
+    return paths, cases
 
-        settings = prepare(args.corpus, settings, progress=sys.stderr.isatty())
-    engine = rag.Engine(settings)
-    if not engine.has_index():
-        print(f"error: no index at {engine.catalog.ledger.where}; run `rag ingest` first", file=sys.stderr)
-        return 3
-    run_dir = _new_run_dir(args.out)
-    meta = {
+
+def _meta(args: argparse.Namespace, paths: list[Path], settings) -> dict:
+    """What the run folder records about how the run was made."""
+    return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "suites": [str(p) for p in paths],
         "subset": args.subset,
@@ -195,21 +241,26 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         },
         "commit": _commit(),
     }
-    endpoint = None
-    if args.endpoint:
-        key = settings.server_key.get_secret_value() if settings.server_key else None
-        endpoint = rag.Client(args.endpoint, key, model=args.endpoint_model)
-        if not endpoint.available(timeout=5):
-            print(
-                f"error: no OpenAI-compatible API answers at {endpoint.base} (GET /models); check the URL and RAG_SERVER_KEY",
-                file=sys.stderr,
-            )
-            return 2
-        meta["endpoint"] = {"url": endpoint.base, "model": endpoint.model}
-    progress = sys.stderr.isatty()
-    if args.matrix:
-        return _matrix(engine, cases, args.matrix, run_dir, meta, progress)
 
+
+def _endpoint(url: str, model: str | None, settings):
+    """A client of the OpenAI-compatible API at `url`, or None (the error printed) when nothing answers there."""
+    import rag
+
+    key = settings.server_key.get_secret_value() if settings.server_key else None
+    endpoint = rag.Client(url, key, model=model)
+    if not endpoint.available(timeout=5):
+        print(
+            f"error: no OpenAI-compatible API answers at {endpoint.base} (GET /models); "
+            "check the URL and RAG_SERVER_KEY",
+            file=sys.stderr,
+        )
+        return None
+    return endpoint
+
+
+def _run_suite(args: argparse.Namespace, engine, cases, run_dir: Path, meta: dict, endpoint, progress: bool) -> int:
+    """Answer and score the cases, write the run folder, print the tables, and gate when asked."""
     from evals import report, run
     from evals.summary import summarize
 
@@ -217,7 +268,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.judge:
         from evals.judge import Judge
 
-        key = settings.judge_api_key or settings.openai_api_key
+        key = engine.settings.judge_api_key or engine.settings.openai_api_key
         judge = Judge(args.judge, args.judge_model, key.get_secret_value() if key else None)
         meta["judge"] = {"url": args.judge, "model": args.judge_model}
     records = run.run(engine, cases, progress=progress, judge=judge, endpoint=endpoint)
@@ -236,7 +287,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         print(table(summary["comparison"]))
         print()
-    status = _gate(summary, records, settings.llm_backend, args.subset or "full", args.thresholds) if args.gate else 0
+    backend = engine.settings.llm_backend
+    status = _gate(summary, records, backend, args.subset or "full", args.thresholds) if args.gate else 0
     print(f"results: {run_dir} (report: {run_dir / report.REPORT_FILE})")
     return status
 
