@@ -264,7 +264,8 @@ def _answer_metrics(
 
 
 def _warm_up(engine: rag.Engine) -> None:
-    """Load the embedder, the index and the model before the clock runs, so the first case's latency is not a load time."""
+    """Load the embedder, the index and the model before the clock runs, so the first case's latency is not a load
+    time."""
     engine.warm_up()
     engine.search("warm-up", k=1)
 

