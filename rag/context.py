@@ -143,14 +143,44 @@ def build(
         float(sim) + 0.3 * ov - 0.02 * spans[j][0] for j, (sim, ov) in enumerate(zip(similarity, overlaps, strict=True))
     ]
 
-    first: list[int] = [int(np.argmax(vectors @ np.asarray(v))) for v in parts]
+    first = [int(np.argmax(vectors @ np.asarray(v))) for v in parts]
     if spread:
-        best_of: dict[str, int] = {}
-        for j in range(len(spans)):
-            src = candidates[spans[j][0]].source
-            if src not in best_of or scores[j] > scores[best_of[src]]:
-                best_of[src] = j
-        first += sorted(best_of.values(), key=lambda j: -scores[j])[:SOURCES_HEARD]
+        first += _best_of_each_source(spans, candidates, scores)
+    chosen = _fill(first, spans, texts, scores, candidates, budget, tokenizer, margin)
+    passages = [candidates[i] for i in sorted(chosen)]
+    for n, p in enumerate(passages, 1):
+        p.n = n
+    covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
+    evidence = Evidence(
+        best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0
+    )
+    return passages, evidence
+
+
+def _best_of_each_source(
+    spans: list[tuple[int, int, int]], candidates: list[Passage], scores: list[float]
+) -> list[int]:
+    """The best-scoring sentence of each source, best first, for at most `SOURCES_HEARD` sources."""
+    best_of: dict[str, int] = {}
+    for j in range(len(spans)):
+        src = candidates[spans[j][0]].source
+        if src not in best_of or scores[j] > scores[best_of[src]]:
+            best_of[src] = j
+    return sorted(best_of.values(), key=lambda j: -scores[j])[:SOURCES_HEARD]
+
+
+def _fill(
+    first: list[int],
+    spans: list[tuple[int, int, int]],
+    texts: list[str],
+    scores: list[float],
+    candidates: list[Passage],
+    budget: int,
+    tokenizer: str,
+    margin: float,
+) -> set[int]:
+    """Highlight sentences in `candidates`, `first` then by score, until `budget` tokens or a score more than `margin`
+    below the best; returns the indices of the candidates that got a sentence."""
     chosen: set[int] = set()
     used = 0
     floor = max(scores) - margin
@@ -170,14 +200,7 @@ def build(
             candidates[i].scores.append(scores[g])
             chosen.add(i)
         used += cost
-    passages = [candidates[i] for i in sorted(chosen)]
-    for n, p in enumerate(passages, 1):
-        p.n = n
-    covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))
-    evidence = Evidence(
-        best_similarity=float(similarity.max()), term_coverage=len(terms & covered) / len(terms) if terms else 0.0
-    )
-    return passages, evidence
+    return chosen
 
 
 def render(passages: list[Passage]) -> str:
