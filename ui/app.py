@@ -53,71 +53,90 @@ def build_app(engine: rag.Engine, admin: bool | None = None, lanes: Lanes | None
         saved = History(engine, lanes)  # the saved conversations: a list in the sidebar, each answer saved
         sidebar_box = gr.Sidebar(label="Conversations", open=True, elem_id="sidebar")
         with gr.Tab("Chat"):
-            sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
-            k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
-            backend = gr.Dropdown(
-                list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False
-            )
-            only = gr.Dropdown(
-                [(d["title"] or d["source"], d["source"]) for d in docs],
-                value=[],
-                multiselect=True,
-                label="Only these documents (none chosen: all)",
-                elem_id="only-docs",
-                render=False,
-            )
-            with gr.Row():
-                with gr.Column(scale=3):
-                    chatbot = plain_user_turns(
-                        gr.Chatbot(
-                            height=480,
-                            sanitize_html=True,
-                            render_markdown=True,
-                            allow_tags=False,
-                            label="Chat",
-                            elem_id="chat",
-                            buttons=["copy", "copy_all"],  # no "share" (to Hugging Face: nothing here goes online)
-                        )
-                    )
-                    chat = gr.ChatInterface(
-                        saved.answering(),
-                        chatbot=chatbot,
-                        additional_inputs=[k, backend, only, saved.session],
-                        additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
-                        additional_outputs=[sources, *saved.answer_outputs],
-                        examples=[[q] for q in _examples(docs)] or None,
-                        run_examples_on_click=False,
-                        api_name="respond",
-                        fill_height=False,
-                        show_progress="hidden",  # the answer streams into the chat; no timer over the sidebar's list
-                    )
-                with gr.Column(scale=2):
-                    new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
-                    sources.render()
-                    document_viewer(engine)  # opens above the page when a source's button is pressed
-            with sidebar_box:
-                saved.render_sidebar(chatbot, chat.chatbot_state, sources, new_chat, demo)
-            chatbot.clear(lambda: sources_html([], "Sources"), outputs=[sources], api_visibility="private")
-
-            def on_like(data: gr.LikeData, request: gr.Request) -> None:
-                """A vote counts only on an answer this session was shown; the voter is the login."""
-                try:
-                    record_feedback(
-                        s.feedback_file,
-                        data.liked is True,
-                        data.value,
-                        session=request.session_hash,
-                        owner=owner(request),
-                        max_mb=s.feedback_max_mb,
-                    )
-                except Refused as exc:
-                    raise gr.Error(str(exc), print_exception=False) from None
-
-            chatbot.like(on_like, api_visibility="private")
-
+            _chat_tab(engine, docs, saved, sidebar_box, demo)
         with gr.Tab("Corpus"):
             corpus_tab(engine, docs, admin, warning=f"**Warning:** {OPEN_ADMIN}" if admin and s.login is None else "")
     return demo
+
+
+def _chat_tab(engine: rag.Engine, docs: list[dict], saved: History, sidebar_box: gr.Sidebar, demo: gr.Blocks) -> None:
+    """Lay out the Chat tab inside the current one: the chat beside its sources panel, and the sidebar's list."""
+    sources = gr.HTML(sources_html([], "Sources"), elem_id="sources", render=False)
+    settings = _settings(engine.settings, docs)  # placed in the chat's Settings accordion
+    with gr.Row():
+        with gr.Column(scale=3):
+            chatbot = _chatbot()
+            chat = gr.ChatInterface(
+                saved.answering(),
+                chatbot=chatbot,
+                additional_inputs=[*settings, saved.session],
+                additional_inputs_accordion=gr.Accordion("Settings", open=False, render=False),
+                additional_outputs=[sources, *saved.answer_outputs],
+                examples=[[q] for q in _examples(docs)] or None,
+                run_examples_on_click=False,
+                api_name="respond",
+                fill_height=False,
+                show_progress="hidden",  # the answer streams into the chat; no timer over the sidebar's list
+            )
+        with gr.Column(scale=2):
+            new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+            sources.render()
+            document_viewer(engine)  # opens above the page when a source's button is pressed
+    with sidebar_box:
+        saved.render_sidebar(chatbot, chat.chatbot_state, sources, new_chat, demo)
+    chatbot.clear(lambda: sources_html([], "Sources"), outputs=[sources], api_visibility="private")
+    chatbot.like(_feedback(engine.settings), api_visibility="private")
+
+
+def _settings(s: rag.Settings, docs: list[dict]) -> list[gr.Component]:
+    """The per-question settings (passages, answering model, documents), made unrendered for the chat to place."""
+    k = gr.Slider(1, 10, value=s.retrieve_k, step=1, label="Passages to use", render=False)
+    backend = gr.Dropdown(
+        list(rag.Settings.choices("llm_backend")), value=s.llm_backend, label="Answering model", render=False
+    )
+    only = gr.Dropdown(
+        [(d["title"] or d["source"], d["source"]) for d in docs],
+        value=[],
+        multiselect=True,
+        label="Only these documents (none chosen: all)",
+        elem_id="only-docs",
+        render=False,
+    )
+    return [k, backend, only]
+
+
+def _chatbot() -> gr.Chatbot:
+    return plain_user_turns(
+        gr.Chatbot(
+            height=480,
+            sanitize_html=True,
+            render_markdown=True,
+            allow_tags=False,
+            label="Chat",
+            elem_id="chat",
+            buttons=["copy", "copy_all"],  # no "share" (to Hugging Face: nothing here goes online)
+        )
+    )
+
+
+def _feedback(s: rag.Settings):
+    """The handler of a vote on an answer (named `on_like`: Gradio names the event after it)."""
+
+    def on_like(data: gr.LikeData, request: gr.Request) -> None:
+        """A vote counts only on an answer this session was shown; the voter is the login."""
+        try:
+            record_feedback(
+                s.feedback_file,
+                data.liked is True,
+                data.value,
+                session=request.session_hash,
+                owner=owner(request),
+                max_mb=s.feedback_max_mb,
+            )
+        except Refused as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return on_like
 
 
 def _way(engine: rag.Engine) -> str:

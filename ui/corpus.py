@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import gradio as gr
 
@@ -38,11 +39,34 @@ def listed(engine: rag.Engine) -> list[dict]:
     return engine.admin.documents() if engine.has_index() else []
 
 
+class _Tab(NamedTuple):
+    """The tab's components that the actions read or change."""
+
+    table: gr.Dataframe
+    failed: gr.Dataframe
+    status: gr.Markdown
+    controls: gr.Row
+    upload: gr.File
+    reindex: gr.Button
+    remove_choice: gr.Dropdown
+    remove: gr.Button
+
+
 def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str = "") -> None:
     """Lay out the tab's components inside the current Blocks and wire the admin actions; `admin`: the actions are
     on (with a login, for the admins named in `ui_admins`)."""
     s = engine.settings
     everyone = admin and s.login is None  # who may act is known when the page is built; else at each page load
+    tab = _layout(engine, docs, admin, everyone, warning)
+    _wire_actions(engine, admin, tab)
+    if admin and not everyone:
+        _wire_admin_page(s, admin, tab)
+
+
+def _layout(engine: rag.Engine, docs: list[dict], admin: bool, everyone: bool, warning: str) -> _Tab:
+    """The tables of the indexed and the not-indexed documents, the status line, and the admin controls (shown and
+    usable when `everyone` may act)."""
+    s = engine.settings
     if warning:
         gr.Markdown(warning, elem_id="admin-warning")
     table = gr.Dataframe(
@@ -74,58 +98,71 @@ def corpus_tab(engine: rag.Engine, docs: list[dict], admin: bool, warning: str =
             reindex = gr.Button("Re-index the corpus", interactive=everyone, elem_id="corpus-reindex")
             remove_choice = gr.Dropdown(_removable(docs, missing), label="Document", elem_id="corpus-document")
             remove = gr.Button("Remove document", variant="stop", interactive=everyone, elem_id="corpus-remove")
+    return _Tab(table, failed, status, controls, upload, reindex, remove_choice, remove)
 
-    def allowed(request: gr.Request | None) -> None:
-        user = getattr(request, "username", None) if request is not None else None
-        if not may_manage(s, admin, user):
-            require(admin)
-            raise rag.RagError(
-                f"only the corpus admins (RAG_UI_ADMINS) can change the corpus; {user or 'this login'} is not one"
-            )
 
-    def refreshed(message: str):
-        now, gone = listed(engine), not_indexed(engine)
-        return (
-            message,
-            _rows(now),
-            gr.update(value=_failed_rows(gone), visible=bool(gone)),
-            gr.update(choices=_removable(now, gone), value=None),
-        )
+def _wire_actions(engine: rag.Engine, admin: bool, tab: _Tab) -> None:
+    """Upload, re-index and remove, each checked against the request's login, then the tab refreshed."""
+    s = engine.settings
 
     def do_upload(files, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-        allowed(request)
+        _allowed(s, admin, request)
         reports = []
         for f in progress.tqdm(files or [], desc="indexing"):
             path = Path(f if isinstance(f, str) else f.name)
             reports.append(_said(engine.admin.add_file(path.name, path.read_bytes())))
-        return refreshed("Indexed: " + "; ".join(reports))
+        return _refreshed(engine, "Indexed: " + "; ".join(reports))
 
     def do_reindex(request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
-        allowed(request)
+        _allowed(s, admin, request)
         progress(0, desc="indexing")
-        return refreshed("Re-indexed: " + _said(engine.ingest()))
+        return _refreshed(engine, "Re-indexed: " + _said(engine.ingest()))
 
     def do_remove(source, request: gr.Request):
-        allowed(request)
+        _allowed(s, admin, request)
         if not source:
-            return refreshed("Choose a document first.")
-        return refreshed(f"Removed {source}: " + _said(engine.admin.remove_document(source)))
+            return _refreshed(engine, "Choose a document first.")
+        return _refreshed(engine, f"Removed {source}: " + _said(engine.admin.remove_document(source)))
 
-    outs = [status, table, failed, remove_choice]
-    upload.upload(_guard(do_upload), inputs=[upload], outputs=outs, api_visibility="private")
-    reindex.click(_guard(do_reindex), outputs=outs, api_visibility="private")
-    remove.click(_guard(do_remove), inputs=[remove_choice], outputs=outs, api_visibility="private")
+    outs = [tab.status, tab.table, tab.failed, tab.remove_choice]  # in the order `_refreshed` returns them
+    tab.upload.upload(_guard(do_upload), inputs=[tab.upload], outputs=outs, api_visibility="private")
+    tab.reindex.click(_guard(do_reindex), outputs=outs, api_visibility="private")
+    tab.remove.click(_guard(do_remove), inputs=[tab.remove_choice], outputs=outs, api_visibility="private")
 
-    if admin and not everyone:
 
-        def shown_to(request: gr.Request):
-            """The controls for an admin's page (the others keep the read-only tab the page was built with)."""
-            if not may_manage(s, admin, getattr(request, "username", None)):
-                return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
-            on = gr.update(interactive=True)
-            return "", gr.update(visible=True), on, on, on
+def _wire_admin_page(s: rag.Settings, admin: bool, tab: _Tab) -> None:
+    """With a login, turn the controls on at page load for an admin's page."""
 
-        gr.on(triggers=None, fn=shown_to, outputs=[status, controls, upload, reindex, remove], api_visibility="private")
+    def shown_to(request: gr.Request):
+        """The controls for an admin's page (the others keep the read-only tab the page was built with)."""
+        if not may_manage(s, admin, getattr(request, "username", None)):
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        on = gr.update(interactive=True)
+        return "", gr.update(visible=True), on, on, on
+
+    outputs = [tab.status, tab.controls, tab.upload, tab.reindex, tab.remove]
+    gr.on(triggers=None, fn=shown_to, outputs=outputs, api_visibility="private")
+
+
+def _allowed(s: rag.Settings, admin: bool, request: gr.Request | None) -> None:
+    """Refuse the action unless the request's login may change the corpus."""
+    user = getattr(request, "username", None) if request is not None else None
+    if not may_manage(s, admin, user):
+        require(admin)
+        raise rag.RagError(
+            f"only the corpus admins (RAG_UI_ADMINS) can change the corpus; {user or 'this login'} is not one"
+        )
+
+
+def _refreshed(engine: rag.Engine, message: str):
+    """The tab after an action: `message` in the status line, the tables and the document choice read again."""
+    now, gone = listed(engine), not_indexed(engine)
+    return (
+        message,
+        _rows(now),
+        gr.update(value=_failed_rows(gone), visible=bool(gone)),
+        gr.update(choices=_removable(now, gone), value=None),
+    )
 
 
 def require(admin: bool) -> None:
