@@ -77,19 +77,7 @@ def _run_case(
     judge: Callable[..., dict] | None,
     endpoint: rag.Client | None = None,
 ) -> dict:
-    record: dict[str, Any] = {
-        "key": case.key,
-        "suite": case.suite,
-        "id": case.id,
-        "split": case.split,
-        "category": case.category,
-        "subsets": list(case.subsets),
-        "question": case.question,
-        "history": [list(t) for t in case.history],
-        "answerable": case.answerable,
-        "reference": case.reference,
-        "error": None,
-    }
+    record = _case_record(case)
     passages, final = [], None
     started = time.perf_counter()
     try:
@@ -146,6 +134,23 @@ def _seen(engine: rag.Engine, final: rag.Answer, evidence: list[rag.Passage]) ->
     return way.corpus.passages if way.whole else evidence
 
 
+def _case_record(case: Case) -> dict[str, Any]:
+    """What a case's record says before it is answered."""
+    return {
+        "key": case.key,
+        "suite": case.suite,
+        "id": case.id,
+        "split": case.split,
+        "category": case.category,
+        "subsets": list(case.subsets),
+        "question": case.question,
+        "history": [list(t) for t in case.history],
+        "answerable": case.answerable,
+        "reference": case.reference,
+        "error": None,
+    }
+
+
 def _shown(p: rag.Passage) -> list[str]:
     """The sentences of a passage the model was shown."""
     return [p.text[s:e] for s, e in sorted(p.highlights)]
@@ -184,24 +189,7 @@ def _answer_metrics(
         else scoring.score(case, final.answer, final.refused)
     )
     answered = not verdict.refused and not error
-    out: dict[str, Any] = {
-        "refused": verdict.refused,
-        "refused_flag": final.refused,
-        "passed": verdict.passed,
-        "reasons": ["error"] if error else verdict.reasons,
-        "facts": [{"variants": list(f), "found": ok} for f, ok in zip(case.facts, verdict.facts, strict=True)],
-        "must_not_stated": verdict.must_not,
-        "key_facts": verdict.passed if case.answerable else None,
-        "fact_recall": (sum(verdict.facts) / len(verdict.facts) if verdict.facts else 0.0) if case.answerable else None,
-        "similarity": 0.0 if case.answerable else None,
-        "claims": [],
-        "raw_claims": [],
-        "faithfulness": None,
-        "faithfulness_raw": None,
-        "citation_recall": None,
-        "citation_precision": None,
-        "evidence_recall": None,
-    }
+    out = _verdict_record(case, final, verdict, error)
     shown = {p.n: _shown(p) for p in passages}
     context = [t for n in sorted(shown) for t in shown[n]]
     claims = [(t, m) for t, m in final.sentences() if metrics.is_claim(t)] if answered else []
@@ -232,6 +220,45 @@ def _answer_metrics(
         out["faithfulness_raw"] = sum(flags) / len(flags)
     if not claims:
         return out
+    out.update(_alce(claims, claim_vecs, shown, context, supported))
+    if case.answerable:
+        out["evidence_recall"] = metrics.evidence_recall(
+            {c.chunk_id for c in final.citations}, groups, case.evidence_mode
+        )
+    return out
+
+
+def _verdict_record(case: Case, final: rag.Answer, verdict: scoring.Verdict, error: bool) -> dict[str, Any]:
+    """The strict verdict's fields, and empty places for the support scores."""
+    return {
+        "refused": verdict.refused,
+        "refused_flag": final.refused,
+        "passed": verdict.passed,
+        "reasons": ["error"] if error else verdict.reasons,
+        "facts": [{"variants": list(f), "found": ok} for f, ok in zip(case.facts, verdict.facts, strict=True)],
+        "must_not_stated": verdict.must_not,
+        "key_facts": verdict.passed if case.answerable else None,
+        "fact_recall": (sum(verdict.facts) / len(verdict.facts) if verdict.facts else 0.0) if case.answerable else None,
+        "similarity": 0.0 if case.answerable else None,
+        "claims": [],
+        "raw_claims": [],
+        "faithfulness": None,
+        "faithfulness_raw": None,
+        "citation_recall": None,
+        "citation_precision": None,
+        "evidence_recall": None,
+    }
+
+
+def _alce(
+    claims: list[tuple[str, list[int]]],
+    claim_vecs: list,
+    shown: dict[int, list[str]],
+    context: list[str],
+    supported: Callable[[str, Any, list[str]], bool],
+) -> dict[str, Any]:
+    """ALCE citation recall and precision, and faithfulness, of the answer's claims against the passages shown."""
+    out: dict[str, Any] = {"claims": []}
     recall_flags, precision_flags = [], []
     for (claim, cited), vec in zip(claims, claim_vecs, strict=True):
         cited = [n for n in cited if n in shown]
@@ -256,10 +283,6 @@ def _answer_metrics(
     out["faithfulness"] = sum(c["supported"] for c in out["claims"]) / len(out["claims"])
     out["citation_recall"] = sum(recall_flags) / len(recall_flags)
     out["citation_precision"] = sum(precision_flags) / len(precision_flags) if precision_flags else 0.0
-    if case.answerable:
-        out["evidence_recall"] = metrics.evidence_recall(
-            {c.chunk_id for c in final.citations}, groups, case.evidence_mode
-        )
     return out
 
 
