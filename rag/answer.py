@@ -20,7 +20,7 @@ from rag.prompt import ANSWER, conversation_block, shape_line
 from rag.prompt import WHOLE as WHOLE_PROMPT
 from rag.retrieve import HybridRetriever
 from rag.text import MARKER, claims
-from rag.whole import RETRIEVED, WHOLE, Corpus, focus
+from rag.whole import RETRIEVED, WHOLE, Corpus
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def stream_whole(
     reading = questions.read(question)
     corpus.embed(embedder)
     query_vector = embedder.embed_query(standalone)
-    shown, evidence = corpus.evidence(standalone, query_vector, settings.retrieve_k, spread=reading.compare)
+    shown, evidence = corpus.evidence(standalone, query_vector, settings.retrieve_k)
     asked = _Asked(question, standalone, reading, started, way=WHOLE)
     yield Event("evidence", shown)
     if evidence.hopeless:
@@ -143,7 +143,6 @@ def stream_whole(
     prompt = {
         "passages": corpus.text,
         "conversation": conversation_block(lines),
-        "focus": focus(shown),
         "question": question,
         "shape": shape_line(reading.instructions()),
     }

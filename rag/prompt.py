@@ -82,7 +82,7 @@ ANSWER = ChatPromptTemplate.from_messages(_FIXED + [("human", _HUMAN)])
 # The whole corpus in view: the same instructions and examples, every document in the data block (the same for every
 # question, so its reading is kept), then the conversation so far and the question: all a question reads.
 WHOLE = ChatPromptTemplate.from_messages(
-    _FIXED + [("human", "<passages>\n{passages}\n</passages>\n\n{conversation}{focus}Question: {question}{shape}")]
+    _FIXED + [("human", "<passages>\n{passages}\n</passages>\n\n{conversation}Question: {question}{shape}")]
 )
 
 

@@ -29,9 +29,7 @@ from rag.text import count_tokens
 log = logging.getLogger(__name__)
 
 WHOLE, RETRIEVED = "whole corpus", "retrieved passages"
-_ROOM = 1100  # tokens kept free for a question, two clipped earlier turns, the focus lines and the template around them
-FOCUS = 3  # sentences pointed at after the documents: the ones closest to the question
-_FOCUS_WORDS = 40  # each pointer is clipped to this many words
+_ROOM = 900  # tokens kept free for a question, two clipped earlier turns and the template around them
 _MARGIN = 1.1  # the model's tokenizer against tiktoken's count, on English prose (measured: Qwen2.5 reads ~5% more)
 
 
@@ -108,14 +106,11 @@ class Corpus:
     def reading(self) -> dict[str, str]:
         """The prompt whose reading is kept: every document, no conversation, and a stand-in question (which the next
         prompt does not share)."""
-        return {"passages": self.text, "conversation": "", "focus": "", "question": "Why?", "shape": ""}
+        return {"passages": self.text, "conversation": "", "question": "Why?", "shape": ""}
 
-    def evidence(
-        self, question: str, query_vector: Any, k: int, spread: bool = False
-    ) -> tuple[list[context.Passage], context.Evidence]:
+    def evidence(self, question: str, query_vector: Any, k: int) -> tuple[list[context.Passage], context.Evidence]:
         """The `k` passages closest to the question (for the sources panel while the answer is written, each with its
-        closest sentence marked) and how well the corpus matches the question at all. `spread` (a question about
-        several documents): the best passage of each document comes first, up to `context.SOURCES_HEARD` of them."""
+        closest sentence marked) and how well the corpus matches the question at all."""
         import numpy as np
 
         from rag.text import tokenize
@@ -130,12 +125,6 @@ class Corpus:
         if not best:
             return [], context.Evidence()
         best.sort(reverse=True)
-        if spread:
-            firsts: dict[str, tuple[float, int, tuple[int, int]]] = {}
-            for item in best:
-                firsts.setdefault(self.passages[item[1]].source, item)
-            lead = list(firsts.values())[: context.SOURCES_HEARD]
-            best = lead + [item for item in best if item not in lead]
         shown = [replace(self.passages[i], highlights=[span], scores=[sim]) for sim, i, span in best[:k]]
         terms = set(tokenize(question))
         coverage = len(terms & self.words) / len(terms) if terms else 0.0
@@ -281,18 +270,6 @@ class Reader:
         )
 
 
-def focus(shown: list[context.Passage]) -> str:
-    """Pointers said after the documents and before the question: the `FOCUS` sentences closest to the question,
-    each with its passage number, so a small model finds in a long prefix where the answer is likely to be."""
-    lines = []
-    for p in shown[:FOCUS]:
-        for s, e in p.highlights[:1]:
-            words = p.text[s:e].split()
-            clipped = " ".join(words[:_FOCUS_WORDS]) + (" …" if len(words) > _FOCUS_WORDS else "")
-            lines.append(f"[{p.n}] {clipped}")
-    return "Closest to the question:\n" + "\n".join(lines) + "\n\n" if lines else ""
-
-
 def render(passages: list[context.Passage]) -> str:
     """The numbered block, each document's title said once, on its first passage (titles repeated on every chunk
     cost a fifth of the tokens of a news corpus)."""
@@ -311,9 +288,7 @@ def fixed_tokens(tokenizer: str) -> int:
     """The estimated length of the instructions and worked examples that come before the documents."""
     from rag.prompt import WHOLE as template
 
-    messages = template.invoke(
-        {"passages": "", "conversation": "", "focus": "", "question": "", "shape": ""}
-    ).to_messages()
+    messages = template.invoke({"passages": "", "conversation": "", "question": "", "shape": ""}).to_messages()
     return round(sum(count_tokens(m.text, tokenizer) + 5 for m in messages) * _MARGIN)
 
 

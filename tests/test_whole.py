@@ -98,39 +98,6 @@ def test_the_documents_prefix_is_the_same_for_every_question(whole_settings, emb
     assert [m.content for m in model.calls[0][:-1]] == [m.content for m in model.calls[1][:-1]]
 
 
-def test_after_the_documents_the_prompt_points_at_the_sentences_closest_to_the_question(whole_settings, embedder):
-    """The saved prefix stays the documents alone; after them (and the conversation) come the few sentences closest
-    to the question, each with its passage number, the same passages the sources panel shows first."""
-    model = ReplayChatModel(["It was signed in 1997 [1]."])
-    engine = _engine(whole_settings, embedder, model)
-    events = list(engine.ask_stream(Q))
-    shown = events[0].data
-    prompt = model.calls[-1][-1].content
-    pointers = prompt.index("Closest to the question:\n")
-    assert prompt.index("</passages>") < pointers < prompt.index(f"Question: {Q}")
-    lines = prompt[pointers:].split("\n\n")[0].splitlines()[1:]
-    assert len(lines) == whole.FOCUS
-    for line, p in zip(lines, shown, strict=False):
-        s, e = p.highlights[0]
-        assert line.startswith(f"[{p.n}] ") and line[len(f"[{p.n}] ") :].rstrip(" …") in p.text[s:e]
-    assert "Closest to the question" not in Reader.messages(engine.way().corpus)[-1].content, "not in the saved prefix"
-
-
-def test_a_question_about_several_documents_is_shown_each_documents_best_passage_first(whole_settings, embedder):
-    engine = _engine(whole_settings, embedder, ReplayChatModel(["x [1]."]))
-    corpus = engine.way().corpus
-    corpus.embed(embedder)
-    question = "Do the two articles agree about why the countries left the treaty?"
-    vector = embedder.embed_query(question)
-    plain, _ = corpus.evidence(question, vector, 4)
-    spread, _ = corpus.evidence(question, vector, 4, spread=True)
-    sources = {p.source for p in corpus.passages}
-    assert len({p.source for p in plain}) == 1, "the premise: by closeness alone one document fills the panel"
-    assert {p.source for p in spread[: len(sources)]} == sources
-    assert spread[0].n == plain[0].n, "the closest passage still leads"
-    assert {p.n for p in spread} <= {p.n for p in corpus.evidence(question, vector, len(corpus.passages))[0]}
-
-
 def test_only_the_chosen_documents_are_read_whole(whole_settings, embedder):
     model = ReplayChatModel(["An answer [1]."])
     engine = _engine(whole_settings, embedder, model)
