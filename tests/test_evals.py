@@ -643,7 +643,7 @@ def test_judge_grades_through_an_openai_compatible_endpoint(monkeypatch):
             history=(("Which countries are leaving the Ottawa Convention?", "Finland and the Baltic states."),),
         )  # fmt: skip
         cite = type("C", (), {"n": 1, "text": "The Ottawa Convention on Anti-Personnel Mines was signed in 1997."})()
-        answer = rag.Answer(case.question, case.question, "It was signed in 1997 [1].", False, [cite])
+        answer = rag.Answer(case.question, case.question, "It was signed in 1997 [1].", False, citations=[cite])
         assert judge(case, answer, []) == {"correct": True, "faithful": False, "reason": "adds a claim"}
         sent = _JudgeServer.requests[-1]
         assert sent["model"] == "grader" and sent["temperature"] == 0
