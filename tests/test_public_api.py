@@ -104,3 +104,14 @@ def test_imports_inside_the_library_point_down_the_layers():
             assert layer[imported] < layer[module], (
                 f"{module} (layer {layer[module]}) imports {imported} (layer {layer[imported]})"
             )
+
+
+def test_the_tree_is_linted_and_formatted_at_120_columns():
+    """`make lint` as a test, so CI holds it: ruff's checks (long lines included) and its formatting."""
+    from pathlib import Path
+
+    root = Path(rag.__file__).parents[1]
+    ruff = Path(sys.executable).with_name("ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([str(ruff), *args], cwd=root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
