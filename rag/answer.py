@@ -133,7 +133,7 @@ def stream_whole(
     reading = questions.read(question)
     corpus.embed(embedder)
     query_vector = embedder.embed_query(standalone)
-    shown, evidence = corpus.evidence(standalone, query_vector, settings.retrieve_k)
+    shown, evidence = corpus.evidence(standalone, query_vector, settings.retrieve_k, spread=reading.compare)
     asked = _Asked(question, standalone, reading, started, way=WHOLE)
     yield Event("evidence", shown)
     if evidence.hopeless:

@@ -108,9 +108,12 @@ class Corpus:
         prompt does not share)."""
         return {"passages": self.text, "conversation": "", "question": "Why?", "shape": ""}
 
-    def evidence(self, question: str, query_vector: Any, k: int) -> tuple[list[context.Passage], context.Evidence]:
+    def evidence(
+        self, question: str, query_vector: Any, k: int, spread: bool = False
+    ) -> tuple[list[context.Passage], context.Evidence]:
         """The `k` passages closest to the question (for the sources panel while the answer is written, each with its
-        closest sentence marked) and how well the corpus matches the question at all."""
+        closest sentence marked) and how well the corpus matches the question at all. `spread` (a question about
+        several documents): the best passage of each document comes first, up to `context.SOURCES_HEARD` of them."""
         import numpy as np
 
         from rag.text import tokenize
@@ -125,6 +128,12 @@ class Corpus:
         if not best:
             return [], context.Evidence()
         best.sort(reverse=True)
+        if spread:
+            firsts: dict[str, tuple[float, int, tuple[int, int]]] = {}
+            for item in best:
+                firsts.setdefault(self.passages[item[1]].source, item)
+            lead = list(firsts.values())[: context.SOURCES_HEARD]
+            best = lead + [item for item in best if item not in lead]
         shown = [replace(self.passages[i], highlights=[span], scores=[sim]) for sim, i, span in best[:k]]
         terms = set(tokenize(question))
         coverage = len(terms & self.words) / len(terms) if terms else 0.0

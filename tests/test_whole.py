@@ -98,6 +98,21 @@ def test_the_documents_prefix_is_the_same_for_every_question(whole_settings, emb
     assert [m.content for m in model.calls[0][:-1]] == [m.content for m in model.calls[1][:-1]]
 
 
+def test_a_question_about_several_documents_is_shown_each_documents_best_passage_first(whole_settings, embedder):
+    engine = _engine(whole_settings, embedder, ReplayChatModel(["x [1]."]))
+    corpus = engine.way().corpus
+    corpus.embed(embedder)
+    question = "Do the two articles agree about why the countries left the treaty?"
+    vector = embedder.embed_query(question)
+    plain, _ = corpus.evidence(question, vector, 4)
+    spread, _ = corpus.evidence(question, vector, 4, spread=True)
+    sources = {p.source for p in corpus.passages}
+    assert len({p.source for p in plain}) == 1, "the premise: by closeness alone one document fills the panel"
+    assert {p.source for p in spread[: len(sources)]} == sources
+    assert spread[0].n == plain[0].n, "the closest passage still leads"
+    assert {p.n for p in spread} <= {p.n for p in corpus.evidence(question, vector, len(corpus.passages))[0]}
+
+
 def test_only_the_chosen_documents_are_read_whole(whole_settings, embedder):
     model = ReplayChatModel(["An answer [1]."])
     engine = _engine(whole_settings, embedder, model)
