@@ -82,30 +82,12 @@ def latency(times: list[float]) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evals.lexical_stores", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", required=True, help="SQLAlchemy URL of a PostgreSQL database to measure in")
-    parser.add_argument("--root", type=Path, default=ROOT)
-    parser.add_argument("--out", type=Path, help="write the figures here as JSON too")
-    args = parser.parse_args(argv)
+def _bm25(conninfo: str, ids: list[str], texts: list[str], questions: list[str], wanted: list) -> dict:
+    """BM25, as a shared index keeps it: built at ingestion, one blob in the database, reloaded by replicas."""
     import psycopg
 
-    (ids, texts, spans, docs), seconds = timed(corpus, args.root)
-    text_of = dict(zip(ids, texts, strict=True))
-    cases = [c for c in load_suite(SUITE) if c.answerable and c.evidence]
-    wanted = [relevant(c, spans, docs, text_of) for c in cases]
-    kept = [(c, w) for c, w in zip(cases, wanted, strict=True) if w]
-    print(
-        f"{len(docs)} pages, {len(ids)} chunks ({seconds:.0f} s to load and chunk); "
-        f"{len(kept)} of {len(cases)} questions have evidence chunks"
-    )
-    questions, wanted = [c.question for c, _ in kept], [w for _, w in kept]
-    report: dict = {"pages": len(docs), "chunks": len(ids), "questions": len(kept)}
-
-    # BM25, as a shared index keeps it: built at ingestion, one blob in the database, reloaded by replicas.
     bm25, build_s = timed(rag.LexicalIndex.build, ids, texts, "probe")
     blob, pack_s = timed(bm25.to_bytes)
-    conninfo = args.db.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}_blob")
         conn.execute(f"CREATE TABLE {TABLE}_blob (id int PRIMARY KEY, data bytea)")
@@ -116,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute(f"DROP TABLE {TABLE}_blob")
     assert loaded is not None and loaded.ids == bm25.ids
     runs = [timed(loaded.search, q, CANDIDATES) for q in questions]
-    report["bm25"] = {
+    return {
         **scored([[i for i, _ in hits] for hits, _ in runs], wanted),
         **latency([t for _, t in runs]),
         "build_s": round(build_s, 2),
@@ -125,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         "reload_s": round(reload_s, 2),
     }
 
-    # PostgreSQL full-text search: English stemming and stop words, any of the question's words, ranked.
+
+def _full_text_search(
+    conninfo: str, ids: list[str], texts: list[str], questions: list[str], wanted: list
+) -> dict[str, dict]:
+    """PostgreSQL full-text search: English stemming and stop words, any of the question's words, ranked (by ts_rank
+    and by ts_rank_cd)."""
+    import psycopg
+
+    report: dict[str, dict] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(
@@ -153,6 +143,31 @@ def main(argv: list[str] | None = None) -> int:
                 "build_s": round(fts_build_s, 2),
             }
         conn.execute(f"DROP TABLE {TABLE}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.lexical_stores", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL of a PostgreSQL database to measure in")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON too")
+    args = parser.parse_args(argv)
+
+    (ids, texts, spans, docs), seconds = timed(corpus, args.root)
+    text_of = dict(zip(ids, texts, strict=True))
+    cases = [c for c in load_suite(SUITE) if c.answerable and c.evidence]
+    wanted = [relevant(c, spans, docs, text_of) for c in cases]
+    kept = [(c, w) for c, w in zip(cases, wanted, strict=True) if w]
+    print(
+        f"{len(docs)} pages, {len(ids)} chunks ({seconds:.0f} s to load and chunk); "
+        f"{len(kept)} of {len(cases)} questions have evidence chunks"
+    )
+    questions, wanted = [c.question for c, _ in kept], [w for _, w in kept]
+    report: dict = {"pages": len(docs), "chunks": len(ids), "questions": len(kept)}
+
+    conninfo = args.db.replace("postgresql+psycopg://", "postgresql://")
+    report["bm25"] = _bm25(conninfo, ids, texts, questions, wanted)
+    report.update(_full_text_search(conninfo, ids, texts, questions, wanted))
 
     for name in ("bm25", "pg_ts_rank", "pg_ts_rank_cd"):
         print(f"{name:14} " + "  ".join(f"{k} {v}" for k, v in report[name].items()))
