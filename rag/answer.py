@@ -106,6 +106,7 @@ def stream(
         settings.deep_context_margin if deep else settings.context_margin,
         parts=part_vectors,
         spread=reading.compare,
+        in_document_order=settings.passage_order == "document",
     )
     asked = _Asked(question, standalone, reading, started, way=RETRIEVED)
     yield Event("evidence", passages)

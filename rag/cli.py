@@ -92,6 +92,9 @@ def _parser(plugins: dict[str, Command]) -> argparse.ArgumentParser:
     )
     p.add_argument("-k", type=int, help="passages to retrieve")
     p.add_argument(
+        "--depth", choices=Settings.choices("depth"), help="context of retrieved passages (default: RAG_DEPTH)"
+    )
+    p.add_argument(
         "--source",
         action="append",
         metavar="DOC",
@@ -189,7 +192,9 @@ def _ask(engine, args: argparse.Namespace) -> int:
 
     history = _read_history(args.history) if args.history else []
     try:
-        params = QueryParams(k=args.k, backend=args.backend, sources=tuple(args.source) if args.source else None)
+        params = QueryParams(
+            k=args.k, backend=args.backend, sources=tuple(args.source) if args.source else None, depth=args.depth
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(f"--{first['loc'][0]}: {first['msg']}") from None

@@ -23,6 +23,10 @@ DEFAULT_CONFIG_FILE = "rag.toml"
 RetrieveMode = Literal["hybrid", "dense", "lexical"]
 LLMBackend = Literal["local", "openai", "extractive"]
 EmbedBackend = Literal["sentence-transformers"]
+Depth = Literal["short", "normal", "thorough"]
+# How much of the retrieved text a question shows the model (retrieved way only): the passages' token budgets times
+# the factor, the margin below the best sentence widened by the step (a thorough answer takes less close sentences).
+DEPTHS: dict[str, tuple[float, float]] = {"short": (0.5, 0.0), "normal": (1.0, 0.0), "thorough": (2.0, 0.2)}
 
 
 class Settings(BaseSettings):
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     deep_context_margin: float = Field(
         0.4, ge=0.0, le=2.0, description="its margin: reasons match the question less closely"
     )
+    depth: Depth = Field(
+        "normal",
+        description="retrieved way: short, normal or thorough context (half, once or twice the passage budgets)",
+    )
     deep_max_tokens: int = Field(320, ge=16, le=4096, description="answer length limit for such a question")
     condense: bool = Field(True, description="rewrite follow-ups into standalone questions with the model")
     answer_mode: Literal["auto", "retrieved", "whole"] = Field(
@@ -104,6 +112,19 @@ class Settings(BaseSettings):
         description=(
             "embedded model: ngram = speculative decoding with drafts looked up in the prompt (answers copy its words)"
         ),
+    )
+    llm_cache_reuse: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description=(
+            "embedded model: reuse cached runs of at least this many tokens that an earlier prompt had elsewhere "
+            "(llama.cpp's cache reuse); 0 = only a common prefix"
+        ),
+    )
+    passage_order: Literal["relevance", "document"] = Field(
+        "relevance",
+        description="retrieved way: passages in the order of how well they match, or by document and position",
     )
     openai_base_url: str | None = None
     openai_model: str = "default"
@@ -281,6 +302,22 @@ class QueryParams(BaseModel):
     backend: LLMBackend | None = None
     mode: RetrieveMode | None = None
     sources: tuple[str, ...] | None = Field(None, max_length=100, description="answer only from these documents")
+    depth: Depth | None = None
+
+
+def at_depth(settings: Settings, depth: Depth | None) -> Settings:
+    """`settings` with the passages' budgets of `depth` (None: the settings' own depth)."""
+    factor, wider = DEPTHS[depth or settings.depth]
+    if factor == 1.0 and not wider:
+        return settings
+    return settings.model_copy(
+        update={
+            "context_tokens": max(50, round(settings.context_tokens * factor)),
+            "deep_context_tokens": max(50, round(settings.deep_context_tokens * factor)),
+            "context_margin": settings.context_margin + wider,
+            "deep_context_margin": settings.deep_context_margin + wider,
+        }
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -118,12 +118,13 @@ def build(
     margin: float,
     parts: Sequence[Sequence[float]] = (),
     spread: bool = False,
+    in_document_order: bool = False,
 ) -> tuple[list[Passage], Evidence]:
     """Pick the best sentences across `docs` until `budget` tokens, skipping those scoring more than `margin` below
     the best one (filler distracts a small model and costs prompt time); passages keep the retrieval order. The best
     sentence for each vector of `parts` (the sub-questions) and, with `spread`, the best sentence of each source come
-    first, so no part and no document falls out of the budget. Every sentence is embedded once here, and the
-    passages keep those vectors for the citation check."""
+    first, so no part and no document falls out of the budget; `in_document_order`: shown by document and position.
+    Every sentence is embedded once here, and the passages keep those vectors for the citation check."""
     import numpy as np
 
     candidates = [Passage.from_document(0, doc) for doc in docs]
@@ -148,6 +149,8 @@ def build(
         first += _best_of_each_source(spans, candidates, scores)
     chosen = _fill(first, spans, texts, scores, candidates, budget, tokenizer, margin)
     passages = [candidates[i] for i in sorted(chosen)]
+    if in_document_order:  # the same passages in the same order for related questions: the prompt cache keeps them
+        passages.sort(key=lambda p: (p.source, p.start))
     for n, p in enumerate(passages, 1):
         p.n = n
     covered = set().union(*(set(tokenize(p.excerpt)) for p in passages))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rag import embed, lexical, retrieve, store
 from rag.admin import CorpusAdmin
 from rag.catalog import Catalog
-from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, load_settings
+from rag.config import LLMBackend, QueryParams, RetrieveMode, Settings, at_depth, load_settings
 from rag.documents import Documents
 from rag.errors import InputError
 from rag.llm import NoModel, make_chat_model
@@ -156,7 +156,7 @@ class Engine:
                     retriever=self.retriever(k=params.k, mode=params.mode, sources=sources),
                     embedder=self.embedder,
                     llm=self.llm(params.backend),
-                    settings=self.settings,
+                    settings=at_depth(self.settings, params.depth),
                 )
             try:
                 first = next(events, None)  # the evidence: retrieval is done

@@ -7,6 +7,7 @@ from rag import cite, context
 from rag.answer import REFUSAL
 from rag.load import load
 from rag.prompt import ANSWER
+from rag.text import count_tokens
 
 from .fakes import ReplayChatModel
 
@@ -375,3 +376,37 @@ def test_answers_carry_their_evidence_label(ready_engine):
     assert events[-1].data.support == PARTLY and events[-1].data.to_dict()["support"] == PARTLY
     _, events = ask(ready_engine, "What is the capital of Australia?", ["NOT FOUND"])
     assert events[-1].data.refused and events[-1].data.support == ""
+
+
+def test_the_depth_setting_scales_the_passages_the_model_reads(ready_engine):
+    def passages_text(depth):
+        fake = ReplayChatModel(["x [1]."])
+        settings = ready_engine.settings.model_copy(update={"llm_backend": "local"})
+        engine = rag.Engine(settings, embedder=ready_engine.embedder, llm=fake)
+        list(engine.ask_stream("Why are European states leaving the treaty?", params=rag.QueryParams(depth=depth)))
+        human = fake.calls[0][-1].content
+        return human[: human.index("</passages>")]
+
+    short, normal, thorough = (count_tokens(passages_text(d), "cl100k_base") for d in ("short", "normal", "thorough"))
+    assert short < normal < thorough, (short, normal, thorough)
+    deep = ready_engine.settings.deep_context_tokens  # a why question takes the deep budget, times the depth's factor
+    assert short <= deep * 0.5 * 1.3 and thorough > deep * 1.2, (short, thorough, deep)
+    assert rag.config.at_depth(ready_engine.settings, None) is ready_engine.settings  # normal: the settings unchanged
+
+
+def test_passages_in_document_order_are_the_same_passages_sorted_by_document_and_position(ready_engine):
+    def shown(order):
+        fake = ReplayChatModel(["x [1]."])
+        settings = ready_engine.settings.model_copy(update={"llm_backend": "local", "passage_order": order})
+        events = list(
+            rag.Engine(settings, embedder=ready_engine.embedder, llm=fake).ask_stream(
+                "What does each article say about Russia?"
+            )
+        )
+        return [(p.source, p.start, p.excerpt) for p in events[0].data], fake.calls[0][-1].content
+
+    by_match, prompt_by_match = shown("relevance")
+    by_place, prompt_by_place = shown("document")
+    assert sorted(by_match) == by_place and by_match != by_place, "the same passages, only reordered"
+    assert [f"[{n}]" in prompt_by_place for n in range(1, len(by_place) + 1)] == [True] * len(by_place)
+    assert prompt_by_place.index(by_place[0][2][:40]) < prompt_by_place.index(by_place[-1][2][:40])

@@ -175,14 +175,14 @@ def test_the_chat_saves_each_answer_into_the_shown_conversation(chat_engine):
     from ui.history import History
 
     answer_and_save = History(chat_engine).answering()
-    out = list(answer_and_save(Q, [], 4, "local", [], None, _request("alice")))
+    out = list(answer_and_save(Q, [], 4, "local", [], "normal", None, _request("alice")))
     text, _, cid, kept, listed, title, md, js, status = out[-1]
     assert cid and kept == cid and listed["value"] == cid and listed["choices"] == [(f"{Q} · 1 question", cid)]
     assert title == Q and open(md["value"]).read().startswith(f"# {Q}") and json.load(open(js["value"]))["id"] == cid
     assert status == ""  # saved: nothing to say
     assert all(o[2] != cid for o in out[:-1])  # the id is given once the answer is saved, not before
     history = [{"role": "user", "content": Q}, {"role": "assistant", "content": text}]
-    again = list(answer_and_save("Who wrote it?", history, 4, "local", [], cid, _request("alice")))[-1]
+    again = list(answer_and_save("Who wrote it?", history, 4, "local", [], "normal", cid, _request("alice")))[-1]
     assert again[2] == cid
     saved = chat_engine.conversations.get("alice", cid)
     assert [t.question for t in saved.turns] == [Q, "Who wrote it?"] and saved.turns[0].citations
@@ -194,7 +194,7 @@ def test_a_conversation_of_another_user_is_never_continued_or_shown(chat_engine)
     from ui.history import History, messages
 
     alices = chat_engine.conversations.start("alice", "private")
-    last = list(History(chat_engine).answering()(Q, [], 4, "local", [], alices, _request("bob")))[-1]
+    last = list(History(chat_engine).answering()(Q, [], 4, "local", [], "normal", alices, _request("bob")))[-1]
     assert last[2] != alices and chat_engine.conversations.get("bob", last[2]).turns[0].question == Q
     assert chat_engine.conversations.get("alice", alices).turns == []
     assert messages(chat_engine.conversations.get("bob", last[2]))[0] == {"role": "user", "content": Q}

@@ -102,7 +102,13 @@ def _settings(s: rag.Settings, docs: list[dict]) -> list[gr.Component]:
         elem_id="only-docs",
         render=False,
     )
-    return [k, backend, only]
+    depth = gr.Radio(
+        list(rag.Settings.choices("depth")),
+        value=s.depth,
+        label="Context (retrieved passages): short answers sooner, thorough reads twice as much",
+        render=False,
+    )
+    return [k, backend, only, depth]
 
 
 def _chatbot() -> gr.Chatbot:

@@ -23,6 +23,7 @@ def respond(
     k: int | None = None,
     backend: str | None = None,
     sources: list[str] | None = None,
+    depth: str | None = None,
     *,
     engine: rag.Engine,
     lanes: Lanes | None = None,
@@ -34,7 +35,12 @@ def respond(
     try:
         valid = backend in rag.Settings.choices("llm_backend")
         chosen = tuple(x for x in sources or [] if isinstance(x, str)) or None
-        params = rag.QueryParams(k=int(k) if k else None, backend=backend if valid else None, sources=chosen)
+        params = rag.QueryParams(
+            k=int(k) if k else None,
+            backend=backend if valid else None,
+            sources=chosen,
+            depth=depth if depth in rag.Settings.choices("depth") else None,
+        )
         with lanes.lane() if lanes else nullcontext():
             yield from _answer(engine, message, history, params, on_answer)
     except Busy as exc:

@@ -149,6 +149,7 @@ class History:
             k: int | None,
             backend: str | None,
             sources: list[str] | None,
+            depth: str | None,
             session: str | None,
             request: gr.Request,
         ) -> Iterator[tuple]:
@@ -177,7 +178,7 @@ class History:
 
             unchanged = tuple(gr.skip() for _ in self.shown_outputs)
             for text, shown in respond(
-                message, history, k, backend, sources, engine=engine, lanes=lanes, on_answer=save
+                message, history, k, backend, sources, depth, engine=engine, lanes=lanes, on_answer=save
             ):
                 if state["saved"]:
                     try:

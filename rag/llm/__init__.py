@@ -29,6 +29,7 @@ def _local(settings: Settings) -> BaseChatModel:
         state_dir=str(settings.llm_state_dir) if settings.llm_state_dir else None,
         states_max=settings.llm_states_max,
         speculative=settings.llm_speculative,
+        cache_reuse=settings.llm_cache_reuse,
         **({"n_threads": settings.llm_threads} if settings.llm_threads else {}),
     )
 

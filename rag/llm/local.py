@@ -47,7 +47,15 @@ class _Engine:
     """One loaded model behind llama.cpp's server, reached by direct calls; its HTTP side listens on a private unix
     socket only."""
 
-    def __init__(self, model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none") -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        n_ctx: int,
+        n_threads: int,
+        states: Path,
+        speculative: str = "none",
+        cache_reuse: int = 0,
+    ) -> None:
         import xllamacpp as xlc
 
         self.name = model_path.name
@@ -72,6 +80,7 @@ class _Engine:
         params.hostnames = [self.socket]  # the server always listens; never on TCP
         params.endpoint_slots = True  # saving and restoring the slot's state (see LocalChatModel.prime)
         params.slot_save_path = f"{self.states}/"
+        params.n_cache_reuse = cache_reuse  # reuse cached runs of at least this many tokens found later in a prompt
         if speculative == "ngram":  # drafts from n-grams of the prompt: answers copy the documents' words
             params.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
         started = time.monotonic()
@@ -110,12 +119,18 @@ _ENGINES: dict[tuple[str, int, int, str], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engine(model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none") -> _Engine:
-    key = (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()), speculative)
+def _engine_key(model_path: Path, n_ctx: int, n_threads: int, states: Path, *runtime: Any) -> tuple:
+    return (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()), *runtime)
+
+
+def _engine(
+    model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none", cache_reuse: int = 0
+) -> _Engine:
+    key = _engine_key(model_path, n_ctx, n_threads, states, speculative, cache_reuse)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states, speculative)
+            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states, speculative, cache_reuse)
         return engine
 
 
@@ -152,6 +167,9 @@ class LocalChatModel(BaseChatModel, KeepsState):
     """Saved states kept in `state_dir`; the least recently used are removed past it."""
     speculative: str = _DEFAULTS["llm_speculative"].default
     """"ngram": speculative decoding with drafts looked up in the prompt; "none": plain decoding."""
+    cache_reuse: int = _DEFAULTS["llm_cache_reuse"].default
+    """Reuse cached runs of at least this many tokens that an earlier prompt had elsewhere (llama.cpp's KV shifting);
+    0: only the common prefix."""
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
@@ -176,7 +194,7 @@ class LocalChatModel(BaseChatModel, KeepsState):
 
     def _engine(self) -> _Engine:
         path, states = self._paths()
-        return _engine(path, self.n_ctx, self.n_threads, states, self.speculative)
+        return _engine(path, self.n_ctx, self.n_threads, states, self.speculative, self.cache_reuse)
 
     def _paths(self) -> tuple[Path, Path]:
         path = Path(self.model_path) if self.model_path else ensure_model()
@@ -199,9 +217,7 @@ class LocalChatModel(BaseChatModel, KeepsState):
         answered without loading the model."""
         key, _ = self._key(messages)
         path, states = self._paths()
-        engine = _ENGINES.get(
-            (str(path.resolve()), self.n_ctx, self.n_threads, str(states.resolve()), self.speculative)
-        )
+        engine = _ENGINES.get(_engine_key(path, self.n_ctx, self.n_threads, states, self.speculative, self.cache_reuse))
         return (engine is not None and key in engine.primed) or (states / f"prompt-{key}.bin").is_file()
 
     def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
