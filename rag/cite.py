@@ -287,13 +287,20 @@ _FAILED = re.compile(
     re.I,
 )
 _CONTRARY_PREFIX = ("non-", "non", "un", "in", "dis")
+# A question about all of something ("Has every member ratified it?") that the evidence answers with an exception
+# ("all members except X ratified it", "every state apart from X").
+_UNIVERSAL = re.compile(r"\b(?:every|all|each|as a whole|without exception)\b", re.I)
+_EXCEPTION = re.compile(
+    r"\b(?:except|excepting|excluding|apart from|other than|save for|with the exception of|but not)\b", re.I
+)
 
 
 def stance(question: str, sentence: str) -> str | None:
     """What `sentence` says to the yes/no `question`: YES when it states what is asked (all its words and numbers, not
-    negated), NO when it states the opposite (a negation of the asked words, a "non-"/"un-" form of one, a failure to
-    do it), None when it does not clearly speak to it. A negative question ("Didn't X sign?") asks the same as the
-    positive one, as English answers it ("Yes, X signed")."""
+    negated), NO when it states the opposite (a negation of the asked words, a "non-"/"un-" form of one, a failure
+    to do it, an exception to an "every"/"all" the question asks about), None when it does not clearly speak to it.
+    A negative question ("Didn't X sign?") asks the same as the positive one, as English answers it ("Yes, X
+    signed")."""
     body = _ASKING.sub("", question).rstrip(" ?")
     asked = _roots(body) - {"true", "case", "corre"}
     said = _roots(sentence)
@@ -301,6 +308,8 @@ def stance(question: str, sentence: str) -> str | None:
         return None
     scopes = [{_root(w) for w in tokenize(_plain(text))[:4]} for text in _negated_texts(sentence)]
     if any(scope & asked for scope in scopes) or _failed(sentence, asked) or _contrary(sentence, asked):
+        return NO
+    if _UNIVERSAL.search(body) and _EXCEPTION.search(sentence):
         return NO
     if asked <= said and _numbers(body) <= _numbers(sentence):  # every asked word: "abandoned" too
         return YES
@@ -337,6 +346,39 @@ def _contrary(sentence: str, asked: set[str]) -> bool:
             if word.startswith(prefix) and len(rest) >= 5 and _root(rest) in asked and _root(word) not in asked:
                 return True
     return False
+
+
+def restates(sentence: str, question: str) -> bool:
+    """Whether `sentence` only says the question back: every content word but at most one is the question's ("Yes.
+    Most nations have stopped making mines" to "Have most nations stopped making mines?"), so it shows what was
+    asked, not what the evidence says."""
+    words = _stems(_OPENING.sub("", sentence)) - _VERDICTS
+    return len(words) >= 2 and len(words - _stems(question)) <= 1
+
+
+def with_evidence(checked: Checked, question: str) -> Checked:
+    """A yes/no answer shown with its evidence: a sentence that only restates the question gives way to the sentence
+    of the passage it cites, word for word (the quote the citation already carries), so the answer says why; a second
+    restatement of the same quote goes."""
+    quotes = {c.n: c.quote.strip() for c in checked.citations}
+    shown: set[str] = set()
+    parts: list[tuple[str, bool]] = []
+    for text, ok in checked.parts:
+        claim = split_claims(text)[0] if ok and split_claims(text) else None
+        quote = quotes.get(claim.markers[0]) if claim and claim.markers else None
+        if not quote or not restates(claim.text, question):
+            parts.append((text, ok))
+            continue
+        if quote in shown:
+            continue
+        shown.add(quote)
+        opening = _OPENING.match(claim.text)
+        lead = f"{opening.group(1).capitalize()}. " if opening and claim.text[opening.end() :].strip() else ""
+        body, end = (quote[:-1], quote[-1]) if quote[-1] in ".!?" else (quote, ".")
+        parts.append((f"{lead}{body} {''.join(f'[{n}]' for n in claim.markers)}{end}", True))
+    checked.parts = parts
+    checked.text = " ".join(t for t, ok in parts if ok)
+    return checked
 
 
 def settle_verdict(checked: Checked, question: str) -> Checked:
