@@ -207,8 +207,7 @@ def _written(
         yield Event("answer", asked.refusal(raw, checked))
         return
     if asked.reading.yes_no and len(asked.reading.parts) == 1:
-        question = asked.question if asked.way == WHOLE else asked.standalone
-        checked = cite.settle_verdict(cite.with_evidence(checked, question), question)
+        checked = cite.settle_verdict(checked, asked.question if asked.way == WHOLE else asked.standalone)
     asked.timings["total_ms"] = _ms(asked.started)
     yield Event(
         "answer",

@@ -348,39 +348,6 @@ def _contrary(sentence: str, asked: set[str]) -> bool:
     return False
 
 
-def restates(sentence: str, question: str) -> bool:
-    """Whether `sentence` only says the question back: every content word but at most one is the question's ("Yes.
-    Most nations have stopped making mines" to "Have most nations stopped making mines?"), so it shows what was
-    asked, not what the evidence says."""
-    words = _stems(_OPENING.sub("", sentence)) - _VERDICTS
-    return len(words) >= 2 and len(words - _stems(question)) <= 1
-
-
-def with_evidence(checked: Checked, question: str) -> Checked:
-    """A yes/no answer shown with its evidence: a sentence that only restates the question gives way to the sentence
-    of the passage it cites, word for word (the quote the citation already carries), so the answer says why; a second
-    restatement of the same quote goes."""
-    quotes = {c.n: c.quote.strip() for c in checked.citations}
-    shown: set[str] = set()
-    parts: list[tuple[str, bool]] = []
-    for text, ok in checked.parts:
-        claim = split_claims(text)[0] if ok and split_claims(text) else None
-        quote = quotes.get(claim.markers[0]) if claim and claim.markers else None
-        if not quote or not restates(claim.text, question):
-            parts.append((text, ok))
-            continue
-        if quote in shown:
-            continue
-        shown.add(quote)
-        opening = _OPENING.match(claim.text)
-        lead = f"{opening.group(1).capitalize()}. " if opening and claim.text[opening.end() :].strip() else ""
-        body, end = (quote[:-1], quote[-1]) if quote[-1] in ".!?" else (quote, ".")
-        parts.append((f"{lead}{body} {''.join(f'[{n}]' for n in claim.markers)}{end}", True))
-    checked.parts = parts
-    checked.text = " ".join(t for t, ok in parts if ok)
-    return checked
-
-
 def settle_verdict(checked: Checked, question: str) -> Checked:
     """Open the answer to a yes/no `question` with the word its evidence gives: the quotes it cites, in order, the
     first that clearly speaks to the question decides. A "Yes" whose evidence states the opposite becomes "No" (and

@@ -280,18 +280,14 @@ class Reader:
 
 
 def render(passages: list[context.Passage]) -> str:
-    """The numbered block in documents: a heading says each document's number and title once ("Document 2 of 3:
-    (title)"; titles repeated on every chunk cost a fifth of the tokens of a news corpus), and each passage says
-    which document it is from, so a passage far from its heading, or "the second article", is placed."""
+    """The numbered block, each document's title said once, on its first passage (titles repeated on every chunk
+    cost a fifth of the tokens of a news corpus)."""
     from rag.prompt import quote_untrusted
 
-    number = {source: d for d, source in enumerate(dict.fromkeys(p.source for p in passages), 1)}
     out, last = [], None
     for p in passages:
-        d = number[p.source]
-        if p.source != last:
-            out.append(f"Document {d} of {len(number)}: ({quote_untrusted(p.title)})")
-        out.append(f"[{p.n}] (document {d}) {quote_untrusted(p.excerpt)}")
+        head = f"({quote_untrusted(p.title)}) " if p.source != last else ""
+        out.append(f"[{p.n}] {head}{quote_untrusted(p.excerpt)}")
         last = p.source
     return "\n\n".join(out)
 

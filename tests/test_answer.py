@@ -164,9 +164,10 @@ def test_a_bare_yes_opening_the_answer_stays(ready_engine):
         ["Yes. The Ottawa Convention was signed in 1997 [1]."],
     )
     final = events[-1].data
-    assert final.checked[0] == ("Yes.", True)
-    quote = final.citations[0].quote  # the sentence restating the question shows its evidence word for word
-    assert final.answer.startswith("Yes. " + quote.rstrip(".")) and "signed in 1997" in quote
+    assert final.answer.startswith("Yes. The Ottawa Convention was signed in 1997 [") and final.checked[0] == (
+        "Yes.",
+        True,
+    )
 
 
 @pytest.mark.parametrize(

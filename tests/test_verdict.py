@@ -2,7 +2,7 @@
 
 import pytest
 
-from rag.cite import NO, YES, Checked, Citation, restates, settle_verdict, stance, with_evidence
+from rag.cite import NO, YES, Checked, Citation, settle_verdict, stance
 
 PAIRS = [
     ("Is Norway a signatory of the treaty?", "Norway is a non-signatory of the treaty.", NO),
@@ -78,39 +78,3 @@ def test_unclear_evidence_leaves_the_answer_as_the_model_wrote_it():
         _checked(text, "The bridge opened in 1932 after eight years."), "Did the bridge open in 1950?"
     )
     assert checked.text == text
-
-
-RESTATED = [  # (question, sentence, says only the question back)
-    ("Have most nations stopped making mines?", "Yes. Most nations have stopped making mines.", True),
-    ("Are experts urging Britain to rethink its stance?", "Experts are urging Britain to reconsider its stance.", True),
-    ("Did the talks reach an agreement?", "No. The talks failed because both sides kept their demands.", False),
-    ("Is Ann a researcher at HALO?", "Ann is a researcher for Amnesty International.", False),
-    ("Did the bridge open?", "Yes.", False),
-]
-
-
-@pytest.mark.parametrize("question,sentence,expected", RESTATED)
-def test_a_sentence_restates_the_question_when_it_adds_at_most_one_word(question, sentence, expected):
-    assert restates(sentence, question) is expected
-
-
-def test_a_yes_no_answer_that_only_restates_the_question_shows_its_evidence_instead():
-    quote = "Most nations dismantled their stockpiles and ceased production years ago."
-    question = "Have most nations stopped making mines?"
-    checked = settle_verdict(
-        with_evidence(_checked("Yes. Most nations have stopped making mines [1].", quote), question), question
-    )
-    assert checked.text == "Yes. Most nations dismantled their stockpiles and ceased production years ago [1]."
-    assert checked.citations[0].quote == quote, "the quote, and its offsets, are the citation's own"
-
-
-def test_the_evidence_shown_decides_the_word_and_an_answer_that_adds_facts_is_kept():
-    quote = "All member states except Norway have ratified the treaty."
-    question = "Has every member state ratified the treaty?"
-    checked = settle_verdict(
-        with_evidence(_checked("Yes. Every member state has ratified the treaty [1].", quote), question), question
-    )
-    assert checked.text == "No. All member states except Norway have ratified the treaty [1]."
-    own = "No. The talks broke down over border demands in March [1]."
-    kept = with_evidence(_checked(own, "The talks failed to reach an agreement."), "Did the talks reach an agreement?")
-    assert kept.text == own
