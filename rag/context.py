@@ -149,7 +149,7 @@ def build(
         first += _best_of_each_source(spans, candidates, scores)
     chosen = _fill(first, spans, texts, scores, candidates, budget, tokenizer, margin)
     passages = [candidates[i] for i in sorted(chosen)]
-    if in_document_order:  # the same passages in the same order for related questions: the prompt cache keeps them
+    if in_document_order:  # meant for the prompt cache; measured to save 2% of the tokens read (docs/performance.md)
         passages.sort(key=lambda p: (p.source, p.start))
     for n, p in enumerate(passages, 1):
         p.n = n

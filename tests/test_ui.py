@@ -12,7 +12,7 @@ from ui import corpus, feedback, render, serve
 from ui.chat import pairs, respond
 from ui.render import inert, sources_html
 
-from .fakes import ScriptedChatModel
+from .fakes import ReplayChatModel, ScriptedChatModel
 from .servers import free_port
 
 Q = "When was the Ottawa Convention signed?"
@@ -306,3 +306,14 @@ def test_building_the_app_lists_the_documents_once(scripted_engine, monkeypatch)
     assert len(calls) == 1
     header = next(c["props"]["value"] for c in config["components"] if c.get("type") == "markdown")
     assert header.startswith(f"# Ask the documents\n{len(real())} documents (")
+
+
+def test_the_chats_context_choice_reaches_the_answer_and_an_unknown_one_is_the_default(ready_settings, embedder):
+    def prompt(depth):
+        fake = ReplayChatModel(["x [1]."])
+        engine = rag.Engine(ready_settings.model_copy(update={"llm_backend": "local"}), embedder=embedder, llm=fake)
+        list(respond("Why are European states leaving the treaty?", [], 4, "local", [], depth, engine=engine))
+        return fake.calls[0][-1].content
+
+    short, normal, thorough, unknown = (prompt(d) for d in ("short", "normal", "thorough", "deepest"))
+    assert len(short) < len(normal) < len(thorough) and unknown == normal

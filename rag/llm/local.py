@@ -115,7 +115,7 @@ def _identity(model_path: Path, n_ctx: int) -> str:
     return f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}"
 
 
-_ENGINES: dict[tuple[str, int, int, str], _Engine] = {}
+_ENGINES: dict[tuple, _Engine] = {}  # by `_engine_key`
 _ENGINES_LOCK = threading.Lock()
 
 
