@@ -122,6 +122,13 @@ class Settings(BaseSettings):
             "(llama.cpp's cache reuse); 0 = only a common prefix"
         ),
     )
+    llm_flash_attn: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description=(
+            "embedded model: llama.cpp's flash attention; auto = off where the whole corpus may be in view (a question "
+            "then reads about a quarter faster against it), llama.cpp's choice (on) for the retrieved way"
+        ),
+    )
     passage_order: Literal["relevance", "document"] = Field(
         "relevance",
         description="retrieved way: passages in the order of how well they match, or by document and position",

@@ -126,3 +126,33 @@ def test_timeout_and_oversized_prompt_raise_model_errors(llm):
     with pytest.raises(ModelError, match="context size"):
         llm.invoke("word " * (llm.n_ctx + 1000))  # more tokens than the context holds
     assert "1997" in llm.invoke(_ask("When was the Ottawa Convention signed?")).content
+
+
+@pytest.mark.parametrize(
+    ("answer_mode", "setting", "expected"),
+    [
+        ("retrieved", "auto", None),  # llama.cpp's own choice for passages read fresh each question
+        ("auto", "auto", False),  # the whole corpus may be in view: a question reads faster against it without
+        ("whole", "auto", False),
+        ("retrieved", "off", False),
+        ("whole", "on", True),
+    ],
+)
+def test_flash_attention_follows_the_way_of_answering_unless_set(answer_mode, setting, expected):
+    from rag.config import Settings
+    from rag.llm import make_chat_model
+
+    settings = Settings(answer_mode=answer_mode, llm_flash_attn=setting)
+    assert make_chat_model("local", settings).flash_attn is expected
+
+
+def test_a_saved_state_is_named_by_the_attention_layout_it_was_read_with(tmp_path):
+    """A state read with flash attention on keeps its values in another layout: the other kind never restores it.
+    None (llama.cpp's choice) keeps the name states had before the setting existed."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"x" * 10)
+    keys = {fa: LocalChatModel(model_path=str(model), flash_attn=fa)._key([SYSTEM])[0] for fa in (None, True, False)}
+    assert len(set(keys.values())) == 3
+    from rag.llm.local import _identity
+
+    assert _identity(model, 8192) == _identity(model, 8192, None) and ":fa-" not in _identity(model, 8192)

@@ -34,6 +34,7 @@ _CACHE_RAM_MIB = 512  # host-RAM copies of earlier prompts' KV state (llama.cpp'
 _DONE = object()
 _READ_TIMEOUT_S = 3600.0  # reading a prompt prefix once (`prime`): the whole corpus at 14-31 ms a token
 _DEFAULTS = Settings.model_fields  # one place for the defaults the settings and a bare LocalChatModel share
+_FLASH_ATTN = {None: -1, True: 1, False: 0}  # llama.cpp's flash_attn_type: auto (on, on a CPU), on, off
 
 
 def _default_threads() -> int:
@@ -55,12 +56,13 @@ class _Engine:
         states: Path,
         speculative: str = "none",
         cache_reuse: int = 0,
+        flash_attn: bool | None = None,
     ) -> None:
         import xllamacpp as xlc
 
         self.name = model_path.name
         # What a saved state depends on: the model file, the context size and the runtime's own state format.
-        self.identity = _identity(model_path, n_ctx)
+        self.identity = _identity(model_path, n_ctx, flash_attn)
         self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
         _remove_partials(self.states)  # what a killed process left
@@ -81,6 +83,7 @@ class _Engine:
         params.endpoint_slots = True  # saving and restoring the slot's state (see LocalChatModel.prime)
         params.slot_save_path = f"{self.states}/"
         params.n_cache_reuse = cache_reuse  # reuse cached runs of at least this many tokens found later in a prompt
+        params.flash_attn_type = _FLASH_ATTN[flash_attn]
         if speculative == "ngram":  # drafts from n-grams of the prompt: answers copy the documents' words
             params.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
         started = time.monotonic()
@@ -110,9 +113,11 @@ class _Engine:
         return r.json()
 
 
-def _identity(model_path: Path, n_ctx: int) -> str:
-    """What a saved state depends on: the model file, the context size and the runtime's own state format."""
-    return f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}"
+def _identity(model_path: Path, n_ctx: int, flash_attn: bool | None = None) -> str:
+    """What a saved state depends on: the model file, the context size and the runtime's own state format (flash
+    attention keeps the attention values in another layout)."""
+    fa = "" if flash_attn is None else f":fa-{'on' if flash_attn else 'off'}"
+    return f"{model_path.name}:{model_path.stat().st_size}:{n_ctx}:xllamacpp-{metadata.version('xllamacpp')}{fa}"
 
 
 _ENGINES: dict[tuple, _Engine] = {}  # by `_engine_key`
@@ -123,14 +128,13 @@ def _engine_key(model_path: Path, n_ctx: int, n_threads: int, states: Path, *run
     return (str(model_path.resolve()), n_ctx, n_threads, str(states.resolve()), *runtime)
 
 
-def _engine(
-    model_path: Path, n_ctx: int, n_threads: int, states: Path, speculative: str = "none", cache_reuse: int = 0
-) -> _Engine:
-    key = _engine_key(model_path, n_ctx, n_threads, states, speculative, cache_reuse)
+def _engine(model_path: Path, n_ctx: int, n_threads: int, states: Path, *runtime: Any) -> _Engine:
+    """The process's one engine for these parts (`runtime`: _Engine's speculative, cache_reuse and flash_attn)."""
+    key = _engine_key(model_path, n_ctx, n_threads, states, *runtime)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states, speculative, cache_reuse)
+            engine = _ENGINES[key] = _Engine(model_path, n_ctx, n_threads, states, *runtime)
         return engine
 
 
@@ -170,6 +174,9 @@ class LocalChatModel(BaseChatModel, KeepsState):
     cache_reuse: int = _DEFAULTS["llm_cache_reuse"].default
     """Reuse cached runs of at least this many tokens that an earlier prompt had elsewhere (llama.cpp's KV shifting);
     0: only the common prefix."""
+    flash_attn: bool | None = None
+    """llama.cpp's flash attention: None = its own choice (on, on a CPU). Off, a question read against a long cached
+    prefix (the whole corpus) reads faster and the prefix itself slower (docs/performance.md)."""
     timeout: float | None = _DEFAULTS["llm_timeout_s"].default
     """Seconds one request may take in all; then ModelTimeoutError, and llama.cpp stops at its next token."""
 
@@ -194,7 +201,10 @@ class LocalChatModel(BaseChatModel, KeepsState):
 
     def _engine(self) -> _Engine:
         path, states = self._paths()
-        return _engine(path, self.n_ctx, self.n_threads, states, self.speculative, self.cache_reuse)
+        return _engine(path, self.n_ctx, self.n_threads, states, *self._runtime())
+
+    def _runtime(self) -> tuple[str, int, bool | None]:
+        return self.speculative, self.cache_reuse, self.flash_attn
 
     def _paths(self) -> tuple[Path, Path]:
         path = Path(self.model_path) if self.model_path else ensure_model()
@@ -208,16 +218,16 @@ class LocalChatModel(BaseChatModel, KeepsState):
     def _key(self, messages: list[BaseMessage]) -> tuple[str, dict[str, Any]]:
         request = self._request(messages, None, max_tokens=1)
         path, _ = self._paths()
-        return hashlib.sha256(json.dumps([_identity(path, self.n_ctx), request["messages"]]).encode()).hexdigest()[
-            :20
-        ], request
+        return hashlib.sha256(
+            json.dumps([_identity(path, self.n_ctx, self.flash_attn), request["messages"]]).encode()
+        ).hexdigest()[:20], request
 
     def has_state(self, messages: list[BaseMessage]) -> bool:
         """Whether reading `messages` is held by this process or saved by an earlier one (then `prime` is quick);
         answered without loading the model."""
         key, _ = self._key(messages)
         path, states = self._paths()
-        engine = _ENGINES.get(_engine_key(path, self.n_ctx, self.n_threads, states, self.speculative, self.cache_reuse))
+        engine = _ENGINES.get(_engine_key(path, self.n_ctx, self.n_threads, states, *self._runtime()))
         return (engine is not None and key in engine.primed) or (states / f"prompt-{key}.bin").is_file()
 
     def prime(self, messages: list[BaseMessage], progress: Callable[[int, int], None] | None = None) -> str:
