@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 def flash_attn(settings: Settings) -> bool | None:
     """The embedded model's flash attention: as set, or (auto) off when the whole corpus may be in the model's view.
-    Measured (docs/performance.md): off, a question read against the long saved prefix takes about 24% less time and
-    each answer token 8% less, while reading the prefix once takes 30% more and retrieved passages 10% more; None
+    Measured (docs/performance.md): off, a question read against the long saved prefix takes about 22% less time and
+    each answer token 9% less, while reading the prefix once takes a third more and fresh passages 3-10% more; None
     leaves it to llama.cpp (on, on a CPU)."""
     if settings.llm_flash_attn != "auto":
         return settings.llm_flash_attn == "on"
