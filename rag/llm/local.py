@@ -61,8 +61,6 @@ class _Engine:
         import xllamacpp as xlc
 
         self.name = model_path.name
-        # What a saved state depends on: the model file, the context size and the runtime's own state format.
-        self.identity = _identity(model_path, n_ctx, flash_attn)
         self.states = states
         self.states.mkdir(parents=True, exist_ok=True)
         _remove_partials(self.states)  # what a killed process left
